@@ -1,0 +1,213 @@
+"""The notification channel in the source database: install, uninstall, count.
+
+Layout in the source (all in the connection's default schema):
+- ``pdr_channels``: one row per channel — which table it watches, its change table, key.
+- one change table per channel: ``seq`` (increasing), ``changed_at``, ``key_1..key_n``
+  typed like the source's primary key, so a change row joins straight back to its row.
+- capture triggers on each watched table, one insert per channel per row (or statement),
+  regenerated whenever the set of channels on the table changes.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, Engine
+
+from airflow_provider_pdr.core import names
+from airflow_provider_pdr.core.engines import CaptureTarget, EngineModule, SourceTable, engine_module
+from airflow_provider_pdr.core.errors import ChannelNotFoundError, ConfigurationError
+from airflow_provider_pdr.core.schema import describe, primary_key, reflect_table
+
+# Bumped when the layout of channel objects changes; install upgrades older ones.
+FORMAT_VERSION = 1
+
+
+@dataclass(frozen=True)
+class Channel:
+    """A channel as registered in the source database."""
+
+    name: str
+    table: SourceTable
+    change_table: str
+    schema: str | None  # where pdr_channels and the change table live
+    columns: dict[str, str]  # source column -> type, as seen at install (for drift checks)
+    format_version: int
+
+    def target(self) -> CaptureTarget:
+        return CaptureTarget(self.change_table, self.schema, self.name)
+
+
+@dataclass(frozen=True)
+class Pending:
+    count: int
+    oldest_age_seconds: float | None  # None when nothing is pending
+
+
+def registry_table(schema: str | None) -> sa.Table:
+    return sa.Table(
+        names.REGISTRY_TABLE, sa.MetaData(),
+        sa.Column("channel", sa.String(63), primary_key=True),
+        sa.Column("source_schema", sa.String(128)),
+        sa.Column("source_table", sa.String(128), nullable=False),
+        sa.Column("change_table", sa.String(64), nullable=False),
+        sa.Column("key_columns", sa.Text, nullable=False),
+        sa.Column("source_columns", sa.Text, nullable=False),
+        sa.Column("format_version", sa.Integer, nullable=False),
+        schema=schema,
+    )
+
+
+def change_table(module: EngineModule, channel: Channel, key_types: list[sa.types.TypeEngine]) -> sa.Table:
+    return sa.Table(
+        channel.change_table, sa.MetaData(),
+        # SQLite's rowid alias must be declared INTEGER exactly.
+        sa.Column("seq", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True, autoincrement=True),
+        module.changed_at_column(),
+        *[sa.Column(f"key_{i}", type_, nullable=False) for i, type_ in enumerate(key_types, 1)],
+        schema=channel.schema,
+    )
+
+
+def _row_to_channel(row, schema: str | None) -> Channel:
+    return Channel(
+        name=row.channel,
+        table=SourceTable(row.source_table, row.source_schema, tuple(json.loads(row.key_columns))),
+        change_table=row.change_table,
+        schema=schema,
+        columns=json.loads(row.source_columns),
+        format_version=row.format_version,
+    )
+
+
+def registry_schema(conn: Connection, module: EngineModule) -> str | None:
+    return module.default_schema(conn)
+
+
+def load_channel(conn: Connection, module: EngineModule, channel: str) -> Channel:
+    schema = registry_schema(conn, module)
+    registry = registry_table(schema)
+    if not sa.inspect(conn).has_table(registry.name, schema=schema):
+        raise ChannelNotFoundError(f"channel {channel!r} is not installed: the source has no {registry.name} table")
+    row = conn.execute(sa.select(registry).where(registry.c.channel == channel)).first()
+    if row is None:
+        raise ChannelNotFoundError(f"channel {channel!r} is not installed in the source database")
+    return _row_to_channel(row, schema)
+
+
+def _channels_on(conn: Connection, registry: sa.Table, table: SourceTable) -> list[Channel]:
+    rows = conn.execute(
+        sa.select(registry)
+        .where(registry.c.source_table == table.name)
+        .where(registry.c.source_schema.is_(None) if table.schema is None else registry.c.source_schema == table.schema)
+        .order_by(registry.c.channel)
+    )
+    return [_row_to_channel(row, registry.schema) for row in rows]
+
+
+def sync_triggers(conn: Connection, module: EngineModule, table: SourceTable, targets: list[CaptureTarget]) -> str | None:
+    """Make the triggers on `table` write to exactly `targets`; returns the trigger base name.
+
+    The new triggers are created before the old ones are dropped, so that on engines whose DDL
+    is not transactional (MySQL) no write goes uncaptured in between; a change captured twice
+    meanwhile is harmless (apply is idempotent).
+    """
+    installed = module.capture_objects(conn, table)
+    wanted = None
+    if targets:
+        template = "\n".join(module.capture_ddl(table, targets, "pdr_base"))
+        wanted = names.trigger_base_name(table.schema, table.name, template)
+        if wanted not in installed:
+            module.execute_ddl(conn, module.capture_ddl(table, targets, wanted))
+    for base in installed - {wanted}:
+        module.execute_ddl(conn, module.drop_capture_ddl(table, base))
+    return wanted
+
+
+def install_channel(engine: Engine, channel: str, table: str, schema: str | None = None) -> Channel:
+    """Install (or upgrade) `channel` on a source table. Running it again changes nothing."""
+    names.check_channel_name(channel)
+    names.check_identifier(table, "table")
+    module = engine_module(engine)
+    with engine.begin() as conn:
+        source = reflect_table(conn, module, table, schema)
+        keys = primary_key(source)
+        where = registry_schema(conn, module)
+        table_schema = schema if schema is not None else (where if module.name != "sqlite" else None)
+        registry = registry_table(where)
+        registry.create(conn, checkfirst=True)
+        existing = conn.execute(sa.select(registry).where(registry.c.channel == channel)).first()
+        if existing is not None:
+            found = _row_to_channel(existing, where)
+            if (found.table.name, found.table.schema) != (table, table_schema):
+                raise ConfigurationError(
+                    f"channel {channel!r} already watches table {str(found.table)!r}, not "
+                    f"{describe(table, table_schema)!r}: uninstall it first or choose another channel name"
+                )
+            if found.format_version > FORMAT_VERSION:
+                raise ConfigurationError(
+                    f"channel {channel!r} was installed by a newer airflow-provider-pdr "
+                    f"(format {found.format_version} > {FORMAT_VERSION}); upgrade the package"
+                )
+        info = Channel(
+            name=channel,
+            table=SourceTable(table, table_schema, keys),
+            change_table=names.change_table_name(channel, module.max_identifier_length),
+            schema=where,
+            columns={c.name: str(c.type.compile(dialect=conn.dialect)) for c in source.columns},
+            format_version=FORMAT_VERSION,
+        )
+        changes = change_table(module, info, [source.c[k].type for k in keys])
+        if existing is not None and existing.key_columns != json.dumps(list(keys)):
+            changes.drop(conn, checkfirst=True)  # the key changed: old change rows no longer join
+        changes.create(conn, checkfirst=True)
+        values = {
+            "source_schema": table_schema, "source_table": table, "change_table": info.change_table,
+            "key_columns": json.dumps(list(keys)), "source_columns": json.dumps(info.columns),
+            "format_version": FORMAT_VERSION,
+        }
+        if existing is None:
+            conn.execute(registry.insert().values(channel=channel, **values))
+        else:
+            conn.execute(registry.update().where(registry.c.channel == channel).values(**values))
+        sync_triggers(conn, module, info.table, [c.target() for c in _channels_on(conn, registry, info.table)])
+    return info
+
+
+def uninstall_channel(engine: Engine, channel: str) -> bool:
+    """Remove the channel, its change table and (if it was the last) the triggers. False if absent."""
+    names.check_channel_name(channel)
+    module = engine_module(engine)
+    with engine.begin() as conn:
+        try:
+            info = load_channel(conn, module, channel)
+        except ChannelNotFoundError:
+            return False
+        registry = registry_table(info.schema)
+        conn.execute(registry.delete().where(registry.c.channel == channel))
+        remaining = [c.target() for c in _channels_on(conn, registry, info.table)]
+        if sa.inspect(conn).has_table(info.table.name, schema=info.table.schema):
+            sync_triggers(conn, module, info.table, remaining)
+        sa.Table(info.change_table, sa.MetaData(), schema=info.schema).drop(conn, checkfirst=True)
+        if conn.execute(sa.select(sa.func.count()).select_from(registry)).scalar() == 0:
+            registry.drop(conn)
+    return True
+
+
+def pending_changes(engine: Engine, channel: str) -> Pending:
+    """How many changes wait in the channel, and how old the oldest is (seconds)."""
+    module = engine_module(engine)
+    with engine.connect() as conn:
+        info = load_channel(conn, module, channel)
+        return count_pending(conn, module, info)
+
+
+def count_pending(conn: Connection, module: EngineModule, info: Channel) -> Pending:
+    changes = sa.Table(info.change_table, sa.MetaData(), sa.Column("changed_at"), schema=info.schema)
+    count, age = conn.execute(
+        sa.select(sa.func.count(), module.age_seconds(sa.func.min(changes.c.changed_at)))
+    ).one()
+    conn.rollback()
+    return Pending(int(count), None if not count else max(0.0, float(age)))

@@ -1,0 +1,137 @@
+"""What every engine module provides. Callers use this interface and never test engine names.
+
+An engine module knows its SQL: trigger DDL, native bulk upsert, locks, identifier limits
+and the column types that carry values exactly. Everything else lives in the core.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, Engine
+
+from airflow_provider_pdr.core import names
+from airflow_provider_pdr.core.errors import ChannelBusyError
+
+
+@dataclass(frozen=True)
+class SourceTable:
+    """A table whose changes are captured, with its primary key columns in order."""
+
+    name: str
+    schema: str | None
+    key_columns: tuple[str, ...]
+
+    def __str__(self) -> str:
+        return f"{self.schema}.{self.name}" if self.schema else self.name
+
+
+@dataclass(frozen=True)
+class CaptureTarget:
+    """One channel's change table, as the capture trigger writes to it."""
+
+    change_table: str
+    schema: str | None
+    channel: str
+
+
+class EngineModule:
+    name: str = "generic"
+    max_identifier_length: int = 63
+    # How long a lock wait may block in one call before we check the deadline again.
+    lock_poll_seconds: float = 1.0
+
+    def __init__(self, dialect: sa.engine.Dialect):
+        self.dialect = dialect
+        self.preparer = dialect.identifier_preparer
+
+    # -- names ----------------------------------------------------------------------------
+    def quote(self, name: str) -> str:
+        return self.preparer.quote_identifier(name)
+
+    def qualified(self, name: str, schema: str | None) -> str:
+        return f"{self.quote(schema)}.{self.quote(name)}" if schema else self.quote(name)
+
+    def literal(self, value: str) -> str:
+        """A SQL string literal, for the few places (trigger bodies) where binds cannot go."""
+        return sa.literal(value, sa.String()).compile(
+            dialect=self.dialect, compile_kwargs={"literal_binds": True}
+        ).string
+
+    def default_schema(self, conn: Connection) -> str | None:
+        return conn.dialect.default_schema_name
+
+    # -- the change table -----------------------------------------------------------------
+    def changed_at_column(self) -> sa.Column:
+        raise NotImplementedError
+
+    def age_seconds(self, oldest: sa.ColumnElement) -> sa.ColumnElement:
+        """Seconds between `oldest` (a changed_at value) and now, computed by the database."""
+        raise NotImplementedError
+
+    # -- capture triggers -----------------------------------------------------------------
+    def capture_ddl(self, table: SourceTable, targets: Sequence[CaptureTarget], base: str) -> list[str]:
+        """Statements creating the triggers (and functions) named from `base`."""
+        raise NotImplementedError
+
+    def drop_capture_ddl(self, table: SourceTable, base: str) -> list[str]:
+        raise NotImplementedError
+
+    def capture_objects(self, conn: Connection, table: SourceTable) -> set[str]:
+        """Base names of our capture objects currently installed on `table`."""
+        raise NotImplementedError
+
+    def execute_ddl(self, conn: Connection, statements: Sequence[str]) -> None:
+        for statement in statements:
+            conn.exec_driver_sql(statement)
+
+    # -- apply ----------------------------------------------------------------------------
+    def upsert(self, conn: Connection, table: sa.Table, key_columns: Sequence[str], rows: list[dict]) -> None:
+        raise NotImplementedError
+
+    def delete_keys(self, conn: Connection, table: sa.Table, key_columns: Sequence[str], keys: list[tuple]) -> int:
+        """Delete rows by key; returns how many rows were removed."""
+        columns = [table.c[name] for name in key_columns]
+        target = columns[0] if len(columns) == 1 else sa.tuple_(*columns)
+        values = [key[0] for key in keys] if len(columns) == 1 else keys
+        return sum(conn.execute(sa.delete(table).where(target.in_(chunk))).rowcount for chunk in chunks(values, 500))
+
+    # -- locking --------------------------------------------------------------------------
+    @contextlib.contextmanager
+    def channel_lock(self, engine: Engine, schema: str | None, channel: str, timeout: float) -> Iterator[None]:
+        """Hold the channel's lock for the whole block; the database frees it if we die."""
+        raise NotImplementedError
+        yield
+
+    def busy(self, channel: str, timeout: float) -> ChannelBusyError:
+        return ChannelBusyError(
+            f"channel {channel!r} is being drained by another run (lock not free after {timeout:g}s); "
+            "this run applied nothing and can simply be retried"
+        )
+
+    # -- types ----------------------------------------------------------------------------
+    def io_type(self, type_: sa.types.TypeEngine) -> sa.types.TypeEngine:
+        """The type to read and write a column with, so values travel exactly."""
+        return type_
+
+    def ddl_type(self, generic: sa.types.TypeEngine, where: str) -> sa.types.TypeEngine:
+        """The column type to create for a generic type; `where` names the column for errors."""
+        return generic
+
+
+def chunks(items: Sequence, size: int) -> Iterator[Sequence]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+def key_mismatch(old: str, new: str, columns: Sequence[str], quote, cast) -> str:
+    """SQL condition true when any key column differs byte for byte (key columns are never NULL)."""
+    return " OR ".join(
+        f"{cast(f'{old}.{quote(c)}')} <> {cast(f'{new}.{quote(c)}')}" for c in columns
+    )
+
+
+__all__ = ["CaptureTarget", "EngineModule", "SourceTable", "chunks", "names"]

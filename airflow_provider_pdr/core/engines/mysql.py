@@ -1,0 +1,119 @@
+"""MySQL and MariaDB: row triggers (one per event, fanning out to every channel),
+INSERT ... ON DUPLICATE KEY UPDATE, and GET_LOCK for the channel lock."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Sequence
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import mysql
+
+from airflow_provider_pdr.core import names
+from airflow_provider_pdr.core.engines.base import CaptureTarget, EngineModule, SourceTable, key_mismatch
+from airflow_provider_pdr.core.errors import UnsupportedTypeError
+
+EVENTS = {"i": "INSERT", "u": "UPDATE", "d": "DELETE"}
+MAX_LOCK_NAME = 64
+
+
+class MysqlEngine(EngineModule):
+    name = "mysql"
+    max_identifier_length = 64
+
+    def default_schema(self, conn):
+        return conn.exec_driver_sql("SELECT DATABASE()").scalar()
+
+    def changed_at_column(self) -> sa.Column:
+        return sa.Column("changed_at", mysql.TIMESTAMP(fsp=6), nullable=False,
+                         server_default=sa.text("CURRENT_TIMESTAMP(6)"))
+
+    def age_seconds(self, oldest):
+        return sa.func.timestampdiff(sa.text("MICROSECOND"), oldest, sa.func.current_timestamp(6)) / 1e6
+
+    def capture_ddl(self, table: SourceTable, targets: Sequence[CaptureTarget], base: str) -> list[str]:
+        source = self.qualified(table.name, table.schema)
+        key_list = ", ".join(self.quote(f"key_{i}") for i in range(1, len(table.key_columns) + 1))
+
+        def insert(*rows: str) -> str:
+            values = ", ".join(
+                "(" + ", ".join(f"{row}.{self.quote(c)}" for c in table.key_columns) + ")" for row in rows
+            )
+            return " ".join(
+                f"INSERT INTO {self.qualified(t.change_table, t.schema)} ({key_list}) VALUES {values};"
+                for t in targets
+            )
+
+        # A key update records the old key too, compared byte for byte so that a change of
+        # case under a case-insensitive collation still reaches a case-sensitive mirror.
+        changed = key_mismatch("OLD", "NEW", table.key_columns, self.quote, lambda v: f"CAST({v} AS BINARY)")
+        bodies = {
+            "i": insert("NEW"),
+            "u": f"IF {changed} THEN {insert('NEW', 'OLD')} ELSE {insert('NEW')} END IF;",
+            "d": insert("OLD"),
+        }
+        return [
+            f"CREATE TRIGGER {self.qualified(base + '_' + suffix, table.schema)} AFTER {event} ON {source} "
+            f"FOR EACH ROW BEGIN {bodies[suffix]} END"
+            for suffix, event in EVENTS.items()
+        ]
+
+    def drop_capture_ddl(self, table: SourceTable, base: str) -> list[str]:
+        return [f"DROP TRIGGER IF EXISTS {self.qualified(base + '_' + s, table.schema)}" for s in EVENTS]
+
+    def capture_objects(self, conn, table: SourceTable) -> set[str]:
+        rows = conn.execute(
+            sa.text(
+                "SELECT TRIGGER_NAME FROM information_schema.TRIGGERS "
+                "WHERE EVENT_OBJECT_TABLE = :table AND EVENT_OBJECT_SCHEMA = coalesce(:schema, DATABASE()) "
+                "AND TRIGGER_NAME LIKE :prefix"
+            ),
+            {"table": table.name, "schema": table.schema,
+             "prefix": names.PREFIX.replace("_", r"\_") + names.table_tag(table.schema, table.name) + "%"},
+        )
+        return {name.rsplit("_", 1)[0] for (name,) in rows}
+
+    def upsert(self, conn, table: sa.Table, key_columns, rows) -> None:
+        statement = mysql.insert(table)
+        updates = {c.name: statement.inserted[c.name] for c in table.columns if c.name not in key_columns}
+        if not updates:  # nothing but the key: re-set one key column to itself
+            updates = {key_columns[0]: statement.inserted[key_columns[0]]}
+        conn.execute(statement.on_duplicate_key_update(updates), rows)
+
+    @contextlib.contextmanager
+    def channel_lock(self, engine, schema, channel, timeout):
+        name = names.fit(f"pdr:{schema or ''}:{channel}", MAX_LOCK_NAME, schema or "", channel)
+        with engine.connect() as conn:
+            acquired = conn.execute(sa.select(sa.func.get_lock(name, int(max(0, timeout))))).scalar()
+            if acquired != 1:
+                raise self.busy(channel, timeout)
+            try:
+                yield
+            finally:
+                conn.execute(sa.select(sa.func.release_lock(name)))
+
+    def ddl_type(self, generic, where):
+        if isinstance(generic, sa.LargeBinary):
+            return mysql.LONGBLOB()
+        if isinstance(generic, sa.Text) or (isinstance(generic, sa.String) and not generic.length):
+            return mysql.LONGTEXT(collation="utf8mb4_bin")
+        if isinstance(generic, sa.String) and generic.length > 16383:
+            return mysql.LONGTEXT(collation="utf8mb4_bin")
+        if isinstance(generic, sa.String):
+            return mysql.VARCHAR(generic.length, collation="utf8mb4_bin")
+        if isinstance(generic, sa.DateTime):
+            return mysql.DATETIME(fsp=6)  # UTC for time zone aware sources (README: types)
+        if isinstance(generic, sa.Time):
+            return mysql.TIME(fsp=6)
+        if isinstance(generic, sa.Numeric) and not isinstance(generic, sa.Float):
+            if generic.precision is None:
+                raise UnsupportedTypeError(
+                    f"{where}: NUMERIC without precision cannot be stored exactly in MySQL/MariaDB "
+                    "(DECIMAL needs a precision of at most 65); create the destination table yourself"
+                )
+            if generic.precision > 65 or (generic.scale or 0) > 30:
+                raise UnsupportedTypeError(
+                    f"{where}: NUMERIC({generic.precision},{generic.scale}) exceeds MySQL/MariaDB's "
+                    "DECIMAL(65,30); create the destination table yourself"
+                )
+        return generic

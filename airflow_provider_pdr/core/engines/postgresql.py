@@ -1,0 +1,127 @@
+"""PostgreSQL: statement-level triggers with transition tables, ON CONFLICT upsert,
+advisory locks, and pg_notify so a waiting sensor wakes without polling."""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Sequence
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql
+
+from airflow_provider_pdr.core import names
+from airflow_provider_pdr.core.engines.base import CaptureTarget, EngineModule, SourceTable
+
+# One trigger per event: transition tables may not be shared by multi-event triggers.
+EVENTS = {
+    "i": ("INSERT", "NEW TABLE AS pdr_new"),
+    "u": ("UPDATE", "OLD TABLE AS pdr_old NEW TABLE AS pdr_new"),
+    "d": ("DELETE", "OLD TABLE AS pdr_old"),
+}
+
+
+class PostgresEngine(EngineModule):
+    name = "postgresql"
+    max_identifier_length = 63
+
+    def changed_at_column(self) -> sa.Column:
+        return sa.Column("changed_at", postgresql.TIMESTAMP(timezone=True), nullable=False,
+                         server_default=sa.text("now()"))
+
+    def age_seconds(self, oldest):
+        return sa.extract("epoch", sa.func.now() - oldest)
+
+    @staticmethod
+    def notify_name(target: CaptureTarget) -> str:
+        return target.change_table
+
+    def capture_ddl(self, table: SourceTable, targets: Sequence[CaptureTarget], base: str) -> list[str]:
+        keys = ", ".join(self.quote(c) for c in table.key_columns)
+        function = self.qualified(base, table.schema)
+        on_row_change, on_truncate = [], []
+        for target in targets:
+            insert = f"INSERT INTO {self.qualified(target.change_table, target.schema)} ({self.key_list(table)})"
+            notify = f"PERFORM pg_notify({self.literal(self.notify_name(target))}, '');"
+            on_row_change.append(
+                f"IF TG_OP = 'INSERT' THEN {insert} SELECT {keys} FROM pdr_new;\n"
+                f"  ELSIF TG_OP = 'DELETE' THEN {insert} SELECT {keys} FROM pdr_old;\n"
+                # UNION: one row per affected key, old and new, so a key update leaves no ghost.
+                f"  ELSE {insert} SELECT {keys} FROM pdr_new UNION SELECT {keys} FROM pdr_old;\n"
+                f"  END IF;\n  IF FOUND THEN {notify} END IF;"
+            )
+            # TRUNCATE fires no row trigger: record every key while the rows still exist.
+            on_truncate.append(f"{insert} SELECT {keys} FROM {self.qualified(table.name, table.schema)}; {notify}")
+        body = "\n  ".join(on_row_change)
+        truncate_body = "\n  ".join(on_truncate)
+        statements = [
+            f"CREATE FUNCTION {function}() RETURNS trigger LANGUAGE plpgsql AS $pdr$\nBEGIN\n"
+            f"  IF TG_OP = 'TRUNCATE' THEN\n  {truncate_body}\n  RETURN NULL;\n  END IF;\n"
+            f"  {body}\n  RETURN NULL;\nEND\n$pdr$"
+        ]
+        source = self.qualified(table.name, table.schema)
+        for suffix, (event, transition) in EVENTS.items():
+            statements.append(
+                f"CREATE TRIGGER {self.quote(base + '_' + suffix)} AFTER {event} ON {source} "
+                f"REFERENCING {transition} FOR EACH STATEMENT EXECUTE FUNCTION {function}()"
+            )
+        statements.append(
+            f"CREATE TRIGGER {self.quote(base + '_t')} BEFORE TRUNCATE ON {source} "
+            f"FOR EACH STATEMENT EXECUTE FUNCTION {function}()"
+        )
+        return statements
+
+    def key_list(self, table: SourceTable) -> str:
+        return ", ".join(self.quote(f"key_{i}") for i in range(1, len(table.key_columns) + 1))
+
+    def drop_capture_ddl(self, table: SourceTable, base: str) -> list[str]:
+        # Dropping the function with CASCADE drops its four triggers in the same transaction.
+        return [f"DROP FUNCTION IF EXISTS {self.qualified(base, table.schema)}() CASCADE"]
+
+    def capture_objects(self, conn, table: SourceTable) -> set[str]:
+        rows = conn.execute(
+            sa.text(
+                "SELECT t.tgname FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid "
+                "JOIN pg_namespace n ON n.oid = c.relnamespace "
+                "WHERE c.relname = :table AND n.nspname = coalesce(:schema, current_schema()) "
+                "AND NOT t.tgisinternal AND t.tgname LIKE :prefix"
+            ),
+            {"table": table.name, "schema": table.schema,
+             "prefix": names.PREFIX.replace("_", r"\_") + names.table_tag(table.schema, table.name) + "%"},
+        )
+        return {name.rsplit("_", 1)[0] for (name,) in rows}
+
+    def upsert(self, conn, table: sa.Table, key_columns, rows) -> None:
+        statement = postgresql.insert(table)
+        updates = {c.name: statement.excluded[c.name] for c in table.columns if c.name not in key_columns}
+        if updates:
+            statement = statement.on_conflict_do_update(index_elements=list(key_columns), set_=updates)
+        else:
+            statement = statement.on_conflict_do_nothing(index_elements=list(key_columns))
+        conn.execute(statement, rows)
+
+    @contextlib.contextmanager
+    def channel_lock(self, engine, schema, channel, timeout):
+        key = names.lock_key("pdr", schema or "", channel)
+        with engine.connect() as conn:
+            deadline = time.monotonic() + timeout
+            while not conn.execute(sa.select(sa.func.pg_try_advisory_lock(key))).scalar():
+                conn.rollback()
+                if time.monotonic() >= deadline:
+                    raise self.busy(channel, timeout)
+                time.sleep(min(self.lock_poll_seconds, max(0.05, deadline - time.monotonic())))
+            conn.commit()
+            try:
+                yield
+            finally:
+                conn.execute(sa.select(sa.func.pg_advisory_unlock(key)))
+                conn.commit()
+
+    def ddl_type(self, generic, where):
+        if isinstance(generic, sa.LargeBinary):
+            return postgresql.BYTEA()
+        if isinstance(generic, sa.DateTime):
+            return postgresql.TIMESTAMP(timezone=bool(generic.timezone), precision=6)
+        if isinstance(generic, sa.JSON):
+            return postgresql.JSONB()
+        return generic

@@ -1,0 +1,167 @@
+"""SQLite: row triggers, INSERT ... ON CONFLICT upsert, a lock file per channel, and
+decimal values carried as text so that no digit is lost through REAL."""
+
+from __future__ import annotations
+
+import contextlib
+import decimal
+import fcntl
+import os
+import threading
+import time
+from collections.abc import Sequence
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import sqlite
+
+from airflow_provider_pdr.core import names
+from airflow_provider_pdr.core.engines.base import CaptureTarget, EngineModule, SourceTable, key_mismatch
+
+_memory_locks: dict[str, threading.Lock] = {}
+
+
+class DecimalText(sa.types.UserDefinedType):
+    """Declared type of decimal columns we create: its name contains TEXT, so SQLite keeps
+    the digits as text instead of rounding them to a 15-digit REAL (NUMERIC affinity)."""
+
+    cache_ok = True
+
+    def __init__(self, precision=None, scale=None):
+        self.precision, self.scale = precision, scale
+
+    def get_col_spec(self, **kw):
+        if self.precision is None:
+            return "DECIMAL_TEXT"
+        return f"DECIMAL_TEXT({self.precision}, {self.scale or 0})"
+
+
+class ExactDecimal(sa.types.TypeDecorator):
+    """Decimals in SQLite without the float round trip SQLAlchemy's Numeric takes."""
+
+    impl = DecimalText
+    cache_ok = True
+
+    def __init__(self, precision=None, scale=None):
+        super().__init__(precision, scale)
+        self.precision, self.scale = precision, scale
+
+    def as_generic(self, allow_nulltype=False):
+        return sa.Numeric(self.precision, self.scale)
+
+    def process_bind_param(self, value, dialect):
+        return None if value is None else str(value)
+
+    def result_processor(self, dialect, coltype):
+        scale = self.scale
+
+        def process(value):
+            if value is None:
+                return None
+            number = decimal.Decimal(str(value))
+            if scale is not None and isinstance(value, float):
+                number = number.quantize(decimal.Decimal(1).scaleb(-scale))
+            return number
+
+        return process
+
+
+class SqliteEngine(EngineModule):
+    name = "sqlite"
+    max_identifier_length = 128  # SQLite has no limit; stay within what the others accept
+
+    def __init__(self, dialect):
+        super().__init__(dialect)
+        # Reflection must know our decimal columns back (SQLite keeps declared type names).
+        if "DECIMAL_TEXT" not in dialect.ischema_names:
+            dialect.ischema_names = {**dialect.ischema_names, "DECIMAL_TEXT": ExactDecimal}
+
+    def default_schema(self, conn):
+        return None
+
+    def changed_at_column(self) -> sa.Column:
+        return sa.Column("changed_at", sa.Float, nullable=False, server_default=sa.text("(julianday('now'))"))
+
+    def age_seconds(self, oldest):
+        return (sa.func.julianday("now") - oldest) * 86400.0
+
+    def capture_ddl(self, table: SourceTable, targets: Sequence[CaptureTarget], base: str) -> list[str]:
+        source = self.quote(table.name)  # SQLite triggers may only name tables of their own schema
+        key_list = ", ".join(self.quote(f"key_{i}") for i in range(1, len(table.key_columns) + 1))
+
+        def insert(row: str, where: str = "") -> str:
+            values = ", ".join(f"{row}.{self.quote(c)}" for c in table.key_columns)
+            return " ".join(
+                f"INSERT INTO {self.quote(t.change_table)} ({key_list}) SELECT {values}{where};" for t in targets
+            )
+
+        changed = key_mismatch("OLD", "NEW", table.key_columns, self.quote, lambda v: f"CAST({v} AS BLOB)")
+        bodies = {
+            "i": ("INSERT", insert("NEW")),
+            "u": ("UPDATE", insert("NEW") + " " + insert("OLD", f" WHERE {changed}")),
+            "d": ("DELETE", insert("OLD")),
+        }
+        return [
+            f"CREATE TRIGGER {self.quote(base + '_' + suffix)} AFTER {event} ON {source} BEGIN {body} END"
+            for suffix, (event, body) in bodies.items()
+        ]
+
+    def drop_capture_ddl(self, table: SourceTable, base: str) -> list[str]:
+        return [f"DROP TRIGGER IF EXISTS {self.quote(base + '_' + s)}" for s in "iud"]
+
+    def capture_objects(self, conn, table: SourceTable) -> set[str]:
+        rows = conn.execute(
+            sa.text("SELECT name FROM sqlite_master WHERE type = 'trigger' AND tbl_name = :table"),
+            {"table": table.name},
+        )
+        prefix = names.PREFIX + names.table_tag(table.schema, table.name)
+        return {name.rsplit("_", 1)[0] for (name,) in rows if name.startswith(prefix)}
+
+    def upsert(self, conn, table: sa.Table, key_columns, rows) -> None:
+        statement = sqlite.insert(table)
+        updates = {c.name: statement.excluded[c.name] for c in table.columns if c.name not in key_columns}
+        if updates:
+            statement = statement.on_conflict_do_update(index_elements=list(key_columns), set_=updates)
+        else:
+            statement = statement.on_conflict_do_nothing(index_elements=list(key_columns))
+        conn.execute(statement, rows)
+
+    @contextlib.contextmanager
+    def channel_lock(self, engine, schema, channel, timeout):
+        path = engine.url.database
+        if not path or path == ":memory:" or path.startswith("file::memory:"):
+            lock = _memory_locks.setdefault(f"{id(engine)}:{channel}", threading.Lock())
+            if not lock.acquire(timeout=max(0.0, timeout)):
+                raise self.busy(channel, timeout)
+            try:
+                yield
+            finally:
+                lock.release()
+            return
+        # The OS releases an fcntl lock when the process dies, like a database session lock.
+        lock_path = f"{os.path.abspath(path)}.pdr-{names.short_hash(channel)}.lock"
+        with open(lock_path, "a+") as handle:
+            deadline = time.monotonic() + timeout
+            while True:
+                try:
+                    fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    if time.monotonic() >= deadline:
+                        raise self.busy(channel, timeout) from None
+                    time.sleep(0.05)
+            try:
+                yield
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
+
+    def io_type(self, type_):
+        if isinstance(type_, ExactDecimal):
+            return type_
+        if isinstance(type_, sa.Numeric) and not isinstance(type_, sa.Float):
+            return ExactDecimal(type_.precision, type_.scale)
+        return type_
+
+    def ddl_type(self, generic, where):
+        if isinstance(generic, sa.Numeric) and not isinstance(generic, sa.Float):
+            return ExactDecimal(generic.precision, generic.scale)
+        return generic

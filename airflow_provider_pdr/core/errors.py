@@ -1,0 +1,29 @@
+"""Errors the core raises. Each message names what was wrong and where."""
+
+
+class PdrError(Exception):
+    """Base class of every error raised on purpose by airflow-provider-pdr."""
+
+
+class ConfigurationError(PdrError, ValueError):
+    """An argument or a configuration value is invalid (bad name, missing key...)."""
+
+
+class SchemaError(PdrError):
+    """A table is missing, has no primary key, or its columns do not fit."""
+
+
+class UnsupportedTypeError(SchemaError):
+    """A column type cannot be carried to the destination engine without loss."""
+
+
+class ChannelNotFoundError(PdrError):
+    """The channel is not installed in the source database."""
+
+
+class ChannelBusyError(PdrError):
+    """Another process holds the channel's lock (another reflect run is draining it)."""
+
+
+class ApplyError(PdrError):
+    """The destination rejected a batch; nothing of it was acknowledged."""

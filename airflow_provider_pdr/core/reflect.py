@@ -1,0 +1,205 @@
+"""Draining a channel into a destination table, batch by batch.
+
+One batch: take the oldest N change rows joined to the current source rows (one query),
+upsert the keys that still exist and delete those that do not (one destination
+transaction), then delete from the change table exactly the sequence numbers that were
+read. Never "everything up to N": a transaction that took a lower number may commit later,
+and its change row must still be there for the next batch.
+
+A run holds the channel's lock for its whole drain: without it, a run that read a row and
+stalled could write that stale state over a newer one applied by another run.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import time
+from dataclasses import asdict, dataclass
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, Engine
+
+from airflow_provider_pdr.core.channel import Channel, change_table, count_pending, load_channel
+from airflow_provider_pdr.core.engines import EngineModule, engine_module
+from airflow_provider_pdr.core.errors import ApplyError, SchemaError
+from airflow_provider_pdr.core.schema import (
+    check_destination, create_destination_table, describe, reflect_table, value_converters,
+)
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class ReflectResult:
+    upserted: int = 0
+    deleted: int = 0  # destination rows removed
+    batches: int = 0
+    changes: int = 0  # change rows acknowledged
+    drained: bool = False  # True when the channel was empty at the end
+    lag_seconds: float = 0.0  # age of the oldest change still pending afterwards
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+@contextlib.contextmanager
+def committing(conn: Connection):
+    """One transaction on a long-lived connection: commit on success, roll back on error."""
+    try:
+        yield
+    except BaseException:
+        conn.rollback()
+        raise
+    conn.commit()
+
+
+def seq_ranges(seqs: list[int]) -> list[tuple[int, int]]:
+    """Runs of consecutive numbers: acknowledging a run by BETWEEN touches exactly those rows."""
+    ranges: list[tuple[int, int]] = []
+    for seq in sorted(seqs):
+        if ranges and seq == ranges[-1][1] + 1:
+            ranges[-1] = (ranges[-1][0], seq)
+        elif not ranges or seq != ranges[-1][1]:
+            ranges.append((seq, seq))
+    return ranges
+
+
+class Drain:
+    """The tables and statements of one reflect run, built once and used for every batch."""
+
+    def __init__(self, source: Connection, destination: Connection, src: EngineModule, dst: EngineModule,
+                 channel: Channel, table: str, schema: str | None, create_table: bool, deletes: bool):
+        self.channel, self.dst, self.deletes = channel, dst, deletes
+        self.keys = channel.table.key_columns
+        source_table = reflect_table(source, src, channel.table.name, channel.table.schema)
+        missing_keys = [k for k in self.keys if k not in source_table.columns]
+        if missing_keys:
+            raise SchemaError(
+                f"source table {str(channel.table)!r} no longer has the key columns {missing_keys} "
+                f"of channel {channel.name!r}; reinstall the channel"
+            )
+        self.changes = change_table(src, channel, [source_table.c[k].type for k in self.keys])
+        if create_table and not sa.inspect(destination).has_table(table, schema=schema):
+            create_destination_table(destination, dst, source_table, self.keys, table, schema)
+            destination.commit()
+        self.target = reflect_table(destination, dst, table, schema)
+        check_destination(destination, source_table, self.target, self.keys)
+        self.columns = [c.name for c in source_table.columns]
+        self.convert = {n: f for n, f in value_converters(self.target).items() if n in self.columns}
+        # Write through the destination's own column types, only the mirrored columns.
+        self.write_table = sa.Table(
+            self.target.name, sa.MetaData(),
+            *[sa.Column(n, self.target.c[n].type, primary_key=n in self.keys) for n in self.columns],
+            schema=self.target.schema,
+        )
+        source.rollback()
+        destination.rollback()
+
+        batch = (
+            sa.select(self.changes.c.seq, *[self.changes.c[f"key_{i}"] for i in range(1, len(self.keys) + 1)])
+            .order_by(self.changes.c.seq).limit(sa.bindparam("batch_size")).subquery("pdr_batch")
+        )
+        joined = batch.outerjoin(
+            source_table, sa.and_(*[source_table.c[k] == batch.c[f"key_{i}"] for i, k in enumerate(self.keys, 1)])
+        )
+        present = source_table.c[self.keys[0]].isnot(None).label("pdr_present")
+        self.read = sa.select(
+            batch.c.seq, present, *[batch.c[f"key_{i}"] for i in range(1, len(self.keys) + 1)],
+            *[source_table.c[name].label(f"col_{i}") for i, name in enumerate(self.columns)],
+        ).select_from(joined)
+
+    def read_batch(self, source: Connection, batch_size: int):
+        rows = source.execute(self.read, {"batch_size": batch_size}).all()
+        source.rollback()  # end the read transaction: the next batch must see new commits
+        seqs, upserts, deletes = [], {}, {}
+        width = len(self.keys)
+        for row in rows:
+            seqs.append(row[0])
+            key = tuple(row[2 : 2 + width])
+            if row[1]:
+                values = row[2 + width :]
+                upserts[key] = {name: values[i] for i, name in enumerate(self.columns)}
+                deletes.pop(key, None)
+            elif key not in upserts:
+                deletes[key] = key
+        return seqs, list(upserts.values()), list(deletes)
+
+    def apply(self, destination: Connection, upserts: list[dict], deletes: list[tuple]) -> int:
+        for row in upserts:
+            for name, convert in self.convert.items():
+                row[name] = convert(row[name])
+        key_convert = [self.convert.get(k) for k in self.keys]
+        deletes = [tuple(f(v) if f else v for f, v in zip(key_convert, key)) for key in deletes]
+        removed = 0
+        with committing(destination):
+            if upserts:
+                self.dst.upsert(destination, self.write_table, self.keys, upserts)
+            if deletes and self.deletes:
+                removed = self.dst.delete_keys(destination, self.write_table, self.keys, deletes)
+        return removed
+
+    def acknowledge(self, source: Connection, seqs: list[int]) -> None:
+        ranges = seq_ranges(seqs)
+        with committing(source):
+            for start in range(0, len(ranges), 200):
+                part = ranges[start : start + 200]
+                source.execute(
+                    sa.delete(self.changes).where(sa.or_(*[self.changes.c.seq.between(a, b) for a, b in part]))
+                )
+
+
+def reflect(
+    source: Engine,
+    destination: Engine,
+    channel: str,
+    destination_table: str | None = None,
+    destination_schema: str | None = None,
+    *,
+    batch_size: int = 5000,
+    max_batches: int | None = None,
+    time_budget: float | None = None,
+    deletes: bool = True,
+    create_table: bool = False,
+    lock_timeout: float = 60.0,
+) -> ReflectResult:
+    """Apply the channel's pending changes to the destination until drained or a limit is hit."""
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+    src, dst = engine_module(source), engine_module(destination)
+    result = ReflectResult()
+    started = time.monotonic()
+    with source.connect() as sconn:
+        info = load_channel(sconn, src, channel)
+        sconn.rollback()
+    table = destination_table or info.table.name
+    where = f"channel {channel!r} ({str(info.table)} -> {describe(table, destination_schema)})"
+    with src.channel_lock(source, info.schema, channel, lock_timeout), \
+            source.connect() as sconn, destination.connect() as dconn:
+        drain = Drain(sconn, dconn, src, dst, info, table, destination_schema, create_table, deletes)
+        while True:
+            seqs, upserts, removed = drain.read_batch(sconn, batch_size)
+            if not seqs:
+                result.drained = True
+                break
+            try:
+                result.deleted += drain.apply(dconn, upserts, removed)
+            except sa.exc.DBAPIError as error:
+                raise ApplyError(
+                    f"{where}: the destination rejected a batch of {len(upserts)} upserts and "
+                    f"{len(removed)} deletes, nothing of it was acknowledged: {error.orig}"
+                ) from error
+            drain.acknowledge(sconn, seqs)
+            result.upserted += len(upserts)
+            result.changes += len(seqs)
+            result.batches += 1
+            if max_batches is not None and result.batches >= max_batches:
+                break
+            if time_budget is not None and time.monotonic() - started >= time_budget:
+                break
+        pending = count_pending(sconn, src, info)
+        result.lag_seconds = pending.oldest_age_seconds or 0.0
+        result.drained = pending.count == 0
+    log.info("%s: %d upserted, %d deleted in %d batches, lag %.1fs", where, result.upserted,
+             result.deleted, result.batches, result.lag_seconds)
+    return result

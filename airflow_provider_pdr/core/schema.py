@@ -1,0 +1,133 @@
+"""Tables as the core sees them: reflection with clear errors, type mapping across engines,
+creating a destination table, and the value conversions a destination column needs."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable, Sequence
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from airflow_provider_pdr.core.engines import EngineModule
+from airflow_provider_pdr.core.errors import SchemaError, UnsupportedTypeError
+
+# Generic types whose values every engine stores exactly (with the documented rules).
+PORTABLE = (sa.Integer, sa.Numeric, sa.String, sa.LargeBinary, sa.DateTime, sa.Date, sa.Time,
+            sa.Boolean, sa.Uuid, sa.JSON)
+
+
+def describe(table_name: str, schema: str | None) -> str:
+    return f"{schema}.{table_name}" if schema else table_name
+
+
+def reflect_table(conn: Connection, module: EngineModule, name: str, schema: str | None) -> sa.Table:
+    """The table with io types that carry values exactly; SchemaError if it does not exist."""
+    if not sa.inspect(conn).has_table(name, schema=schema):
+        raise SchemaError(f"table {describe(name, schema)!r} does not exist in the {module.name} database")
+    table = sa.Table(name, sa.MetaData(), autoload_with=conn, schema=schema)
+    for column in table.columns:
+        column.type = module.io_type(column.type)
+    return table
+
+
+def primary_key(table: sa.Table) -> tuple[str, ...]:
+    keys = tuple(column.name for column in table.primary_key.columns)
+    if not keys:
+        raise SchemaError(
+            f"table {describe(table.name, table.schema)!r} has no primary key; a mirror needs one to "
+            "know which row a change is about: add a primary key to the source table"
+        )
+    return keys
+
+
+def generic_type(column: sa.Column, where: str) -> sa.types.TypeEngine:
+    type_ = column.type
+    if isinstance(type_, sa.types.TypeDecorator) and "as_generic" not in type(type_).__dict__:
+        type_ = type_.impl_instance
+    if type(type_).__name__ == "TINYINT" and getattr(type_, "display_width", None) == 1:
+        return sa.Boolean()  # MySQL's BOOL is TINYINT(1)
+    if isinstance(type_, sa.Enum):
+        return sa.String(max((len(value) for value in type_.enums), default=1))
+    try:
+        generic = type_.as_generic()
+    except NotImplementedError:
+        generic = None
+    if generic is None or not isinstance(generic, PORTABLE) or isinstance(generic, sa.ARRAY):
+        raise UnsupportedTypeError(
+            f"{where}: column type {type_!r} has no portable equivalent; create the destination "
+            "table yourself or leave the column out of the reflection"
+        )
+    if isinstance(generic, sa.String):  # drop the source engine's collation
+        return sa.String(generic.length) if generic.length and not isinstance(generic, sa.Text) else sa.Text()
+    return generic
+
+
+def create_destination_table(
+    conn: Connection, module: EngineModule, source: sa.Table, key_columns: Sequence[str],
+    name: str, schema: str | None,
+) -> None:
+    columns = []
+    for column in source.columns:
+        where = f"{describe(source.name, source.schema)}.{column.name}"
+        columns.append(
+            sa.Column(
+                column.name,
+                module.ddl_type(generic_type(column, where), where),
+                primary_key=column.name in key_columns,
+                nullable=column.nullable and column.name not in key_columns,
+                autoincrement=False,
+            )
+        )
+    sa.Table(name, sa.MetaData(), *columns, schema=schema).create(conn, checkfirst=True)
+
+
+def check_destination(conn: Connection, source: sa.Table, destination: sa.Table, key_columns: Sequence[str]) -> None:
+    missing = [c.name for c in source.columns if c.name not in destination.columns]
+    if missing:
+        raise SchemaError(
+            f"destination table {describe(destination.name, destination.schema)!r} lacks the source "
+            f"columns {missing}; add them or recreate the table"
+        )
+    inspector = sa.inspect(conn)
+    unique_sets = [{c.name for c in destination.primary_key.columns}]
+    unique_sets += [set(u["column_names"]) for u in inspector.get_unique_constraints(destination.name, destination.schema)]
+    unique_sets += [set(i["column_names"]) for i in inspector.get_indexes(destination.name, destination.schema) if i["unique"]]
+    if set(key_columns) not in unique_sets:
+        raise SchemaError(
+            f"destination table {describe(destination.name, destination.schema)!r} must have the "
+            f"primary key {list(key_columns)} (the source's key) so rows can be upserted"
+        )
+
+
+def _aware(value):
+    if isinstance(value, dt.datetime) and value.tzinfo is None:
+        return value.replace(tzinfo=dt.timezone.utc)
+    return value
+
+
+def _naive_utc(value):
+    if isinstance(value, dt.datetime) and value.tzinfo is not None:
+        return value.astimezone(dt.timezone.utc).replace(tzinfo=None)
+    return value
+
+
+def _boolean(value):
+    return bool(value) if isinstance(value, int) else value
+
+
+def value_converters(table: sa.Table) -> dict[str, Callable]:
+    """Per destination column, the conversion its values need (README: how types travel).
+
+    Time zone aware values going into a column without time zone are stored in UTC; naive
+    values going into a column with time zone are taken as UTC; integers into a boolean
+    column become booleans.
+    """
+    converters = {}
+    for column in table.columns:
+        type_ = column.type
+        if isinstance(type_, sa.DateTime):
+            converters[column.name] = _aware if type_.timezone else _naive_utc
+        elif isinstance(type_, sa.Boolean):
+            converters[column.name] = _boolean
+    return converters
