@@ -112,6 +112,12 @@ class EngineModule:
             "this run applied nothing and can simply be retried"
         )
 
+    # -- waking a waiting sensor -----------------------------------------------------------
+    def listener(self, engine: Engine, target: CaptureTarget):
+        """An async context manager yielding an object whose ``await wait(timeout)`` returns True
+        when a change was captured for `target`; None where the engine can only be polled."""
+        return None
+
     # -- types ----------------------------------------------------------------------------
     def io_type(self, type_: sa.types.TypeEngine) -> sa.types.TypeEngine:
         """The type to read and write a column with, so values travel exactly."""

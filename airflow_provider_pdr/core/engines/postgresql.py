@@ -117,6 +117,17 @@ class PostgresEngine(EngineModule):
                 conn.execute(sa.select(sa.func.pg_advisory_unlock(key)))
                 conn.commit()
 
+    @contextlib.asynccontextmanager
+    async def listener(self, engine, target):
+        import psycopg  # async driver: LISTEN must not block an event loop
+        from psycopg import sql
+
+        _, params = engine.dialect.create_connect_args(engine.url)
+        params.pop("context", None)  # the sync dialect's adapters
+        async with await psycopg.AsyncConnection.connect(**params, autocommit=True) as conn:
+            await conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(self.notify_name(target))))
+            yield Notifications(conn)
+
     def ddl_type(self, generic, where):
         if isinstance(generic, sa.LargeBinary):
             return postgresql.BYTEA()
@@ -125,3 +136,19 @@ class PostgresEngine(EngineModule):
         if isinstance(generic, sa.JSON):
             return postgresql.JSONB()
         return generic
+
+
+class Notifications:
+    """Wakes on the channel's pg_notify; several notifications in a row count as one wake-up."""
+
+    def __init__(self, conn):
+        self.conn = conn
+
+    async def wait(self, timeout: float) -> bool:
+        woke = False
+        async for _ in self.conn.notifies(timeout=max(timeout, 0.0), stop_after=1):
+            woke = True
+        if woke:  # swallow the rest of a burst without waiting
+            async for _ in self.conn.notifies(timeout=0.0):
+                pass
+        return woke
