@@ -13,7 +13,7 @@ from airflow_provider_pdr.core.engines import EngineModule
 from airflow_provider_pdr.core.errors import SchemaError, UnsupportedTypeError
 
 # Generic types whose values every engine stores exactly (with the documented rules).
-PORTABLE = (sa.Integer, sa.Numeric, sa.String, sa.LargeBinary, sa.DateTime, sa.Date, sa.Time,
+PORTABLE = (sa.Integer, sa.Numeric, sa.Float, sa.String, sa.LargeBinary, sa.DateTime, sa.Date, sa.Time,
             sa.Boolean, sa.Uuid, sa.JSON)
 
 
@@ -27,7 +27,11 @@ def reflect_table(conn: Connection, module: EngineModule, name: str, schema: str
         raise SchemaError(f"table {describe(name, schema)!r} does not exist in the {module.name} database")
     table = sa.Table(name, sa.MetaData(), autoload_with=conn, schema=schema)
     for column in table.columns:
-        column.type = module.io_type(column.type)
+        type_ = module.io_type(column.type)
+        if isinstance(type_, sa.Float) and type_.asdecimal:  # MySQL's DOUBLE reads as Decimal otherwise
+            type_ = type_.copy()
+            type_.asdecimal = False
+        column.type = type_
     return table
 
 
@@ -58,6 +62,8 @@ def generic_type(column: sa.Column, where: str) -> sa.types.TypeEngine:
             f"{where}: column type {type_!r} has no portable equivalent; create the destination "
             "table yourself or leave the column out of the reflection"
         )
+    if isinstance(generic, sa.Float):
+        return sa.Double()  # single precision widens losslessly; engines disagree on FLOAT(p)
     if isinstance(generic, sa.String):  # drop the source engine's collation
         return sa.String(generic.length) if generic.length and not isinstance(generic, sa.Text) else sa.Text()
     return generic

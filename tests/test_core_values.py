@@ -1,0 +1,130 @@
+"""Values round-trip exactly between every pair of engines, or follow a documented rule."""
+
+from __future__ import annotations
+
+import datetime as dt
+import decimal
+
+import pytest
+import sqlalchemy as sa
+from sqlalchemy.dialects import mysql, postgresql
+
+from airflow_provider_pdr.core import UnsupportedTypeError, install_channel, reflect
+from airflow_provider_pdr.core.engines import engine_module
+from airflow_provider_pdr.core.schema import reflect_table
+from core_tables import create, write
+
+UTC = dt.timezone.utc
+IST = dt.timezone(dt.timedelta(hours=5, minutes=30))
+
+
+def typed_rows(engine: sa.Engine, name: str) -> list[tuple]:
+    """Rows read through the provider's own column types, with instants in naive UTC."""
+    with engine.connect() as conn:
+        table = reflect_table(conn, engine_module(engine), name, None)
+        result = conn.execute(sa.select(table).order_by(table.c.id)).all()
+    def normal(value):
+        if isinstance(value, dt.datetime) and value.tzinfo is not None:
+            return value.astimezone(UTC).replace(tzinfo=None)
+        return value
+    return [tuple(normal(v) for v in row) for row in result]
+
+
+def all_types_table(engine: sa.Engine) -> sa.Table:
+    return create(
+        engine, "all_types",
+        sa.Column("id", sa.Integer, primary_key=True, autoincrement=False),
+        sa.Column("big", sa.BigInteger),
+        sa.Column("dec", sa.Numeric(15, 6)),
+        sa.Column("small_dec", sa.Numeric(5, 2)),
+        sa.Column("flt", sa.Double),
+        sa.Column("txt", sa.String(200)),
+        sa.Column("big_text", sa.Text().with_variant(mysql.LONGTEXT(), "mysql")),
+        sa.Column("blob", sa.LargeBinary().with_variant(mysql.LONGBLOB(), "mysql")),
+        sa.Column("ts_tz", sa.DateTime(timezone=True).with_variant(mysql.DATETIME(fsp=6), "mysql")),
+        sa.Column("ts", sa.DateTime().with_variant(mysql.DATETIME(fsp=6), "mysql")),
+        sa.Column("d", sa.Date),
+        sa.Column("t", sa.Time),
+        sa.Column("flag", sa.Boolean),
+    )
+
+
+def test_values_round_trip_exactly(source, destination):
+    table = all_types_table(source)
+    install_channel(source, "types", "all_types")
+    # Only PostgreSQL keeps the instant of an offset value; the others' sources hold UTC.
+    zone = IST if engine_module(source).name == "postgresql" else UTC
+    full = {
+        "id": 1, "big": 2**62 + 7, "dec": decimal.Decimal("123456789.123456"),
+        "small_dec": decimal.Decimal("-0.05"), "flt": 0.1 + 1 / 3,
+        "txt": "quote ' double \" back \\ semi ; -- ünïcödé 中文 🎉",
+        "big_text": "x" * 200_000 + "é", "blob": bytes(range(256)) * 4,
+        "ts_tz": dt.datetime(2024, 3, 31, 1, 30, 15, 123456, tzinfo=zone),
+        "ts": dt.datetime(1999, 12, 31, 23, 59, 59, 999999), "d": dt.date(2024, 2, 29),
+        "t": dt.time(23, 59, 58), "flag": True,
+    }
+    empty = {name: None for name in full} | {"id": 2}
+    negative = full | {"id": 3, "big": -(2**63) + 1, "flag": False, "txt": "", "blob": b"", "dec": decimal.Decimal("-0.000001")}
+    write(source, table.insert(), [full, empty, negative])
+    reflect(source, destination, "types", "all_types", create_table=True)
+
+    expected = typed_rows(source, "all_types")
+    got = typed_rows(destination, "all_types")
+    flag = list(table.columns.keys()).index("flag")
+    # MySQL's BOOL is TINYINT(1): it reads back as 0/1.
+    as_bool = lambda rows: [r[:flag] + (None if r[flag] is None else bool(r[flag]),) + r[flag + 1:] for r in rows]
+    assert as_bool(got) == as_bool(expected)
+    assert got[0][1] == 2**62 + 7 and got[0][2] == decimal.Decimal("123456789.123456")
+    assert got[0][8] == full["ts_tz"].astimezone(UTC).replace(tzinfo=None), "the instant is kept"
+    assert got[1][1:] == (None,) * 12
+
+
+@pytest.mark.parametrize("source", ["postgresql", "mysql"], indirect=True)
+def test_wide_decimals_keep_every_digit(source, destination):
+    table = create(source, "money",
+                   sa.Column("id", sa.Integer, primary_key=True, autoincrement=False),
+                   sa.Column("amount", sa.Numeric(38, 10)))
+    install_channel(source, "money", "money")
+    value = decimal.Decimal("1234567890123456789012345678.0123456789")
+    write(source, table.insert(), {"id": 1, "amount": value})
+    reflect(source, destination, "money", "money", create_table=True)
+    assert typed_rows(destination, "money") == [(1, value)]
+
+
+@pytest.mark.parametrize("source", ["mysql"], indirect=True)
+@pytest.mark.parametrize("destination", ["postgresql"], indirect=True)
+def test_naive_timestamps_into_a_time_zone_column_are_taken_as_utc(source, destination):
+    table = create(source, "events",
+                   sa.Column("id", sa.Integer, primary_key=True, autoincrement=False),
+                   sa.Column("at", sa.DateTime))
+    create(destination, "events",
+           sa.Column("id", sa.Integer, primary_key=True, autoincrement=False),
+           sa.Column("at", sa.DateTime(timezone=True)))
+    install_channel(source, "events", "events")
+    write(source, table.insert(), {"id": 1, "at": dt.datetime(2024, 7, 1, 12, 0)})
+    reflect(source, destination, "events", "events")
+    with destination.connect() as conn:
+        conn.exec_driver_sql("SET TIME ZONE 'America/New_York'")
+        (at,) = conn.exec_driver_sql("SELECT at FROM events").one()
+    assert at == dt.datetime(2024, 7, 1, 12, 0, tzinfo=UTC)
+
+
+@pytest.mark.parametrize("source", ["postgresql"], indirect=True)
+def test_types_without_a_portable_equivalent_are_refused_naming_the_column(source, destination):
+    create(source, "tagged",
+           sa.Column("id", sa.Integer, primary_key=True, autoincrement=False),
+           sa.Column("tags", postgresql.ARRAY(sa.Integer)))
+    install_channel(source, "tagged", "tagged")
+    with pytest.raises(UnsupportedTypeError, match=r"tagged\.tags.*no portable equivalent"):
+        reflect(source, destination, "tagged", "tagged", create_table=True)
+
+
+@pytest.mark.parametrize("source", ["postgresql"], indirect=True)
+@pytest.mark.parametrize("destination", ["mysql"], indirect=True)
+def test_numeric_without_precision_cannot_be_created_in_mysql(source, destination):
+    create(source, "loose_numbers",
+           sa.Column("id", sa.Integer, primary_key=True, autoincrement=False),
+           sa.Column("n", sa.Numeric))
+    install_channel(source, "n", "loose_numbers")
+    with pytest.raises(UnsupportedTypeError, match=r"loose_numbers\.n: NUMERIC without precision"):
+        reflect(source, destination, "n", "loose_numbers", create_table=True)
