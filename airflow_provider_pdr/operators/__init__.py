@@ -1,0 +1,6 @@
+"""Operators: install and remove channels, reflect a channel into a destination table."""
+
+from airflow_provider_pdr.operators.channel import InstallTriggersOperator, UninstallTriggersOperator
+from airflow_provider_pdr.operators.reflect import ReflectOperator
+
+__all__ = ["InstallTriggersOperator", "ReflectOperator", "UninstallTriggersOperator"]

@@ -1,0 +1,119 @@
+"""ReflectOperator: apply a channel's pending changes to the destination table."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from datetime import timedelta
+from typing import Any
+
+from airflow.sdk import BaseOperator
+
+from airflow_provider_pdr.assets import table_asset
+from airflow_provider_pdr.core import ConfigurationError, ReflectResult, reflect
+from airflow_provider_pdr.core.channel import load_channel
+from airflow_provider_pdr.core.schema import describe
+from airflow_provider_pdr.hooks import PdrHook
+
+
+def seconds(value: float | timedelta) -> float:
+    return value.total_seconds() if isinstance(value, timedelta) else float(value)
+
+
+def templated(*values: str | None) -> bool:
+    return any(value and "{{" in value for value in values)
+
+
+class ReflectOperator(BaseOperator):
+    """Drain `channel` from the source into `destination_table`, batch by batch.
+
+    It keeps draining while changes keep arriving, up to `time_budget` (a busy table does not
+    pay a task start-up per batch); what is left waits for the next run. Each batch is one
+    destination transaction, acknowledged in the source only after it committed.
+
+    The destination table is the task's Asset outlet (``pdr://<destination_conn_id>/[<schema>/]<table>``,
+    see :func:`airflow_provider_pdr.assets.table_asset`) unless the names are templated or
+    ``outlets`` is given. XCom: upserted, deleted, batches, changes, drained, lag_seconds.
+    """
+
+    template_fields: Sequence[str] = (
+        "source_conn_id", "channel", "destination_conn_id", "destination_table", "source_table",
+        "destination_schema",
+    )
+    ui_color = "#dcebf7"
+
+    def __init__(self, *, source_conn_id: str, channel: str, destination_conn_id: str, destination_table: str,
+                 source_table: str | None = None, destination_schema: str | None = None, batch_size: int = 5000,
+                 create_table: bool = False, deletes: bool = True, time_budget: float | timedelta = 300,
+                 lock_timeout: float | timedelta = 60, **kwargs):
+        if "outlets" not in kwargs and not templated(destination_conn_id, destination_table, destination_schema):
+            kwargs["outlets"] = [table_asset(destination_conn_id, destination_table, destination_schema)]
+        super().__init__(**kwargs)
+        if int(batch_size) < 1:
+            raise ValueError(f"batch_size must be at least 1, got {batch_size!r}")
+        self.source_conn_id = source_conn_id
+        self.channel = channel
+        self.destination_conn_id = destination_conn_id
+        self.destination_table = destination_table
+        self.source_table = source_table
+        self.destination_schema = destination_schema
+        self.batch_size = int(batch_size)
+        self.create_table = create_table
+        self.deletes = deletes
+        self.time_budget = seconds(time_budget)
+        self.lock_timeout = seconds(lock_timeout)
+
+    def execute(self, context: Any) -> dict:
+        target = describe(self.destination_table, self.destination_schema)
+        with PdrHook(self.source_conn_id) as source, PdrHook(self.destination_conn_id) as destination:
+            self.check_source_table(source)
+            total = self.drain(source, destination)
+            self.log.info(
+                "channel %r -> %r in %s: %d rows upserted, %d deleted, %d changes in %d batches; lag %.1fs%s",
+                self.channel, target, destination.describe(), total.upserted, total.deleted, total.changes,
+                total.batches, total.lag_seconds,
+                "" if total.drained else " (time budget used up: the rest waits for the next run)",
+            )
+        summary = total.as_dict()
+        summary["lag_seconds"] = round(summary["lag_seconds"], 3)
+        self.annotate_assets(context, summary)
+        return summary
+
+    def drain(self, source: PdrHook, destination: PdrHook) -> ReflectResult:
+        """Reflect until the channel stays empty or the time budget is spent."""
+        deadline = time.monotonic() + self.time_budget
+        total = ReflectResult()
+        while True:
+            result = reflect(
+                source.engine, destination.engine, self.channel, self.destination_table, self.destination_schema,
+                batch_size=self.batch_size, time_budget=max(deadline - time.monotonic(), 0.0),
+                deletes=self.deletes, create_table=self.create_table, lock_timeout=self.lock_timeout,
+            )
+            for field in ("upserted", "deleted", "batches", "changes"):
+                setattr(total, field, getattr(total, field) + getattr(result, field))
+            total.drained, total.lag_seconds = result.drained, result.lag_seconds
+            # Changes committed after the last empty read: take them too while time remains.
+            if result.drained or time.monotonic() >= deadline:
+                return total
+
+    def check_source_table(self, source: PdrHook) -> None:
+        if not self.source_table:
+            return
+        with source.engine.connect() as conn:
+            watched = load_channel(conn, source.module, self.channel).table
+        if watched.name != self.source_table:
+            raise ConfigurationError(
+                f"channel {self.channel!r} watches table {str(watched)!r}, not {self.source_table!r}: "
+                "fix source_table or the channel name"
+            )
+
+    def annotate_assets(self, context: Any, summary: dict) -> None:
+        """Attach the summary to the asset events, so consumers can see what changed."""
+        events = context.get("outlet_events") if hasattr(context, "get") else None
+        if not events:
+            return
+        for outlet in self.outlets:
+            try:
+                events[outlet].extra.update(summary)
+            except (KeyError, TypeError, AttributeError):
+                pass
