@@ -1,4 +1,4 @@
-.PHONY: test setup lock
+.PHONY: test setup lock bench bench-quick
 
 # Sets everything up from nothing (packages, databases, .venv) and runs the whole suite.
 test: setup
@@ -10,3 +10,11 @@ setup:
 # Re-pin after changing dependencies in setup.cfg.
 lock:
 	.venv/bin/uv pip freeze --python .venv/bin/python --exclude-editable > constraints.txt
+
+# Throughput, trigger overhead, latency and memory against the local databases (~10 min);
+# results JSON in bench/results/. bench-quick runs tiny sizes in seconds.
+bench:
+	.venv/bin/python -m bench
+
+bench-quick:
+	.venv/bin/python -m bench --quick

@@ -1,0 +1,113 @@
+"""The baseline of apply throughput: the fastest plain bulk upsert of the final rows into the
+same destination with the same driver, as a hand-written copy script would do it (rows
+already in memory, one transaction per batch). Each method writes into its own fresh copy
+of the destination table."""
+
+from __future__ import annotations
+
+import time
+
+import sqlalchemy as sa
+
+from airflow_provider_pdr.core.engines import engine_module
+from airflow_provider_pdr.core.schema import reflect_table, value_converters
+
+
+def final_rows(source: sa.Engine, destination: sa.Engine, name: str) -> list[dict]:
+    """The source's rows as the destination receives them (same conversions as the core)."""
+    with source.connect() as conn:
+        table = reflect_table(conn, engine_module(source), name, None)
+        rows = [dict(row._mapping) for row in conn.execute(sa.select(table).order_by(*table.primary_key.columns))]
+    with destination.connect() as conn:
+        convert = value_converters(reflect_table(conn, engine_module(destination), name, None))
+    for row in rows:
+        for column, function in convert.items():
+            row[column] = function(row[column])
+    return rows
+
+
+def sqlalchemy_upsert(conn, table, keys, rows, batch):
+    module = engine_module(conn.engine)
+    for start in range(0, len(rows), batch):
+        module.upsert(conn, table, keys, rows[start : start + batch])
+        conn.commit()
+
+
+def driver_rows(conn, table, rows) -> list[tuple]:
+    """Values as the driver takes them, through the column types' own bind processing."""
+    processors = [c.type._cached_bind_processor(conn.dialect) for c in table.columns]
+    names = [c.name for c in table.columns]
+    return [tuple(p(row[n]) if p else row[n] for p, n in zip(processors, names)) for row in rows]
+
+
+def raw_sql(conn, table, keys, placeholder: str, conflict: str, new: str) -> str:
+    quote = conn.dialect.identifier_preparer.quote
+    columns = [quote(c.name) for c in table.columns]
+    updates = ", ".join(f"{c} = {new.format(c)}" for c in columns if c not in [quote(k) for k in keys])
+    target = conn.dialect.identifier_preparer.format_table(table)
+    return f"INSERT INTO {target} ({', '.join(columns)}) VALUES {placeholder(len(columns))} {conflict} {updates}"
+
+
+def postgres_values(page_size: int):
+    def run(conn, table, keys, rows, batch):
+        from psycopg2.extras import execute_values
+
+        quote = conn.dialect.identifier_preparer.quote
+        sql = raw_sql(conn, table, keys, lambda n: "%s",
+                      f"ON CONFLICT ({', '.join(quote(k) for k in keys)}) DO UPDATE SET", "EXCLUDED.{}")
+        values = driver_rows(conn, table, rows)
+        raw = conn.connection.dbapi_connection
+        with raw.cursor() as cursor:
+            for start in range(0, len(values), batch):
+                execute_values(cursor, sql, values[start : start + batch], page_size=page_size)
+                raw.commit()
+    return run
+
+
+def executemany(placeholder: str, conflict, new: str):
+    def run(conn, table, keys, rows, batch):
+        quote = conn.dialect.identifier_preparer.quote
+        sql = raw_sql(conn, table, keys, lambda n: "(" + ", ".join([placeholder] * n) + ")",
+                      conflict.format(", ".join(quote(k) for k in keys)), new)
+        values = driver_rows(conn, table, rows)
+        raw = conn.connection.dbapi_connection
+        cursor = raw.cursor()
+        for start in range(0, len(values), batch):
+            cursor.executemany(sql, values[start : start + batch])
+            raw.commit()
+        cursor.close()
+    return run
+
+
+# Per destination dialect, the driver's own fastest bulk forms.
+DRIVER_METHODS = {
+    "postgresql": {"psycopg2 execute_values page 1000": postgres_values(1000),
+                   "psycopg2 execute_values page 5000": postgres_values(5000)},
+    "mysql": {"mysqlclient executemany": executemany("%s", "ON DUPLICATE KEY UPDATE", "VALUES({})")},
+    "mariadb": {"mysqlclient executemany": executemany("%s", "ON DUPLICATE KEY UPDATE", "VALUES({})")},
+    "sqlite": {"sqlite3 executemany": executemany("?", "ON CONFLICT ({}) DO UPDATE SET", "excluded.{}")},
+}
+
+
+def fastest(destination: sa.Engine, name: str, rows: list[dict], batch: int) -> dict:
+    methods = {"SQLAlchemy insert executemany": sqlalchemy_upsert, **DRIVER_METHODS[destination.dialect.name]}
+    tried = {}
+    with destination.connect() as conn:
+        mirror = reflect_table(conn, engine_module(destination), name, None)
+        keys = [c.name for c in mirror.primary_key.columns]
+        conn.rollback()
+        for number, (method, run) in enumerate(methods.items()):
+            copy = mirror.to_metadata(sa.MetaData(), name=f"{name}_baseline_{number}")
+            copy.primary_key.name = None  # constraint names are unique per schema on PostgreSQL
+            copy.create(conn)
+            conn.commit()
+            began = time.perf_counter()
+            run(conn, copy, keys, rows, batch)
+            tried[method] = time.perf_counter() - began
+            copied = conn.execute(sa.select(sa.func.count()).select_from(copy)).scalar()
+            if copied != len(rows):
+                raise RuntimeError(f"baseline {method} wrote {copied} rows of {len(rows)}")
+            copy.drop(conn)
+            conn.commit()
+    method = min(tried, key=tried.get)
+    return {"method": method, "seconds": tried[method], "rows_per_s": len(rows) / tried[method], "tried": tried}
