@@ -1,0 +1,356 @@
+"""Reflection config files: YAML in, validated reflections out, errors that name file, reflection and key.
+
+A config file holds optional `defaults` and a list of `reflections`; every reflection gets the
+defaults it does not override (`source` and `destination` are merged key by key). Values may
+reference environment variables as `${NAME}` or `${NAME:-fallback}` (`$$` is a literal `$`).
+
+Nothing here imports Airflow, so files can be checked where Airflow does not run (`pdr-lint`).
+To add a key: add a field to `Reflection` (or `Endpoint`) and pass it on in `factory/dags.py`.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import io
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Annotated, Any, Callable, Iterable, Mapping
+
+import yaml
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from airflow_provider_pdr.core.names import CHANNEL_NAME
+
+CONFIG_SUFFIXES = (".yaml", ".yml")
+TOP_LEVEL_KEYS = ("defaults", "reflections")
+# Keys that identify one reflection and so cannot come from `defaults`.
+OWN_KEYS = ("name", "channel")
+SCHEDULE_PRESETS = ("@continuous", "@once", "@hourly", "@daily", "@weekly", "@monthly", "@quarterly", "@yearly")
+ENV_REFERENCE = re.compile(r"\$(?:\$|\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\})")
+
+
+class ConfigError(ValueError):
+    """One or more config files are invalid; the message lists every problem, one per line."""
+
+    def __init__(self, errors: list[str]):
+        self.errors = errors
+        super().__init__("invalid reflection config:\n" + "\n".join(f"  {e}" for e in errors))
+
+
+def _not_bool(value: Any) -> Any:
+    # YAML `true` is a bool, and Python would happily take it as the number 1.
+    if isinstance(value, bool):
+        raise ValueError("expected a number, not a boolean")
+    return value
+
+
+def _import_callback(path: str) -> Callable:
+    from importlib import import_module
+
+    module_name, _, attribute = path.rpartition(".")
+    if not module_name:
+        raise ValueError(f"{path!r} is not a dotted path such as 'package.module.function'")
+    try:
+        target = getattr(import_module(module_name), attribute)
+    except (ImportError, AttributeError) as error:
+        raise ValueError(f"cannot import {path!r}: {type(error).__name__}: {error}") from None
+    if not callable(target):
+        raise ValueError(f"{path!r} is not callable")
+    return target
+
+
+Text = Annotated[str, Field(min_length=1, strict=True)]
+Name = Annotated[str, Field(pattern=CHANNEL_NAME.pattern, strict=True)]
+Count = Annotated[int, BeforeValidator(_not_bool), Field(ge=1)]
+Seconds = Annotated[float, BeforeValidator(_not_bool), Field(gt=0)]
+CallbackPath = Annotated[str, Field(strict=True)]
+
+
+class Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True, frozen=True)
+
+
+class Endpoint(Model):
+    """A table behind an Airflow connection."""
+
+    conn_id: Text
+    table: Text
+    schema_: Text | None = Field(None, alias="schema")
+
+
+class Reflection(Model):
+    """One reflection: becomes the DAG `pdr_<name>` (install triggers -> wait for changes -> reflect)."""
+
+    name: Name
+    source: Endpoint
+    destination: Endpoint
+    channel: Name | None = None  # None means: the reflection's name
+    schedule: str | None = "@continuous"
+    start_date: dt.datetime = dt.datetime(2025, 1, 1, tzinfo=dt.timezone.utc)
+    batch_size: Count = 5000
+    min_changes: Count = 1
+    max_wait: Seconds | None = None
+    deferrable: bool = True
+    deletes: bool = True
+    create_table: bool = False
+    tags: list[Text] = []
+    owner: Text = "airflow"
+    retries: Annotated[int, BeforeValidator(_not_bool), Field(ge=0)] = 2
+    retry_delay: Seconds = 60.0
+    on_failure_callback: CallbackPath | None = None
+    on_success_callback: CallbackPath | None = None
+    on_retry_callback: CallbackPath | None = None
+
+    @field_validator("on_failure_callback", "on_success_callback", "on_retry_callback")
+    @classmethod
+    def _importable(cls, path: str | None) -> str | None:
+        if path is not None:
+            _import_callback(path)
+        return path
+
+    @field_validator("schedule")
+    @classmethod
+    def _known_schedule(cls, schedule: str | None) -> str | None:
+        from croniter import croniter  # Airflow's own cron parser
+
+        if schedule is None or schedule in SCHEDULE_PRESETS or croniter.is_valid(schedule):
+            return schedule
+        raise ValueError(f"{schedule!r} is not a cron expression nor one of {', '.join(SCHEDULE_PRESETS)} (or null)")
+
+    @field_validator("start_date", mode="after")
+    @classmethod
+    def _utc_if_naive(cls, value: dt.datetime) -> dt.datetime:
+        return value if value.tzinfo else value.replace(tzinfo=dt.timezone.utc)
+
+    @model_validator(mode="after")
+    def _channel_defaults_to_name(self) -> Reflection:
+        if self.channel is None:
+            object.__setattr__(self, "channel", self.name)
+        return self
+
+    @property
+    def dag_id(self) -> str:
+        return f"pdr_{self.name}"
+
+    def callback(self, key: str) -> Callable | None:
+        path = getattr(self, key)
+        return _import_callback(path) if path else None
+
+
+@dataclass
+class ConfigFile:
+    """What one file yielded: its valid reflections, or the errors that make it invalid."""
+
+    path: Path
+    reflections: list[Reflection] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.errors
+
+
+# --- YAML -----------------------------------------------------------------------------------
+
+
+class _StrictLoader(yaml.SafeLoader):
+    """Safe YAML that refuses a key given twice in one mapping (plain YAML keeps the last silently)."""
+
+
+def _mapping_without_duplicates(loader: _StrictLoader, node: yaml.MappingNode) -> dict:
+    loader.flatten_mapping(node)
+    seen: dict = {}
+    for key_node, _ in node.value:
+        key = loader.construct_object(key_node, deep=True)
+        if key in seen:
+            raise yaml.constructor.ConstructorError(
+                None, None, f"key {key!r} appears twice in one mapping", key_node.start_mark,
+            )
+        seen[key] = True
+    return loader.construct_mapping(node, deep=True)
+
+
+_StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _mapping_without_duplicates)
+
+
+def _substitute(value: Any, env: Mapping[str, str], where: str, errors: list[str]) -> Any:
+    """Replace `${NAME}` / `${NAME:-fallback}` in every string value (never in keys)."""
+    if isinstance(value, dict):
+        return {k: _substitute(v, env, f"{where}.{k}" if where else str(k), errors) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_substitute(v, env, f"{where}[{i}]", errors) for i, v in enumerate(value)]
+    if not isinstance(value, str):
+        return value
+
+    def replace(match: re.Match) -> str:
+        name, fallback = match.group(1), match.group(2)
+        if name is None:
+            return "$"
+        if name in env:
+            return env[name]
+        if fallback is not None:
+            return fallback
+        errors.append(f"key {where!r}: environment variable {name!r} is not set")
+        return match.group(0)
+
+    return ENV_REFERENCE.sub(replace, value)
+
+
+def _merge(defaults: dict, own: dict) -> dict:
+    merged = dict(defaults)
+    for key, value in own.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = {**merged[key], **value}
+        else:
+            merged[key] = value
+    return merged
+
+
+def _has_key(data: Any, loc: tuple) -> bool:
+    for part in loc:
+        if not isinstance(data, dict) or part not in data:
+            return False
+        data = data[part]
+    return True
+
+
+def _describe(error: dict) -> str:
+    message = error["msg"].removeprefix("Value error, ")
+    if error["type"] == "extra_forbidden":
+        return "unknown key"
+    if error["type"] == "missing":
+        return "required key is missing"
+    if error["type"] == "string_pattern_mismatch":
+        return f"{error['input']!r} is not a valid name: use 1 to 63 letters, digits, '_' or '-', starting with a letter or digit"
+    if "input" in error and error["type"] not in ("value_error",):
+        return f"{message} (got {error['input']!r})"
+    return message
+
+
+def _validate(label: str, own: dict, defaults: dict, errors: list[str]) -> Reflection | None:
+    try:
+        return Reflection.model_validate(_merge(defaults, own))
+    except ValidationError as invalid:
+        for error in invalid.errors():
+            loc = error["loc"]
+            key = ".".join(str(p) for p in loc)
+            if loc and not _has_key(own, loc) and _has_key(defaults, loc):
+                errors.append(f"key 'defaults.{key}': {_describe(error)}")  # once, not per reflection
+            else:
+                errors.append(f"reflection {label}: key {key!r}: {_describe(error)}")
+        return None
+
+
+def parse_config(text: str, path: Path, env: Mapping[str, str]) -> ConfigFile:
+    """Validate one file's text; never raises for bad content, returns its errors instead."""
+    result = ConfigFile(path)
+    errors: list[str] = []
+    stream = io.StringIO(text)
+    stream.name = str(path)  # YAML's messages then name the file, not "<unicode string>"
+    try:
+        data = yaml.load(stream, Loader=_StrictLoader)
+    except yaml.YAMLError as error:
+        result.errors.append(f"{path}: not valid YAML: {error}".replace("\n", " "))
+        return result
+    if not isinstance(data, dict):
+        result.errors.append(f"{path}: expected a mapping with the keys {list(TOP_LEVEL_KEYS)}")
+        return result
+    errors += [f"key {key!r}: unknown key (expected {list(TOP_LEVEL_KEYS)})" for key in data if key not in TOP_LEVEL_KEYS]
+
+    defaults = data.get("defaults") or {}
+    if not isinstance(defaults, dict):
+        errors.append("key 'defaults': expected a mapping")
+        defaults = {}
+    errors += [f"key 'defaults.{key}': cannot be a default; set it on each reflection" for key in OWN_KEYS if key in defaults]
+    defaults = _substitute({k: v for k, v in defaults.items() if k not in OWN_KEYS}, env, "defaults", errors)
+
+    items = data.get("reflections")
+    if not isinstance(items, list) or not items:
+        errors.append("key 'reflections': expected a non-empty list of reflections")
+        items = []
+
+    names: dict[str, int] = {}
+    for index, item in enumerate(items):
+        if not isinstance(item, dict):
+            errors.append(f"reflections[{index}]: expected a mapping, got {item!r}")
+            continue
+        name = item.get("name")
+        label = repr(name) if isinstance(name, str) else f"#{index + 1} (reflections[{index}])"
+        item_errors: list[str] = []
+        own = _substitute(item, env, "", item_errors)
+        errors += [f"reflection {label}: {e}" for e in item_errors]
+        reflection = _validate(label, own, defaults, errors)
+        if reflection is None:
+            continue
+        if reflection.name in names:
+            errors.append(f"reflection {label}: key 'name': duplicate reflection name (also reflections[{names[reflection.name]}])")
+            continue
+        names[reflection.name] = index
+        result.reflections.append(reflection)
+
+    if errors:
+        result.errors = [f"{path}: {e}" for e in dict.fromkeys(errors)]
+        result.reflections = []
+    return result
+
+
+def config_files(paths: Iterable[str | Path]) -> list[Path]:
+    """The config files named, with directories expanded to their *.yaml / *.yml files (sorted)."""
+    files: list[Path] = []
+    for path in map(Path, paths):
+        if path.is_dir():
+            files += sorted(p for p in path.iterdir() if p.suffix in CONFIG_SUFFIXES and p.is_file())
+        else:
+            files.append(path)
+    return files
+
+
+def load_configs(paths: Iterable[str | Path], env: Mapping[str, str] | None = None) -> list[ConfigFile]:
+    """Load and validate config files together; names and channels must be unique across all of them.
+
+    A file with any error yields no reflection, so that it never half-applies; the other files
+    are unaffected. On a clash between files, the file read first (sorted by path) keeps its
+    reflection and the later one is invalid.
+    """
+    import os
+
+    env = os.environ if env is None else env
+    results = []
+    for path in config_files(paths):
+        try:
+            text = path.read_text(encoding="utf-8")
+        except OSError as error:
+            results.append(ConfigFile(path, errors=[f"{path}: cannot read: {error}"]))
+            continue
+        results.append(parse_config(text, path, env))
+
+    names: dict[str, Path] = {}
+    channels: dict[tuple[str, str], tuple[str, Path]] = {}
+    for result in results:
+        file_names, file_channels, clashes = dict(names), dict(channels), []
+        for r in result.reflections:
+            if r.name in file_names:
+                clashes.append(f"{result.path}: reflection {r.name!r}: key 'name': duplicate reflection name "
+                               f"(already defined in {file_names[r.name]})")
+            # Two consumers of one channel would each take the other's changes.
+            elif owner := file_channels.get((r.source.conn_id, r.channel)):
+                clashes.append(f"{result.path}: reflection {r.name!r}: key 'channel': channel {r.channel!r} on "
+                               f"connection {r.source.conn_id!r} is already used by reflection {owner[0]!r} "
+                               f"({owner[1]}); each reflection needs its own channel")
+            file_names[r.name] = result.path
+            file_channels[(r.source.conn_id, r.channel)] = (r.name, result.path)
+        if clashes:
+            result.errors, result.reflections = clashes, []
+        else:
+            names, channels = file_names, file_channels
+    return results
+
+
+def check(paths: Iterable[str | Path], env: Mapping[str, str] | None = None) -> list[Reflection]:
+    """All reflections of the files, or ConfigError listing every problem in every file."""
+    results = load_configs(paths, env)
+    errors = [e for r in results for e in r.errors]
+    if errors:
+        raise ConfigError(errors)
+    return [reflection for r in results for reflection in r.reflections]
