@@ -1,0 +1,62 @@
+"""A throwaway Airflow for the Airflow tests: a temporary AIRFLOW_HOME with a migrated SQLite
+metadata database, shared by the whole session, and Airflow connections for test databases.
+
+Import this module before anything imports Airflow: Airflow reads its home at import time.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import tempfile
+
+import pytest
+import sqlalchemy as sa
+
+if "airflow" in sys.modules and not os.environ.get("PDR_TEST_AIRFLOW_HOME"):
+    raise RuntimeError("airflow was imported before tests/airflow_fixtures.py could give it a temporary home")
+
+HOME = os.environ.setdefault("PDR_TEST_AIRFLOW_HOME", tempfile.mkdtemp(prefix="pdr_airflow_home_"))
+os.environ.update({
+    "AIRFLOW_HOME": HOME,
+    "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{HOME}/airflow.db",
+    "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+    "AIRFLOW__CORE__DAGS_FOLDER": os.path.join(HOME, "dags"),
+})
+os.makedirs(os.path.join(HOME, "dags"), exist_ok=True)
+
+CONN_TYPES = {"postgresql": "postgres", "mysql": "mysql", "mariadb": "mysql", "sqlite": "sqlite"}
+
+
+@pytest.fixture(scope="session")
+def airflow_db():
+    """The migrated metadata database (migrated once per session)."""
+    from airflow.utils import db
+
+    db.initdb()
+    yield HOME
+
+
+def connection_json(engine: sa.Engine, **extra) -> str:
+    """An AIRFLOW_CONN_* value (JSON form) pointing where `engine` points."""
+    url = engine.url
+    conn_type = CONN_TYPES[url.get_backend_name()]
+    if conn_type == "sqlite":
+        return json.dumps({"conn_type": "sqlite", "host": url.database})
+    extras = {key: value for key, value in url.query.items()} | extra
+    return json.dumps({
+        "conn_type": conn_type, "host": url.host, "port": url.port, "login": url.username,
+        "password": url.password, "schema": url.database, "extra": extras,
+    })
+
+
+@pytest.fixture
+def connect(monkeypatch):
+    """connect(conn_id, engine): make `engine` reachable as Airflow connection `conn_id`."""
+
+    def add(conn_id: str, engine: sa.Engine, **extra) -> str:
+        monkeypatch.setenv(f"AIRFLOW_CONN_{conn_id.upper()}", connection_json(engine, **extra))
+        return conn_id
+
+    return add
