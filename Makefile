@@ -1,4 +1,4 @@
-.PHONY: test setup lock bench bench-quick
+.PHONY: test setup lock bench bench-quick demo
 
 # Sets everything up from nothing (packages, databases, .venv) and runs the whole suite.
 test: setup
@@ -18,3 +18,8 @@ bench:
 
 bench-quick:
 	.venv/bin/python -m bench --quick
+
+# A real replication end to end on SQLite (source, destination and Airflow's metadata database)
+# in a temporary AIRFLOW_HOME, with the example config of dags/reflections; ends by itself.
+demo: setup
+	.venv/bin/python scripts/demo.py
