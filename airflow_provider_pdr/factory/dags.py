@@ -1,0 +1,113 @@
+"""Reflections -> Airflow DAGs: one DAG per reflection, install triggers -> wait for changes -> reflect.
+
+Every run is safe to repeat: installing is idempotent, and a reflect applies whatever is pending
+(each change row read joins the source row's *current* state) and acknowledges exactly what it read.
+So a manual run, a retry or a backfill never applies anything twice in effect.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import timedelta
+from pathlib import Path
+from typing import Iterable
+
+from airflow.sdk import DAG
+
+from airflow_provider_pdr.factory.config import ConfigFile, Reflection
+
+log = logging.getLogger(__name__)
+
+CALLBACKS = ("on_failure_callback", "on_success_callback", "on_retry_callback")
+
+
+def _doc(r: Reflection, path: Path | None) -> str:
+    source = ".".join(filter(None, [r.source.schema_, r.source.table]))
+    destination = ".".join(filter(None, [r.destination.schema_, r.destination.table]))
+    return (
+        f"Mirrors `{source}` (connection `{r.source.conn_id}`) into `{destination}` "
+        f"(connection `{r.destination.conn_id}`) through channel `{r.channel}`."
+        + (f"\n\nDefined in `{path}`." if path else "")
+    )
+
+
+def build_dag(reflection: Reflection, path: Path | None = None) -> DAG:
+    # Operators are imported here so that `pdr-lint` and the config model never need them.
+    from airflow_provider_pdr.operators import InstallTriggersOperator, ReflectOperator
+    from airflow_provider_pdr.sensors import PendingChangesSensor
+
+    r = reflection
+    default_args = {
+        "owner": r.owner,
+        "retries": r.retries,
+        "retry_delay": timedelta(seconds=r.retry_delay),
+        **{key: r.callback(key) for key in CALLBACKS if getattr(r, key)},
+    }
+    # auto_register=False: only the DAGs handed back are registered, so a reflection that
+    # fails half-way through building never leaves a partial DAG behind.
+    with DAG(
+        dag_id=r.dag_id,
+        schedule=r.schedule,
+        start_date=r.start_date,
+        catchup=False,
+        max_active_runs=1,  # one drain at a time: the channel lock would make a second run wait anyway
+        default_args=default_args,
+        tags=["pdr", *r.tags],
+        doc_md=_doc(r, path),
+        auto_register=False,
+    ) as dag:
+        install = InstallTriggersOperator(
+            task_id="install_triggers",
+            source_conn_id=r.source.conn_id,
+            source_table=r.source.table,
+            source_schema=r.source.schema_,
+            channel=r.channel,
+        )
+        wait = PendingChangesSensor(
+            task_id="wait_for_changes",
+            source_conn_id=r.source.conn_id,
+            channel=r.channel,
+            min_changes=r.min_changes,
+            max_wait=r.max_wait,
+            deferrable=r.deferrable,
+        )
+        reflect = ReflectOperator(
+            task_id="reflect",
+            source_conn_id=r.source.conn_id,
+            source_table=r.source.table,
+            channel=r.channel,
+            destination_conn_id=r.destination.conn_id,
+            destination_table=r.destination.table,
+            destination_schema=r.destination.schema_,
+            batch_size=r.batch_size,
+            create_table=r.create_table,
+            deletes=r.deletes,
+        )
+        install >> wait >> reflect
+    return dag
+
+
+def build_dags(configs: Iterable[ConfigFile]) -> tuple[dict[str, DAG], list[str]]:
+    """DAGs of the valid files by dag_id, and the errors of the others (config or build errors).
+
+    A file contributes all of its DAGs or none, like a file that fails validation.
+    """
+    dags: dict[str, DAG] = {}
+    errors: list[str] = []
+    for config in configs:
+        if not config.ok:
+            errors += config.errors
+            continue
+        built: dict[str, DAG] = {}
+        for reflection in config.reflections:
+            try:
+                built[reflection.dag_id] = build_dag(reflection, config.path)
+            except Exception as error:
+                errors.append(f"{config.path}: reflection {reflection.name!r}: cannot build its DAG: "
+                              f"{type(error).__name__}: {error}")
+                built = {}
+                break
+        dags.update(built)
+    for error in errors:
+        log.error("reflection config: %s", error)
+    return dags, errors
