@@ -6,8 +6,11 @@ import importlib
 
 from sqlalchemy.engine import Engine
 
+from airflow_provider_pdr import dialects
 from airflow_provider_pdr.core.engines.base import CaptureTarget, EngineModule, SourceTable
 from airflow_provider_pdr.core.errors import ConfigurationError
+
+dialects.register()  # firebird+fdb URLs work even where the package's entry points are not installed
 
 # dialect name -> "module:class"; new engines are added here and nowhere else.
 MODULES = {
@@ -15,6 +18,7 @@ MODULES = {
     "mysql": "mysql:MysqlEngine",
     "mariadb": "mysql:MysqlEngine",
     "sqlite": "sqlite:SqliteEngine",
+    "firebird": "firebird:FirebirdEngine",
 }
 
 
