@@ -1,0 +1,157 @@
+"""Firebird 3+: one PSQL row trigger per table for all events, ``UPDATE OR INSERT ... MATCHING``
+upsert, and a row lock on the channel's registry row as the channel lock.
+
+Firebird has no schemas, a 31-character identifier limit, and applies DDL only at commit;
+the ``firebird+fdb`` dialect (airflow_provider_pdr.dialects) commits DDL at once.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Sequence
+
+import sqlalchemy as sa
+
+from airflow_provider_pdr.core import names
+from airflow_provider_pdr.core.engines.base import CaptureTarget, EngineModule, SourceTable, chunks
+from airflow_provider_pdr.core.errors import UnsupportedTypeError
+
+MAX_NUMERIC_PRECISION = 18  # Firebird 3 NUMERIC/DECIMAL
+MAX_VARCHAR_UTF8 = 8191  # 32765 bytes at up to 4 bytes a character
+# read committed, no wait: a lock conflict is reported at once instead of queued
+NOWAIT_TPB = bytes([3, 9, 7, 15, 17])  # isc_tpb_ version3, write, nowait, read_committed, rec_version
+LOCK_CONFLICT_GDSCODES = {335544345, 335544336, 335544878}  # lock_conflict, deadlock, update_conflict
+
+
+class FirebirdEngine(EngineModule):
+    name = "firebird"
+    max_identifier_length = 31
+    lock_poll_seconds = 0.2
+
+    def quote(self, name: str) -> str:
+        # Quote exactly as the dialect's own DDL does, or "orders" created by SQLAlchemy (stored
+        # as ORDERS) and a quoted "orders" in a trigger body would be different tables.
+        return self.preparer.quote(name)
+
+    def default_schema(self, conn):
+        return None
+
+    def changed_at_column(self) -> sa.Column:
+        return sa.Column("changed_at", sa.TIMESTAMP(), nullable=False, server_default=sa.text("CURRENT_TIMESTAMP"))
+
+    def age_seconds(self, oldest):
+        return sa.func.datediff(sa.literal_column("MILLISECOND"), oldest, sa.literal_column("CURRENT_TIMESTAMP")) \
+            / sa.literal_column("1000.0")
+
+    # -- capture ----------------------------------------------------------------------------
+    def capture_ddl(self, table: SourceTable, targets: Sequence[CaptureTarget], base: str) -> list[str]:
+        key_list = ", ".join(self.quote(f"key_{i}") for i in range(1, len(table.key_columns) + 1))
+
+        def insert(row: str) -> str:
+            values = ", ".join(f"{row}.{self.quote(c)}" for c in table.key_columns)
+            return " ".join(f"INSERT INTO {self.quote(t.change_table)} ({key_list}) VALUES ({values});" for t in targets)
+
+        # An UPDATE records the old key as well as the new one, always: a byte-exact comparison
+        # is not portable across Firebird collations (trailing blanks, _CI collations), and a
+        # duplicate change row is harmless.
+        return [
+            f"CREATE TRIGGER {self.quote(base + '_c')} FOR {self.quote(table.name)} "
+            "ACTIVE AFTER INSERT OR UPDATE OR DELETE POSITION 32000 AS\nBEGIN\n"
+            f"  IF (NOT DELETING) THEN BEGIN {insert('NEW')} END\n"
+            f"  IF (NOT INSERTING) THEN BEGIN {insert('OLD')} END\nEND"
+        ]
+
+    def drop_capture_ddl(self, table: SourceTable, base: str) -> list[str]:
+        return [f"DROP TRIGGER {self.quote(base + '_c')}"]
+
+    def capture_objects(self, conn, table: SourceTable) -> set[str]:
+        prefix = names.PREFIX + names.table_tag(table.schema, table.name)
+        rows = conn.execute(
+            sa.text(
+                "SELECT TRIM(rdb$trigger_name) FROM rdb$triggers WHERE rdb$relation_name = :table "
+                "AND rdb$trigger_name STARTING WITH :prefix"
+            ),
+            {"table": self.dialect.denormalize_name(table.name), "prefix": self.dialect.denormalize_name(prefix)},
+        )
+        return {self.dialect.normalize_name(name).rsplit("_", 1)[0] for (name,) in rows}
+
+    def execute_ddl(self, conn, statements: Sequence[str]) -> None:
+        for statement in statements:
+            conn.exec_driver_sql(statement)
+            conn.connection.dbapi_connection.commit()  # triggers exist only once committed
+
+    # -- apply ------------------------------------------------------------------------------
+    def upsert(self, conn, table: sa.Table, key_columns, rows) -> None:
+        columns = list(table.columns)
+        statement = sa.text(
+            f"UPDATE OR INSERT INTO {self.quote(table.name)} "
+            f"({', '.join(self.quote(c.name) for c in columns)}) "
+            f"VALUES ({', '.join(f':p{i}' for i in range(len(columns)))}) "
+            f"MATCHING ({', '.join(self.quote(k) for k in key_columns)})"
+        ).bindparams(*[sa.bindparam(f"p{i}", type_=c.type) for i, c in enumerate(columns)])
+        conn.execute(statement, [{f"p{i}": row[c.name] for i, c in enumerate(columns)} for row in rows])
+
+    def delete_keys(self, conn, table: sa.Table, key_columns, keys) -> int:
+        columns = [table.c[name] for name in key_columns]
+        if len(columns) == 1:  # Firebird 3 accepts at most 1500 values in an IN list
+            return sum(
+                conn.execute(sa.delete(table).where(columns[0].in_([k[0] for k in chunk]))).rowcount
+                for chunk in chunks(keys, 500)
+            )
+        # No row values in Firebird: (a = ? AND b = ?) OR ...
+        return sum(
+            conn.execute(sa.delete(table).where(sa.or_(
+                *[sa.and_(*[c == v for c, v in zip(columns, key)]) for key in chunk]
+            ))).rowcount
+            for chunk in chunks(keys, 100)
+        )
+
+    # -- locking ----------------------------------------------------------------------------
+    @contextlib.contextmanager
+    def channel_lock(self, engine, schema, channel, timeout):
+        """An open transaction holding the channel's registry row WITH LOCK; the server ends
+        the transaction, and with it the lock, when the connection dies."""
+        registry = sa.table(names.REGISTRY_TABLE, sa.column("channel"))
+        compiled = sa.select(registry.c.channel).where(registry.c.channel == channel) \
+            .with_for_update().compile(dialect=engine.dialect)
+        params = [compiled.params[name] for name in compiled.positiontup]
+        raw = engine.raw_connection()
+        try:
+            transaction = raw.driver_connection.trans(default_tpb=NOWAIT_TPB)
+            deadline = time.monotonic() + timeout
+            while True:
+                cursor = transaction.cursor()
+                try:
+                    cursor.execute(compiled.string, params)
+                    cursor.fetchall()
+                    break
+                except engine.dialect.loaded_dbapi.DatabaseError as error:
+                    transaction.rollback()
+                    if getattr(error, "args", (None, None))[-1] not in LOCK_CONFLICT_GDSCODES \
+                            and "lock conflict" not in str(error).lower():
+                        raise
+                    if time.monotonic() >= deadline:
+                        raise self.busy(channel, timeout) from None
+                    time.sleep(min(self.lock_poll_seconds, max(0.05, deadline - time.monotonic())))
+            try:
+                yield
+            finally:
+                transaction.rollback()
+        finally:
+            raw.close()
+
+    # -- types ------------------------------------------------------------------------------
+    def ddl_type(self, generic, where):
+        if isinstance(generic, sa.Numeric) and not isinstance(generic, sa.Float):
+            if generic.precision is None or generic.precision > MAX_NUMERIC_PRECISION:
+                shape = "without precision" if generic.precision is None else \
+                    f"({generic.precision},{generic.scale})"
+                raise UnsupportedTypeError(
+                    f"{where}: NUMERIC {shape} cannot be stored exactly in Firebird 3 "
+                    f"(NUMERIC holds at most {MAX_NUMERIC_PRECISION} digits); create the destination table yourself"
+                )
+        if isinstance(generic, sa.String) and not isinstance(generic, sa.Text) \
+                and generic.length and generic.length > MAX_VARCHAR_UTF8:
+            return sa.Text()
+        return generic
