@@ -26,7 +26,9 @@ os.environ.update({
 })
 os.makedirs(os.path.join(HOME, "dags"), exist_ok=True)
 
-CONN_TYPES = {"postgresql": "postgres", "mysql": "mysql", "mariadb": "mysql", "sqlite": "sqlite"}
+CONN_TYPES = {
+    "postgresql": "postgres", "mysql": "mysql", "mariadb": "mysql", "sqlite": "sqlite", "firebird": "firebird",
+}
 
 
 @pytest.fixture(scope="session")

@@ -242,3 +242,40 @@ def test_airflow_lists_the_provider():
     hooks = subprocess.run([os.path.join(os.path.dirname(sys.executable), "airflow"), "providers", "hooks"],
                            capture_output=True, text=True, env=env, timeout=300)
     assert "airflow_provider_pdr.hooks.firebird.FirebirdHook" in hooks.stdout
+
+
+def test_firebird_connection_reaches_a_real_server(databases, connect):
+    firebird = databases.new("firebird")
+    fb = connect("fb", firebird)
+    hook = FirebirdHook(firebird_conn_id=fb)
+    assert hook.test_connection() == (True, "Connection successfully tested")
+    assert hook.get_first("SELECT 1 FROM RDB$DATABASE") == (1,)
+    with PdrHook(fb) as pdr:
+        assert pdr.module.name == "firebird"
+        assert pdr.engine.url.database == firebird.url.database
+
+
+def test_firebird_source_through_the_operators(databases, connect):
+    source, destination = databases.new("firebird"), databases.new("sqlite")
+    table = orders(source)
+    src, dst = connect("src", source), connect("dst", destination)
+    install(src)
+    write(source, table.insert(), rows(1, 2, 3))
+    write(source, table.delete().where(table.c.id == 2))
+    summary = ReflectOperator(task_id="r", source_conn_id=src, channel="orders", destination_conn_id=dst,
+                              destination_table="mirror", create_table=True).execute({})
+    assert (summary["upserted"], summary["drained"]) == (2, True)
+    assert [(i, note, Decimal(str(amount))) for i, note, amount in table_rows(destination, "mirror")] == [
+        (1, "n1", Decimal("0.25")), (3, "n3", Decimal("0.75"))]
+
+
+def test_firebird_wrong_password_is_reported_without_it(databases, monkeypatch):
+    firebird = databases.new("firebird")
+    url = firebird.url
+    monkeypatch.setenv("AIRFLOW_CONN_FBBAD", json.dumps({
+        "conn_type": "firebird", "host": url.host, "port": url.port, "login": url.username, "password": SECRET,
+        "schema": url.database,
+    }))
+    ok, message = FirebirdHook(firebird_conn_id="fbbad").test_connection()
+    assert ok is False and message
+    assert SECRET not in message
