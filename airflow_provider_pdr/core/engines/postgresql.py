@@ -24,6 +24,7 @@ EVENTS = {
 class PostgresEngine(EngineModule):
     name = "postgresql"
     max_identifier_length = 63
+    upsert_page_rows = 5000  # rows per INSERT statement (the parameter count limit still applies)
 
     def changed_at_column(self) -> sa.Column:
         return sa.Column("changed_at", postgresql.TIMESTAMP(timezone=True), nullable=False,
@@ -98,7 +99,11 @@ class PostgresEngine(EngineModule):
             statement = statement.on_conflict_do_update(index_elements=list(key_columns), set_=updates)
         else:
             statement = statement.on_conflict_do_nothing(index_elements=list(key_columns))
-        conn.execute(statement, rows)
+        # SQLAlchemy sends an ON CONFLICT insert without RETURNING through the driver's
+        # executemany, one round trip per row; with RETURNING it batches the rows into
+        # multi-row VALUES statements ("insertmanyvalues"), a whole batch per statement.
+        statement = statement.returning(*[table.c[k] for k in key_columns])
+        conn.execute(statement.execution_options(insertmanyvalues_page_size=self.upsert_page_rows), rows).close()
 
     @contextlib.contextmanager
     def channel_lock(self, engine, schema, channel, timeout):
