@@ -83,12 +83,25 @@ def test_dag_mirrors_changes(pair, databases, connect, airflow_db, caplog):
     assert run.state == "success"
     states = {ti.task_id: ti.state for ti in run.get_task_instances()}
     assert states == {"install": "success", "wait": "success", "reflect": "success"}
+    assert asset_event_extras("pdr://pdr_dst/orders_copy")[-1]["upserted"] == 4  # downstream DAGs can see it
     assert "running trigger in line" in caplog.text  # the sensor found too few changes and deferred
     assert exact(table_rows(destination, "orders_copy")) == exact(table_rows(source, "orders"))
     assert exact(table_rows(destination, "orders_copy")) == [
         (1, "n1", Decimal("1.50")), (2, "changed", Decimal("3.00")), (4, "n4", Decimal("6.00")),
         (5, "n5", Decimal("7.50")),
     ]
+
+
+def asset_event_extras(uri: str) -> list[dict]:
+    from airflow import settings
+    from airflow.models.asset import AssetEvent, AssetModel
+
+    with settings.Session() as session:
+        events = session.scalars(
+            sa.select(AssetEvent).join(AssetModel, AssetEvent.asset_id == AssetModel.id)
+            .where(AssetModel.uri == uri).order_by(AssetEvent.id)
+        )
+        return [event.extra for event in events]
 
 
 def exact(rows: list[tuple]) -> list[tuple]:

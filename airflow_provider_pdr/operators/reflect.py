@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import timedelta
 from typing import Any
 
-from airflow.sdk import BaseOperator
+from airflow.sdk import Asset, BaseOperator
 
 from airflow_provider_pdr.assets import table_asset
 from airflow_provider_pdr.core import ConfigurationError, ReflectResult, reflect
@@ -109,11 +109,9 @@ class ReflectOperator(BaseOperator):
 
     def annotate_assets(self, context: Any, summary: dict) -> None:
         """Attach the summary to the asset events, so consumers can see what changed."""
-        events = context.get("outlet_events") if hasattr(context, "get") else None
-        if not events:
+        events = context.get("outlet_events") if isinstance(context, Mapping) else None
+        if events is None:  # execute() called outside a task run
             return
         for outlet in self.outlets:
-            try:
+            if isinstance(outlet, Asset):
                 events[outlet].extra.update(summary)
-            except (KeyError, TypeError, AttributeError):
-                pass
