@@ -191,6 +191,9 @@ def uninstall_channel(engine: Engine, channel: str) -> bool:
         if sa.inspect(conn).has_table(info.table.name, schema=info.table.schema):
             sync_triggers(conn, module, info.table, remaining)
         sa.Table(info.change_table, sa.MetaData(), schema=info.schema).drop(conn, checkfirst=True)
+        from airflow_provider_pdr.core.snapshot import forget  # snapshot builds on this module
+
+        forget(conn, info.schema, channel)
         if conn.execute(sa.select(sa.func.count()).select_from(registry)).scalar() == 0:
             registry.drop(conn)
     return True

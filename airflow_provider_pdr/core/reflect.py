@@ -22,10 +22,12 @@ from sqlalchemy.engine import Connection, Engine
 
 from airflow_provider_pdr.core.channel import Channel, change_table, count_pending, load_channel
 from airflow_provider_pdr.core.engines import EngineModule, engine_module
-from airflow_provider_pdr.core.errors import ApplyError, SchemaError
+from airflow_provider_pdr.core.engines.base import chunks
+from airflow_provider_pdr.core.errors import ApplyError, ConfigurationError, SchemaError
 from airflow_provider_pdr.core.schema import (
     check_destination, create_destination_table, describe, reflect_table, value_converters,
 )
+from airflow_provider_pdr.core.transform import Mapping, plan
 
 log = logging.getLogger(__name__)
 
@@ -66,26 +68,36 @@ def seq_ranges(seqs: list[int]) -> list[tuple[int, int]]:
 
 
 class Drain:
-    """The tables and statements of one reflect run, built once and used for every batch."""
+    """The tables and statements of one reflect run, built once and used for every batch.
+
+    The source query selects the mapping's fields (plain or computed columns) of the rows
+    that match its filter; a changed key whose row is gone or no longer matches is a delete.
+    """
 
     def __init__(self, source: Connection, destination: Connection, src: EngineModule, dst: EngineModule,
-                 channel: Channel, table: str, schema: str | None, create_table: bool, deletes: bool):
-        self.channel, self.dst, self.deletes = channel, dst, deletes
-        self.keys = channel.table.key_columns
-        source_table = reflect_table(source, src, channel.table.name, channel.table.schema)
-        missing_keys = [k for k in self.keys if k not in source_table.columns]
+                 channel: Channel, table: str, schema: str | None, create_table: bool, deletes: bool,
+                 mapping: Mapping | None = None):
+        self.channel, self.src, self.dst = channel, src, dst
+        self.mapping = mapping = mapping or Mapping()
+        self.source_keys = channel.table.key_columns
+        self.source_table = source_table = reflect_table(source, src, channel.table.name, channel.table.schema)
+        missing_keys = [k for k in self.source_keys if k not in source_table.columns]
         if missing_keys:
             raise SchemaError(
                 f"source table {str(channel.table)!r} no longer has the key columns {missing_keys} "
                 f"of channel {channel.name!r}; reinstall the channel"
             )
-        self.changes = change_table(src, channel, [source_table.c[k].type for k in self.keys])
+        self.plan = plan(mapping, source_table, self.source_keys)
+        self.keys = self.plan.keys
+        self.on_delete = self.plan.on_delete if deletes else "keep"
+        self.changes = change_table(src, channel, [source_table.c[k].type for k in self.source_keys])
         if create_table and not sa.inspect(destination).has_table(table, schema=schema):
-            create_destination_table(destination, dst, source_table, self.keys, table, schema)
+            create_destination_table(destination, dst, self.plan.shape(source_table, creating=True), self.keys,
+                                     table, schema)
             destination.commit()
         self.target = reflect_table(destination, dst, table, schema)
-        check_destination(destination, source_table, self.target, self.keys)
-        self.columns = [c.name for c in source_table.columns]
+        check_destination(destination, self.plan.shape(source_table, creating=False), self.target, self.keys)
+        self.columns = self.plan.names
         self.convert = {n: f for n, f in value_converters(self.target).items() if n in self.columns}
         # Write through the destination's own column types, only the mirrored columns.
         self.write_table = sa.Table(
@@ -93,39 +105,60 @@ class Drain:
             *[sa.Column(n, self.target.c[n].type, primary_key=n in self.keys) for n in self.columns],
             schema=self.target.schema,
         )
+        self.statements = {
+            kind: bound_statement(getattr(mapping, f"{kind}_statement"), self.write_table, allowed, kind)
+            for kind, allowed in (("upsert", self.columns), ("delete", self.keys))
+        }
         source.rollback()
         destination.rollback()
 
+        width = len(self.source_keys)
         batch = (
-            sa.select(self.changes.c.seq, *[self.changes.c[f"key_{i}"] for i in range(1, len(self.keys) + 1)])
+            sa.select(self.changes.c.seq.label("pdr_seq"),
+                      *[self.changes.c[f"key_{i}"].label(f"pdr_key_{i}") for i in range(1, width + 1)])
             .order_by(self.changes.c.seq).limit(sa.bindparam("batch_size")).subquery("pdr_batch")
         )
-        joined = batch.outerjoin(
-            source_table, sa.and_(*[source_table.c[k] == batch.c[f"key_{i}"] for i, k in enumerate(self.keys, 1)])
-        )
-        present = source_table.c[self.keys[0]].isnot(None).label("pdr_present")
+        on = [source_table.c[k] == batch.c[f"pdr_key_{i}"] for i, k in enumerate(self.source_keys, 1)]
+        if self.plan.condition is not None:  # a row that stops matching reads as absent: it leaves the mirror
+            on.append(self.plan.condition)
+        present = source_table.c[self.source_keys[0]].isnot(None).label("pdr_present")
         self.read = sa.select(
-            batch.c.seq, present, *[batch.c[f"key_{i}"] for i in range(1, len(self.keys) + 1)],
-            *[source_table.c[name].label(f"col_{i}") for i, name in enumerate(self.columns)],
-        ).select_from(joined)
+            batch.c.pdr_seq, present, *[batch.c[f"pdr_key_{i}"] for i in range(1, width + 1)],
+            *self.selected(),
+        ).select_from(batch.outerjoin(source_table, sa.and_(*on)))
+
+    def selected(self) -> list[sa.ColumnElement]:
+        return [planned.expression.label(f"col_{i}") for i, planned in enumerate(self.plan.columns)]
+
+    def source_rows(self) -> sa.Select:
+        """Source key and fields of every row that matches the filter (initial load, reconcile)."""
+        query = sa.select(
+            *[self.source_table.c[k].label(f"pdr_key_{i}") for i, k in enumerate(self.source_keys, 1)],
+            *self.selected(),
+        )
+        return query if self.plan.condition is None else query.where(self.plan.condition)
+
+    def row(self, values) -> dict:
+        return {name: values[i] for i, name in enumerate(self.columns)}
 
     def read_batch(self, source: Connection, batch_size: int):
         rows = source.execute(self.read, {"batch_size": batch_size}).all()
         source.rollback()  # end the read transaction: the next batch must see new commits
         seqs, upserts, deletes = [], {}, {}
-        width = len(self.keys)
+        width = len(self.source_keys)
         for row in rows:
             seqs.append(row[0])
             key = tuple(row[2 : 2 + width])
             if row[1]:
-                values = row[2 + width :]
-                upserts[key] = {name: values[i] for i, name in enumerate(self.columns)}
+                upserts[key] = self.row(row[2 + width :])
                 deletes.pop(key, None)
             elif key not in upserts:
                 deletes[key] = key
         return seqs, list(upserts.values()), list(deletes)
 
     def apply(self, destination: Connection, upserts: list[dict], deletes: list[tuple]) -> int:
+        """Write rows and apply deletes (source key tuples) in one transaction; returns rows deleted
+        or, with on_delete=nullify, cleared."""
         for row in upserts:
             for name, convert in self.convert.items():
                 row[name] = convert(row[name])
@@ -134,10 +167,30 @@ class Drain:
         removed = 0
         with committing(destination):
             if upserts:
-                self.dst.upsert(destination, self.write_table, self.keys, upserts)
-            if deletes and self.deletes:
-                removed = self.dst.delete_keys(destination, self.write_table, self.keys, deletes)
+                if self.statements["upsert"] is not None:
+                    destination.execute(self.statements["upsert"], upserts)
+                else:
+                    self.dst.upsert(destination, self.write_table, self.keys, upserts)
+            if deletes and self.on_delete != "keep":
+                removed = self.remove(destination, deletes)
         return removed
+
+    def remove(self, destination: Connection, keys: list[tuple]) -> int:
+        if self.statements["delete"] is not None:
+            return destination.execute(self.statements["delete"], [dict(zip(self.keys, k)) for k in keys]).rowcount
+        if self.on_delete == "delete":
+            return self.dst.delete_keys(destination, self.write_table, self.keys, keys)
+        # nullify: clear only this reflection's columns, other sources' columns stay
+        columns = [self.write_table.c[k] for k in self.keys]
+        target = columns[0] if len(columns) == 1 else sa.tuple_(*columns)
+        values = [k[0] for k in keys] if len(columns) == 1 else keys
+        cleared = {name: None for name in self.columns if name not in self.keys}
+        if not cleared:
+            return 0
+        return sum(
+            destination.execute(sa.update(self.write_table).where(target.in_(part)).values(cleared)).rowcount
+            for part in chunks(values, 500)
+        )
 
     def acknowledge(self, source: Connection, seqs: list[int]) -> None:
         ranges = seq_ranges(seqs)
@@ -147,6 +200,20 @@ class Drain:
                 source.execute(
                     sa.delete(self.changes).where(sa.or_(*[self.changes.c.seq.between(a, b) for a, b in part]))
                 )
+
+
+def bound_statement(sql: str | None, table: sa.Table, allowed: list[str], kind: str):
+    """A user statement with its :name parameters bound through the destination column types."""
+    if sql is None:
+        return None
+    statement = sa.text(sql)
+    params = list(statement._bindparams)
+    unknown = [p for p in params if p not in allowed]
+    if unknown:
+        raise ConfigurationError(
+            f"{kind}_statement: parameters {unknown} are not destination fields; available: {allowed}"
+        )
+    return statement.bindparams(*[sa.bindparam(p, type_=table.c[p].type) for p in params])
 
 
 def reflect(

@@ -133,6 +133,16 @@ def chunks(items: Sequence, size: int) -> Iterator[Sequence]:
         yield items[start : start + size]
 
 
+def release(conn: Connection, unlock: sa.Executable) -> None:
+    """Release a session lock; if the session is gone or broken, close it: that releases it too
+    (and a failed release never hides the error that ended the drain)."""
+    try:
+        conn.execute(unlock)
+        conn.commit()
+    except sa.exc.DBAPIError:
+        conn.invalidate()
+
+
 def key_mismatch(old: str, new: str, columns: Sequence[str], quote, cast) -> str:
     """SQL condition true when any key column differs byte for byte (key columns are never NULL)."""
     return " OR ".join(

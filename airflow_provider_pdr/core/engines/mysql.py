@@ -10,7 +10,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import mysql
 
 from airflow_provider_pdr.core import names
-from airflow_provider_pdr.core.engines.base import CaptureTarget, EngineModule, SourceTable, key_mismatch
+from airflow_provider_pdr.core.engines.base import CaptureTarget, EngineModule, SourceTable, key_mismatch, release
 from airflow_provider_pdr.core.errors import UnsupportedTypeError
 
 EVENTS = {"i": "INSERT", "u": "UPDATE", "d": "DELETE"}
@@ -90,7 +90,7 @@ class MysqlEngine(EngineModule):
             try:
                 yield
             finally:
-                conn.execute(sa.select(sa.func.release_lock(name)))
+                release(conn, sa.select(sa.func.release_lock(name)))
 
     def ddl_type(self, generic, where):
         if isinstance(generic, sa.LargeBinary):

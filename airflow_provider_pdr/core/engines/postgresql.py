@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
 
 from airflow_provider_pdr.core import names
-from airflow_provider_pdr.core.engines.base import CaptureTarget, EngineModule, SourceTable
+from airflow_provider_pdr.core.engines.base import CaptureTarget, EngineModule, SourceTable, release
 
 # One trigger per event: transition tables may not be shared by multi-event triggers.
 EVENTS = {
@@ -119,8 +119,7 @@ class PostgresEngine(EngineModule):
             try:
                 yield
             finally:
-                conn.execute(sa.select(sa.func.pg_advisory_unlock(key)))
-                conn.commit()
+                release(conn, sa.select(sa.func.pg_advisory_unlock(key)))
 
     @contextlib.asynccontextmanager
     async def listener(self, engine, target):

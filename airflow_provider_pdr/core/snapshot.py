@@ -1,0 +1,287 @@
+"""Initial load and resync: copy the source table into the mirror while capture is on.
+
+The channel is installed first, so every write made during the copy is captured. The copy
+holds the channel's lock, so no drain runs meanwhile: a row copied in a stale state was
+changed after it was read, so its change is still pending and the next drain writes the
+current state over it. Nothing changed during the copy is lost.
+
+The copy walks the source in primary key order, one chunk (keyset page) at a time, so
+memory holds one chunk whatever the table's size. After each chunk is committed in the
+destination, the last key copied is saved in ``pdr_snapshots`` in the source: a run that
+dies resumes after that key (a chunk copied twice is harmless, upserts are idempotent).
+
+A resync then sweeps the destination's keys, chunk by chunk, and removes (or, with
+``on_delete: nullify``, clears) the rows whose key no longer exists in the source or no
+longer matches the filter. The sweep asks the source about exact keys, never about key
+ranges: two engines may order the same strings differently.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import decimal
+import json
+import logging
+import time
+import uuid
+from dataclasses import asdict, dataclass
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, Engine
+
+from airflow_provider_pdr.core.channel import load_channel, registry_schema
+from airflow_provider_pdr.core.engines import engine_module
+from airflow_provider_pdr.core.engines.base import chunks
+from airflow_provider_pdr.core.reflect import Drain, committing
+from airflow_provider_pdr.core.schema import describe, value_converters
+from airflow_provider_pdr.core.transform import Mapping
+
+log = logging.getLogger(__name__)
+
+PROGRESS_TABLE = "pdr_snapshots"
+COPY, SWEEP, DONE = "copy", "sweep", "done"
+
+
+@dataclass
+class SnapshotResult:
+    copied: int = 0  # source rows written to the destination
+    removed: int = 0  # destination rows deleted (or cleared) because the source no longer has them
+    chunks: int = 0
+    done: bool = False  # False when a time budget stopped it: the next run resumes
+    resumed: bool = False  # True when it continued an interrupted snapshot
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def progress_table(schema: str | None) -> sa.Table:
+    return sa.Table(
+        PROGRESS_TABLE, sa.MetaData(),
+        sa.Column("channel", sa.String(63), primary_key=True),
+        sa.Column("phase", sa.String(8), nullable=False),  # copy, sweep or done
+        sa.Column("resync", sa.Boolean, nullable=False),
+        sa.Column("last_key", sa.Text),  # JSON: the last key copied (copy) or swept (sweep)
+        sa.Column("copied", sa.BigInteger, nullable=False),
+        sa.Column("removed", sa.BigInteger, nullable=False),
+        schema=schema,
+    )
+
+
+# -- key values in JSON, typed so that a resumed run binds exactly the same values ----------
+def encode_key(values) -> str:
+    def one(v):
+        for kind, type_ in (("datetime", dt.datetime), ("date", dt.date), ("time", dt.time)):
+            if isinstance(v, type_):
+                return {kind: v.isoformat()}
+        if isinstance(v, decimal.Decimal):
+            return {"decimal": str(v)}
+        if isinstance(v, (bytes, memoryview)):
+            return {"bytes": bytes(v).hex()}
+        if isinstance(v, uuid.UUID):
+            return {"uuid": str(v)}
+        return v
+    return json.dumps([one(v) for v in values])
+
+
+def decode_key(text: str) -> tuple:
+    parse = {"datetime": dt.datetime.fromisoformat, "date": dt.date.fromisoformat, "time": dt.time.fromisoformat,
+             "decimal": decimal.Decimal, "bytes": bytes.fromhex, "uuid": uuid.UUID}
+
+    def one(v):
+        if isinstance(v, dict):
+            (kind, raw), = v.items()
+            return parse[kind](raw)
+        return v
+    return tuple(one(v) for v in json.loads(text))
+
+
+def comparable(value):
+    """One form for values equal across engines (an instant, a number, bytes)."""
+    if isinstance(value, dt.datetime) and value.tzinfo is not None:
+        return value.astimezone(dt.timezone.utc).replace(tzinfo=None)
+    if isinstance(value, bool):
+        return int(value)
+    if isinstance(value, decimal.Decimal):
+        return value.normalize() if value.is_finite() else value
+    if isinstance(value, memoryview):
+        return bytes(value)
+    return value
+
+
+def after(columns: list[sa.ColumnElement], last: tuple | None) -> sa.ColumnElement | None:
+    """Keyset condition "key > last" spelled without row values (portable to every engine)."""
+    if last is None:
+        return None
+    terms = []
+    for i, column in enumerate(columns):
+        terms.append(sa.and_(*[columns[j] == last[j] for j in range(i)], column > last[i]))
+    return sa.or_(*terms)
+
+
+def key_in(columns: list[sa.ColumnElement], keys: list[tuple]) -> sa.ColumnElement:
+    if len(columns) == 1:
+        return columns[0].in_([k[0] for k in keys])
+    return sa.tuple_(*columns).in_(keys)
+
+
+class Progress:
+    """The snapshot's row in pdr_snapshots, saved after every chunk."""
+
+    def __init__(self, source: Connection, schema: str | None, channel: str):
+        self.table, self.channel = progress_table(schema), channel
+        self.table.create(source, checkfirst=True)
+        source.commit()
+        row = source.execute(sa.select(self.table).where(self.table.c.channel == channel)).first()
+        source.rollback()
+        self.exists = row is not None
+        self.phase = row.phase if row else None
+        self.resync = bool(row.resync) if row else False
+        self.last = decode_key(row.last_key) if row and row.last_key else None
+        self.copied = row.copied if row else 0
+        self.removed = row.removed if row else 0
+
+    def start(self, resync: bool) -> None:
+        self.phase, self.resync, self.last, self.copied, self.removed = COPY, resync, None, 0, 0
+
+    def save(self, source: Connection) -> None:
+        values = {"phase": self.phase, "resync": self.resync, "copied": self.copied, "removed": self.removed,
+                  "last_key": None if self.last is None else encode_key(self.last)}
+        with committing(source):
+            if self.exists:
+                source.execute(self.table.update().where(self.table.c.channel == self.channel).values(**values))
+            else:
+                source.execute(self.table.insert().values(channel=self.channel, **values))
+        self.exists = True
+
+
+def is_loaded(source: Engine, channel: str) -> bool:
+    """True once an initial load (or resync) of the channel's reflection has completed."""
+    module = engine_module(source)
+    with source.connect() as conn:
+        schema = registry_schema(conn, module)
+        if not sa.inspect(conn).has_table(PROGRESS_TABLE, schema=schema):
+            return False
+        table = progress_table(schema)
+        return conn.execute(sa.select(table.c.phase).where(table.c.channel == channel)).scalar() == DONE
+
+
+def run_snapshot(source: Connection, destination: Connection, drain: Drain, *, resync: bool, chunk_size: int,
+                 deadline: float | None, schema: str | None, restart: bool = False) -> SnapshotResult:
+    """Copy (and for a resync, sweep) under the channel lock, which the caller holds."""
+    if chunk_size < 1:
+        raise ValueError(f"chunk_size must be at least 1, got {chunk_size}")
+    progress = Progress(source, schema, drain.channel.name)
+    result = SnapshotResult()
+    if progress.phase in (COPY, SWEEP) and not restart and (progress.resync or not resync):
+        result.resumed = True  # an interrupted snapshot continues where it stopped
+    elif progress.phase == DONE and not resync and not restart:
+        result.done = True
+        return result
+    else:
+        progress.start(resync)
+        progress.save(source)
+
+    def out_of_time() -> bool:
+        return deadline is not None and time.monotonic() >= deadline
+
+    width = len(drain.source_keys)
+    key_columns = [drain.source_table.c[k] for k in drain.source_keys]
+    while progress.phase == COPY and not out_of_time():
+        query = drain.source_rows().order_by(*key_columns).limit(chunk_size)
+        condition = after(key_columns, progress.last)
+        rows = source.execute(query if condition is None else query.where(condition)).all()
+        source.rollback()
+        if not rows:
+            progress.phase, progress.last = (SWEEP if progress.resync else DONE), None
+        else:
+            drain.apply(destination, [drain.row(r[width:]) for r in rows], [])
+            progress.last = tuple(rows[-1][:width])
+            progress.copied += len(rows)
+            result.copied += len(rows)
+            result.chunks += 1
+        progress.save(source)
+
+    dest_keys = [drain.target.c[k] for k in drain.keys]
+    to_source = value_converters(drain.source_table)
+    while progress.phase == SWEEP and not out_of_time():
+        query = sa.select(*dest_keys).order_by(*dest_keys).limit(chunk_size)
+        condition = after(dest_keys, progress.last)
+        keys = [tuple(r) for r in destination.execute(query if condition is None else query.where(condition))]
+        destination.rollback()
+        if not keys:
+            progress.phase, progress.last = DONE, None
+        else:
+            gone = missing_in_source(source, drain, keys, to_source)
+            removed = drain.apply(destination, [], gone) if gone else 0
+            progress.last = keys[-1]
+            progress.removed += removed
+            result.removed += removed
+            result.chunks += 1
+        progress.save(source)
+    result.done = progress.phase == DONE
+    return result
+
+
+def missing_in_source(source: Connection, drain: Drain, keys: list[tuple], to_source: dict) -> list[tuple]:
+    """The destination keys whose row the source no longer has (or that no longer match the filter)."""
+    converters = [to_source.get(k) for k in drain.source_keys]
+    columns = [drain.source_table.c[k] for k in drain.source_keys]
+    found = set()
+    for part in chunks(keys, 1000):
+        asked = [tuple(f(v) if f else v for f, v in zip(converters, key)) for key in part]
+        query = sa.select(*columns).where(key_in(columns, asked))
+        if drain.plan.condition is not None:
+            query = query.where(drain.plan.condition)
+        found.update(tuple(comparable(v) for v in row) for row in source.execute(query))
+    source.rollback()
+    return [key for key in keys if tuple(comparable(v) for v in key) not in found]
+
+
+def snapshot(
+    source: Engine,
+    destination: Engine,
+    channel: str,
+    destination_table: str | None = None,
+    destination_schema: str | None = None,
+    *,
+    mapping: Mapping | None = None,
+    resync: bool = False,
+    restart: bool = False,
+    chunk_size: int = 5000,
+    create_table: bool = False,
+    time_budget: float | None = None,
+    lock_timeout: float = 60.0,
+) -> SnapshotResult:
+    """Initial load (``resync=False``): copy every source row once; a completed load is not
+    repeated. Resync (``resync=True``): copy again and remove destination rows the source no
+    longer has. An interrupted run resumes where it stopped (``restart=True`` starts over).
+    Run a reflect afterwards to apply the changes captured during the copy."""
+    src, dst = engine_module(source), engine_module(destination)
+    deadline = None if time_budget is None else time.monotonic() + time_budget
+    with source.connect() as sconn:
+        info = load_channel(sconn, src, channel)
+        sconn.rollback()
+    table = destination_table or info.table.name
+    with src.channel_lock(source, info.schema, channel, lock_timeout), \
+            source.connect() as sconn, destination.connect() as dconn:
+        drain = Drain(sconn, dconn, src, dst, info, table, destination_schema, create_table, True, mapping)
+        result = run_snapshot(sconn, dconn, drain, resync=resync, chunk_size=chunk_size, deadline=deadline,
+                              schema=info.schema, restart=restart)
+    log.info("channel %r (%s -> %s): %s %s, %d rows copied, %d removed in %d chunks", channel, info.table,
+             describe(table, destination_schema), "resync" if resync else "initial load",
+             "complete" if result.done else "paused (resumes on the next run)", result.copied, result.removed,
+             result.chunks)
+    return result
+
+
+def forget(conn: Connection, schema: str | None, channel: str) -> None:
+    """Drop the channel's snapshot progress (on uninstall); the table goes with its last row."""
+    if not sa.inspect(conn).has_table(PROGRESS_TABLE, schema=schema):
+        return
+    table = progress_table(schema)
+    conn.execute(table.delete().where(table.c.channel == channel))
+    if conn.execute(sa.select(sa.func.count()).select_from(table)).scalar() == 0:
+        table.drop(conn)
+
+
+__all__ = ["SnapshotResult", "is_loaded", "run_snapshot", "snapshot"]

@@ -1,0 +1,143 @@
+"""Initial load and resync: complete, resumable, bounded, and nothing written during the copy is lost."""
+
+from __future__ import annotations
+
+import pytest
+import sqlalchemy as sa
+
+from airflow_provider_pdr.core import install_channel, pending_changes, reflect, uninstall_channel
+from airflow_provider_pdr.core.reflect import Drain
+from airflow_provider_pdr.core.snapshot import PROGRESS_TABLE, Progress, is_loaded, snapshot
+from core_tables import create, orders, table_rows, write
+
+
+def seeded(source, count=23):
+    table = orders(source)
+    write(source, table.insert(), [{"id": i, "note": f"n{i}", "amount": i} for i in range(count)])
+    install_channel(source, "orders", "orders")
+    return table
+
+
+def test_initial_load_copies_existing_rows_once(source, destination):
+    seeded(source)
+    result = snapshot(source, destination, "orders", "mirror", chunk_size=5, create_table=True)
+    assert (result.copied, result.chunks, result.done, result.resumed) == (23, 5, True, False)
+    assert table_rows(destination, "mirror") == table_rows(source, "orders")
+    assert is_loaded(source, "orders")
+    again = snapshot(source, destination, "orders", "mirror", chunk_size=5)
+    assert (again.copied, again.done) == (0, True), "a completed initial load is not repeated"
+
+
+@pytest.mark.parametrize("source", ["sqlite", "postgresql", "mysql"], indirect=True)
+@pytest.mark.parametrize("destination", ["postgresql"], indirect=True)
+def test_writes_during_the_copy_are_not_lost(source, destination, monkeypatch):
+    table = seeded(source, 30)
+    original = Drain.apply
+    calls = []
+
+    def apply_and_meanwhile_write(self, conn, upserts, deletes):
+        removed = original(self, conn, upserts, deletes)
+        calls.append(len(upserts))
+        if len(calls) == 1:  # after the first chunk: change rows already copied and rows still ahead
+            write(source, table.update().where(table.c.id.in_([0, 25])).values(note="changed"))
+            write(source, table.delete().where(table.c.id.in_([1, 26])))
+            write(source, table.insert(), [{"id": -1, "note": "behind"}, {"id": 100, "note": "ahead"}])
+        return removed
+
+    monkeypatch.setattr(Drain, "apply", apply_and_meanwhile_write)
+    snapshot(source, destination, "orders", "mirror", chunk_size=10, create_table=True)
+    monkeypatch.undo()
+    assert table_rows(destination, "mirror") != table_rows(source, "orders"), "the copy alone is stale"
+    assert pending_changes(source, "orders").count > 0
+    reflect(source, destination, "orders", "mirror")
+    assert table_rows(destination, "mirror") == table_rows(source, "orders")
+
+
+def test_a_crashed_load_resumes_after_the_last_saved_chunk(source, databases, monkeypatch):
+    seeded(source, 40)
+    destination = databases.new("sqlite")
+    original = Progress.save
+    saves = []
+
+    def dies_on_the_fourth_save(self, conn):
+        saves.append(self.phase)
+        if len(saves) == 4:  # start + 2 chunks saved; the third chunk is written but not recorded
+            raise KeyboardInterrupt("worker killed")
+        original(self, conn)
+
+    monkeypatch.setattr(Progress, "save", dies_on_the_fourth_save)
+    with pytest.raises(KeyboardInterrupt):
+        snapshot(source, destination, "orders", "mirror", chunk_size=10, create_table=True)
+    monkeypatch.undo()
+    assert len(table_rows(destination, "mirror")) == 30
+    assert not is_loaded(source, "orders")
+    result = snapshot(source, destination, "orders", "mirror", chunk_size=10)
+    assert result.resumed and result.done
+    assert result.copied == 20, "resumes after the last saved chunk, copying the unsaved one again"
+    assert table_rows(destination, "mirror") == table_rows(source, "orders")
+
+
+def test_a_time_budget_pauses_and_the_next_run_continues(engine, databases):
+    seeded(engine, 25)
+    destination = databases.new("sqlite")
+    first = snapshot(engine, destination, "orders", "mirror", chunk_size=10, create_table=True, time_budget=0)
+    assert (first.copied, first.done) == (0, False)
+    fetched = []
+    original = Drain.apply
+
+    def counting(self, conn, upserts, deletes):
+        fetched.append(len(upserts))
+        return original(self, conn, upserts, deletes)
+
+    Drain.apply = counting
+    try:
+        second = snapshot(engine, destination, "orders", "mirror", chunk_size=10)
+    finally:
+        Drain.apply = original
+    assert second.resumed and second.done
+    assert fetched == [10, 10, 5], "memory holds one chunk at a time"
+
+
+def test_resync_removes_rows_the_source_no_longer_has_and_repairs_the_rest(source, destination):
+    table = seeded(source, 12)
+    snapshot(source, destination, "orders", "mirror", create_table=True)
+    reflect(source, destination, "orders", "mirror")
+    mirror = sa.Table("mirror", sa.MetaData(), autoload_with=destination)
+    write(destination, mirror.insert(), [{"id": 500, "note": "ghost"}, {"id": -3, "note": "ghost"}])
+    write(destination, mirror.update().where(mirror.c.id == 4).values(note="tampered"))
+    write(destination, mirror.delete().where(mirror.c.id == 5))
+    write(source, table.delete().where(table.c.id == 7))  # captured, not yet reflected
+    result = snapshot(source, destination, "orders", "mirror", resync=True, chunk_size=4)
+    assert result.done and result.copied == 11
+    assert result.removed == 3, "two ghosts and the row deleted in the source"
+    assert table_rows(destination, "mirror") == table_rows(source, "orders")
+    reflect(source, destination, "orders", "mirror")
+    assert table_rows(destination, "mirror") == table_rows(source, "orders")
+
+
+def test_composite_and_text_keys_page_correctly(source, destination):
+    table = create(
+        source, "lines",
+        sa.Column("order", sa.String(20), primary_key=True),
+        sa.Column("line", sa.Integer, primary_key=True, autoincrement=False),
+        sa.Column("note", sa.String(20)),
+    )
+    write(source, table.insert(), [{"order": o, "line": i, "note": f"{o}{i}"}
+                                   for o in ("a", "B", "b", "ä", "A b") for i in range(4)])
+    install_channel(source, "lines", "lines")
+    result = snapshot(source, destination, "lines", chunk_size=3, create_table=True)
+    assert result.copied == 20
+    assert table_rows(destination, "lines") == table_rows(source, "lines")
+    write(source, table.delete().where(table.c.order == "B"))
+    result = snapshot(source, destination, "lines", resync=True, chunk_size=3)
+    assert result.removed == 4
+    assert table_rows(destination, "lines") == table_rows(source, "lines")
+
+
+def test_uninstall_forgets_the_progress(engine, databases):
+    seeded(engine, 3)
+    destination = databases.new("sqlite")
+    snapshot(engine, destination, "orders", "mirror", create_table=True)
+    assert sa.inspect(engine).has_table(PROGRESS_TABLE)
+    uninstall_channel(engine, "orders")
+    assert not sa.inspect(engine).has_table(PROGRESS_TABLE)
