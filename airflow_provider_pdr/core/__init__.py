@@ -8,12 +8,13 @@ from airflow_provider_pdr.core.channel import (
 )
 from airflow_provider_pdr.core.errors import (
     ApplyError, ChannelBusyError, ChannelNotFoundError, ConfigurationError, PdrError, SchemaError,
-    UnsupportedTypeError,
+    UnreachableError, UnsupportedTypeError,
 )
 from airflow_provider_pdr.core.reflect import ReflectResult, reflect
 
 __all__ = [
     "FORMAT_VERSION", "ApplyError", "Channel", "ChannelBusyError", "ChannelNotFoundError",
-    "ConfigurationError", "PdrError", "Pending", "ReflectResult", "SchemaError", "UnsupportedTypeError",
+    "ConfigurationError", "PdrError", "Pending", "ReflectResult", "SchemaError", "UnreachableError",
+    "UnsupportedTypeError",
     "install_channel", "pending_changes", "reflect", "uninstall_channel",
 ]

@@ -27,3 +27,7 @@ class ChannelBusyError(PdrError):
 
 class ApplyError(PdrError):
     """The destination rejected a batch; nothing of it was acknowledged."""
+
+
+class UnreachableError(PdrError):
+    """A database refused the connection or dropped it mid-drain; nothing unapplied was acknowledged."""

@@ -23,7 +23,7 @@ from sqlalchemy.engine import Connection, Engine
 from airflow_provider_pdr.core.channel import Channel, change_table, count_pending, load_channel
 from airflow_provider_pdr.core.engines import EngineModule, engine_module
 from airflow_provider_pdr.core.engines.base import chunks
-from airflow_provider_pdr.core.errors import ApplyError, ConfigurationError, SchemaError
+from airflow_provider_pdr.core.errors import ApplyError, ConfigurationError, SchemaError, UnreachableError
 from airflow_provider_pdr.core.schema import (
     check_destination, create_destination_table, describe, reflect_table, value_converters,
 )
@@ -65,6 +65,21 @@ def seq_ranges(seqs: list[int]) -> list[tuple[int, int]]:
         elif not ranges or seq != ranges[-1][1]:
             ranges.append((seq, seq))
     return ranges
+
+
+@contextlib.contextmanager
+def reaching(where: str, side: str):
+    """A refused or dropped connection becomes an error that names the database and says a retry is safe."""
+    try:
+        yield
+    except sa.exc.DBAPIError as error:
+        if not (error.connection_invalidated or (isinstance(error, sa.exc.OperationalError) and error.statement is None)):
+            raise
+        raise UnreachableError(
+            f"{where}: the {side} database is unreachable or dropped the connection "
+            f"({str(error.orig).strip().splitlines()[0]}); nothing unapplied was acknowledged, "
+            "a retry resumes where this run stopped"
+        ) from error
 
 
 class Drain:
@@ -192,6 +207,28 @@ class Drain:
             for part in chunks(values, 500)
         )
 
+    def rejected_row(self, destination: Connection, upserts: list[dict], deletes: list[tuple]) -> str | None:
+        """After a rejected batch: apply its rows one at a time, rolled back, to name the first
+        row the destination refuses (by key) and why. None if no single row fails."""
+        for row in upserts:
+            try:
+                with destination.begin_nested() if destination.in_transaction() else destination.begin():
+                    if self.statements["upsert"] is not None:
+                        destination.execute(self.statements["upsert"], [row])
+                    else:
+                        self.dst.upsert(destination, self.write_table, self.keys, [row])
+                    raise _Undo
+            except _Undo:
+                pass
+            except sa.exc.DBAPIError as error:
+                destination.rollback()
+                key = ", ".join(f"{k}={row[k]!r}" for k in self.keys)
+                return f"the row {key} was rejected: {str(error.orig).strip()}"
+            finally:
+                if destination.in_transaction():
+                    destination.rollback()
+        return None
+
     def acknowledge(self, source: Connection, seqs: list[int]) -> None:
         ranges = seq_ranges(seqs)
         with committing(source):
@@ -236,27 +273,39 @@ def reflect(
     src, dst = engine_module(source), engine_module(destination)
     result = ReflectResult()
     started = time.monotonic()
-    with source.connect() as sconn:
+    with reaching(f"channel {channel!r}", "source"), source.connect() as sconn:
         info = load_channel(sconn, src, channel)
         sconn.rollback()
     table = destination_table or info.table.name
     where = f"channel {channel!r} ({str(info.table)} -> {describe(table, destination_schema)})"
-    with src.channel_lock(source, info.schema, channel, lock_timeout), \
-            source.connect() as sconn, destination.connect() as dconn:
+    with contextlib.ExitStack() as connections:
+        with reaching(where, "source"):
+            connections.enter_context(src.channel_lock(source, info.schema, channel, lock_timeout))
+            sconn = connections.enter_context(source.connect())
+        with reaching(where, "destination"):
+            dconn = connections.enter_context(destination.connect())
+            dconn.scalar(sa.select(1))  # a pooled connection the server dropped fails here, clearly
+            dconn.rollback()
         drain = Drain(sconn, dconn, src, dst, info, table, destination_schema, create_table, deletes)
         while True:
-            seqs, upserts, removed = drain.read_batch(sconn, batch_size)
+            with reaching(where, "source"):
+                seqs, upserts, removed = drain.read_batch(sconn, batch_size)
             if not seqs:
                 result.drained = True
                 break
             try:
-                result.deleted += drain.apply(dconn, upserts, removed)
+                with reaching(where, "destination"):
+                    result.deleted += drain.apply(dconn, upserts, removed)
             except sa.exc.DBAPIError as error:
+                with reaching(where, "destination"):
+                    culprit = drain.rejected_row(dconn, upserts, removed)
                 raise ApplyError(
                     f"{where}: the destination rejected a batch of {len(upserts)} upserts and "
-                    f"{len(removed)} deletes, nothing of it was acknowledged: {error.orig}"
+                    f"{len(removed)} deletes, nothing of it was acknowledged: "
+                    f"{culprit or str(error.orig).strip()}"
                 ) from error
-            drain.acknowledge(sconn, seqs)
+            with reaching(where, "source"):
+                drain.acknowledge(sconn, seqs)
             result.upserted += len(upserts)
             result.changes += len(seqs)
             result.batches += 1
@@ -264,9 +313,14 @@ def reflect(
                 break
             if time_budget is not None and time.monotonic() - started >= time_budget:
                 break
-        pending = count_pending(sconn, src, info)
+        with reaching(where, "source"):
+            pending = count_pending(sconn, src, info)
         result.lag_seconds = pending.oldest_age_seconds or 0.0
         result.drained = pending.count == 0
     log.info("%s: %d upserted, %d deleted in %d batches, lag %.1fs", where, result.upserted,
              result.deleted, result.batches, result.lag_seconds)
     return result
+
+
+class _Undo(Exception):
+    """Raised to roll back a trial write."""
