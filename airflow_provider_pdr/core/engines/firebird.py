@@ -14,7 +14,7 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 
 from airflow_provider_pdr.core import names
-from airflow_provider_pdr.core.engines.base import CaptureTarget, EngineModule, SourceTable, chunks
+from airflow_provider_pdr.core.engines.base import CaptureTarget, EngineModule, SourceTable, chunks, key_mismatch
 from airflow_provider_pdr.core.errors import UnsupportedTypeError
 
 MAX_NUMERIC_PRECISION = 18  # Firebird 3 NUMERIC/DECIMAL
@@ -52,14 +52,16 @@ class FirebirdEngine(EngineModule):
             values = ", ".join(f"{row}.{self.quote(c)}" for c in table.key_columns)
             return " ".join(f"INSERT INTO {self.quote(t.change_table)} ({key_list}) VALUES ({values});" for t in targets)
 
-        # An UPDATE records the old key as well as the new one, always: a byte-exact comparison
-        # is not portable across Firebird collations (trailing blanks, _CI collations), and a
-        # duplicate change row is harmless.
+        # A key update records the old key too, compared as bytes so that a change Firebird's
+        # collation calls equal (trailing blanks, case under a _CI collation) still reaches
+        # a mirror that tells them apart. Index keys are far shorter than 8191 bytes.
+        changed = key_mismatch("OLD", "NEW", table.key_columns, self.quote,
+                               lambda v: f"CAST({v} AS VARCHAR(8191) CHARACTER SET OCTETS)")
         return [
             f"CREATE TRIGGER {self.quote(base + '_c')} FOR {self.quote(table.name)} "
             "ACTIVE AFTER INSERT OR UPDATE OR DELETE POSITION 32000 AS\nBEGIN\n"
             f"  IF (NOT DELETING) THEN BEGIN {insert('NEW')} END\n"
-            f"  IF (NOT INSERTING) THEN BEGIN {insert('OLD')} END\nEND"
+            f"  IF (DELETING OR ({changed})) THEN BEGIN {insert('OLD')} END\nEND"
         ]
 
     def drop_capture_ddl(self, table: SourceTable, base: str) -> list[str]:
