@@ -19,6 +19,7 @@ MODULES = {
     "mariadb": "mysql:MysqlEngine",
     "sqlite": "sqlite:SqliteEngine",
     "firebird": "firebird:FirebirdEngine",
+    "mssql": "mssql:MssqlEngine",
 }
 
 
