@@ -7,8 +7,8 @@ import airflow_fixtures  # noqa: F401  (gives Airflow its temporary home first)
 import importlib.util
 import os
 import threading
-from decimal import Decimal
 import time
+from decimal import Decimal
 
 import pytest
 import sqlalchemy as sa

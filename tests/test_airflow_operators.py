@@ -185,6 +185,7 @@ def test_deferrable_sensor_defers_with_its_deadline_and_resumes(databases, conne
     assert sensor.execute({}) == 3  # enough already: no deferral
 
 
+@pytest.mark.airflow
 def test_default_deferrable_follows_airflow_config():
     code = ("from airflow_provider_pdr.sensors import PendingChangesSensor; "
             "print(PendingChangesSensor(task_id='s', source_conn_id='a', channel='b').deferrable)")
@@ -234,14 +235,16 @@ def test_firebird_connection_type_builds_the_fdb_url(monkeypatch):
 
 @pytest.mark.airflow
 def test_airflow_lists_the_provider():
-    env = dict(os.environ)
+    from airflow.providers_manager import ProvidersManager
+
     result = subprocess.run([os.path.join(os.path.dirname(sys.executable), "airflow"), "providers", "list"],
-                            capture_output=True, text=True, env=env, timeout=300)
+                            capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr
     assert "airflow-provider-pdr" in result.stdout
-    hooks = subprocess.run([os.path.join(os.path.dirname(sys.executable), "airflow"), "providers", "hooks"],
-                           capture_output=True, text=True, env=env, timeout=300)
-    assert "airflow_provider_pdr.hooks.firebird.FirebirdHook" in hooks.stdout
+    manager = ProvidersManager()
+    assert manager.hooks["firebird"].hook_class_name == "airflow_provider_pdr.hooks.firebird.FirebirdHook"
+    triggers = {info.trigger_class_name for info in manager.trigger}
+    assert "airflow_provider_pdr.triggers.pending" in triggers
 
 
 def test_firebird_connection_reaches_a_real_server(databases, connect):
