@@ -38,9 +38,18 @@ if ! mysqladmin -h 127.0.0.1 -uroot ping >/dev/null 2>&1; then
   for _ in $(seq 30); do mysqladmin -h 127.0.0.1 -uroot ping >/dev/null 2>&1 && break; sleep 1; done
 fi
 
-if [ -x /etc/init.d/firebird3.0 ] && ! /etc/init.d/firebird3.0 status >/dev/null 2>&1; then
+# Firebird: Debian's server sets a random SYSDBA password on install and writes it to
+# /etc/firebird/3.0/SYSDBA.password, where the tests read it (PDR_TEST_FIREBIRD_URL overrides).
+firebird_up() { (exec 3<>/dev/tcp/127.0.0.1/3050) 2>/dev/null; }
+if ! firebird_up; then
   echo "bootstrap: starting Firebird"
   /etc/init.d/firebird3.0 start >/dev/null || true
+  for _ in $(seq 30); do firebird_up && break; sleep 1; done
+  firebird_up || { echo "bootstrap: Firebird did not start on 127.0.0.1:3050" >&2; exit 1; }
+fi
+if [ -z "${PDR_TEST_FIREBIRD_URL:-}" ] && ! grep -q '^ISC_PASSWORD=' /etc/firebird/3.0/SYSDBA.password 2>/dev/null; then
+  echo "bootstrap: no SYSDBA password in /etc/firebird/3.0/SYSDBA.password; run dpkg-reconfigure firebird3.0-server" >&2
+  exit 1
 fi
 
 if [ ! -x .venv/bin/python ]; then
