@@ -160,3 +160,25 @@ def test_postgres_notify_wakes_the_trigger_without_polling(databases, connect):
     event = first_event(trigger, timeout=60, during=lambda: (time.sleep(1), write(source, table.insert(), rows(7))))
     assert event["status"] == "success"
     assert event["pending"] == 1
+
+
+def test_dropped_listen_connection_falls_back_to_polling(databases, connect):
+    source, table = installed_source(databases, "postgresql")
+    trigger = PendingChangesTrigger(connect("src", source), "orders", poll_interval=0.5,
+                                    deadline=time.time() + 120)
+    database = source.url.database
+
+    def kill_listener_then_write():
+        killed, deadline = 0, time.monotonic() + 30
+        while not killed and time.monotonic() < deadline:
+            time.sleep(0.2)
+            with source.connect() as conn:
+                killed = conn.execute(sa.text(
+                    "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                    "WHERE datname = :db AND query ILIKE 'LISTEN%' AND pid <> pg_backend_pid()"
+                ), {"db": database}).scalar()
+        assert killed
+        write(source, table.insert(), rows(1))
+
+    event = first_event(trigger, during=kill_listener_then_write)
+    assert (event["status"], event.get("pending")) == ("success", 1), event

@@ -18,7 +18,7 @@ from typing import Any
 import sqlalchemy as sa
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
-from airflow_provider_pdr.core import Pending, PdrError, pending_changes
+from airflow_provider_pdr.core import PdrError, Pending, pending_changes
 from airflow_provider_pdr.core.channel import load_channel
 from airflow_provider_pdr.hooks import PdrHook
 
@@ -68,28 +68,24 @@ class PendingChangesTrigger(BaseTrigger):
 
     async def watch(self, hook: PdrHook) -> dict:
         where = f"channel {self.channel!r} in connection {self.conn_id!r}"
-        last_error: str | None = None
         try:  # the connection lookup and engine creation may block too
             await asyncio.to_thread(lambda: hook.module)
         except Exception as error:
             return {"status": "error", "message": f"{where}: cannot use the connection: {error}"}
-        async with contextlib.AsyncExitStack() as listening:
-            notifications, can_listen = None, True
+        last_error: str | None = None
+        async with Wakeup(hook, self.channel, where, self.log) as wakeup:
             while True:
-                if can_listen and notifications is None:
-                    try:
-                        notifications = await self.listen(hook, listening)
-                        can_listen = notifications is not None
-                    except Exception as error:
-                        self.log.warning("%s: cannot listen for notifications, polling: %s", where, error)
+                await wakeup.listen()  # before counting, so no change slips in between
                 pending = None
                 try:
                     pending = await asyncio.to_thread(pending_changes, hook.engine, self.channel)
                     last_error = None
                 except TRANSIENT as error:
-                    last_error = f"{type(error).__name__}: {getattr(error, 'orig', None) or error}".strip()
-                    self.log.warning("%s: source unreachable, retrying in %gs: %s", where, self.poll_interval,
-                                     last_error)
+                    message = f"{type(error).__name__}: {getattr(error, 'orig', None) or error}".strip()
+                    if message != last_error:  # once per distinct error, not once per poll
+                        self.log.warning("%s: source unreachable, retrying every %gs until the deadline: %s",
+                                         where, self.poll_interval, message)
+                    last_error = message
                 except PdrError as error:
                     return {"status": "error", "message": f"{where}: {error}"}
                 if pending is not None and is_ready(pending, self.min_changes, self.max_wait):
@@ -102,30 +98,62 @@ class PendingChangesTrigger(BaseTrigger):
                     reason = f"the source stayed unreachable, last error: {last_error}" if last_error else (
                         f"{pending.count} of {self.min_changes} changes pending")
                     return {"status": "timeout", "message": f"{where}: timed out waiting for changes; {reason}"}
-                delay = self.poll_interval
-                if pending is not None and pending.count and self.max_wait is not None:
-                    delay = min(delay, self.max_wait - (pending.oldest_age_seconds or 0.0))
-                if remaining is not None:
-                    delay = min(delay, remaining)
-                delay = max(delay, 0.05)
-                if notifications is None:
-                    await asyncio.sleep(delay)
-                    continue
-                try:
-                    await notifications.wait(delay)
-                except Exception as error:  # the LISTEN connection dropped: poll, listen again next round
-                    self.log.warning("%s: stopped listening for notifications (%s); polling", where, error)
-                    await listening.aclose()
-                    notifications = None
+                await wakeup.wait(self.next_delay(pending, remaining))
 
-    async def listen(self, hook: PdrHook, stack: contextlib.AsyncExitStack):
-        """Start LISTENing where the engine can notify; None (poll only) elsewhere."""
+    def next_delay(self, pending: Pending | None, remaining: float | None) -> float:
+        """Poll interval, shortened to when the oldest change reaches max_wait or the deadline comes."""
+        delay = self.poll_interval
+        if pending is not None and pending.count and self.max_wait is not None:
+            delay = min(delay, self.max_wait - (pending.oldest_age_seconds or 0.0))
+        if remaining is not None:
+            delay = min(delay, remaining)
+        return max(delay, 0.05)
+
+
+class Wakeup:
+    """Sleeps for a delay, or less where the engine notifies changes (a LISTEN connection).
+
+    A LISTEN that cannot be set up or drops is retried at the next round; meanwhile polling
+    alone keeps the trigger correct.
+    """
+
+    def __init__(self, hook: PdrHook, channel: str, where: str, log):
+        self.hook, self.channel, self.where, self.log = hook, channel, where, log
+        self.stack = contextlib.AsyncExitStack()
+        self.notifications = None
+        self.can_listen = True
+
+    async def __aenter__(self) -> Wakeup:
+        return self
+
+    async def __aexit__(self, *exc) -> None:
+        await self.stack.aclose()
+
+    async def listen(self) -> None:
+        if self.notifications is not None or not self.can_listen:
+            return
+
         def channel_target():
-            with hook.engine.connect() as conn:
-                return load_channel(conn, hook.module, self.channel).target()
+            with self.hook.engine.connect() as conn:
+                return load_channel(conn, self.hook.module, self.channel).target()
 
-        target = await asyncio.to_thread(channel_target)
-        listener = hook.module.listener(hook.engine, target)
-        if listener is None:
-            return None
-        return await stack.enter_async_context(listener)
+        try:
+            listener = self.hook.module.listener(self.hook.engine, await asyncio.to_thread(channel_target))
+            if listener is None:  # this engine only polls
+                self.can_listen = False
+                return
+            self.notifications = await self.stack.enter_async_context(listener)
+        except Exception as error:
+            self.log.debug("%s: cannot listen for notifications yet, polling: %s", self.where, error)
+
+    async def wait(self, delay: float) -> None:
+        if self.notifications is None:
+            await asyncio.sleep(delay)
+            return
+        try:
+            await self.notifications.wait(delay)
+        except Exception as error:
+            self.log.warning("%s: stopped listening for notifications (%s); polling", self.where, error)
+            await self.stack.aclose()
+            self.stack = contextlib.AsyncExitStack()
+            self.notifications = None
