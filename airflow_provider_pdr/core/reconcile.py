@@ -1,0 +1,199 @@
+"""Reconcile: prove the mirror equals the source, chunk by chunk, and repair it when asked.
+
+Pass 1 walks the source in primary key order, one chunk at a time, reads the destination
+rows of exactly those keys, and compares the mapped fields value by value (in one form for
+values equal across engines: an instant, a number, bytes). Pass 2 walks the destination's
+keys and asks the source which of them it still has. Both passes hold memory for one chunk.
+
+It holds the channel's lock, so no drain runs meanwhile. A key with a pending change in the
+channel is not a difference: the next drain applies it. Repair writes the source's rows (and
+deletes or clears extra rows as the reflection's ``on_delete`` says) in the destination.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import asdict, dataclass, field
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, Engine
+
+from airflow_provider_pdr.core.channel import load_channel
+from airflow_provider_pdr.core.engines import engine_module
+from airflow_provider_pdr.core.engines.base import chunks
+from airflow_provider_pdr.core.reflect import Drain
+from airflow_provider_pdr.core.schema import describe, value_converters
+from airflow_provider_pdr.core.snapshot import after, comparable, key_in, missing_in_source
+from airflow_provider_pdr.core.transform import Mapping
+
+log = logging.getLogger(__name__)
+SAMPLES = 10
+
+
+@dataclass
+class ReconcileResult:
+    checked: int = 0  # source rows compared
+    missing: int = 0  # in the source, not in the destination
+    different: int = 0  # in both, some mapped value differs
+    extra: int = 0  # in the destination, no longer in the source (or filtered out)
+    pending: int = 0  # differing keys with a pending change: the next drain applies them
+    repaired: int = 0  # destination rows written, deleted or cleared by a repair
+    samples: list[str] = field(default_factory=list)  # a few differing keys, for the log
+
+    @property
+    def differing(self) -> int:
+        return self.missing + self.different + self.extra
+
+    def as_dict(self) -> dict:
+        return {**asdict(self), "differing": self.differing}
+
+
+def describe_key(names, values) -> str:
+    return ", ".join(f"{n}={v!r}" for n, v in zip(names, values))
+
+
+class Reconciler:
+    def __init__(self, source: Connection, destination: Connection, drain: Drain, repair: bool, chunk_size: int):
+        if chunk_size < 1:
+            raise ValueError(f"chunk_size must be at least 1, got {chunk_size}")
+        self.source, self.destination, self.drain = source, destination, drain
+        self.repair, self.chunk_size = repair, chunk_size
+        self.result = ReconcileResult()
+        self.width = len(drain.source_keys)
+        self.to_source = value_converters(drain.source_table)
+
+    def note(self, kind: str, key: tuple) -> None:
+        if len(self.result.samples) < SAMPLES:
+            self.result.samples.append(f"{kind}: {describe_key(self.drain.keys, key)}")
+
+    def pending_keys(self, source_keys: list[tuple]) -> set[tuple]:
+        changes = self.drain.changes
+        columns = [changes.c[f"key_{i}"] for i in range(1, self.width + 1)]
+        found = set()
+        for part in chunks(source_keys, 1000):
+            rows = self.source.execute(sa.select(*columns).where(key_in(columns, list(part))).distinct())
+            found.update(tuple(comparable(v) for v in row) for row in rows)
+        self.source.rollback()
+        return found
+
+    def compare_source(self) -> None:
+        drain = self.drain
+        key_columns = [drain.source_table.c[k] for k in drain.source_keys]
+        dest_table = drain.write_table
+        dest_keys = [dest_table.c[k] for k in drain.keys]
+        last = None
+        while True:
+            query = drain.source_rows().order_by(*key_columns).limit(self.chunk_size)
+            condition = after(key_columns, last)
+            rows = self.source.execute(query if condition is None else query.where(condition)).all()
+            self.source.rollback()
+            if not rows:
+                return
+            last = tuple(rows[-1][: self.width])
+            wanted = {}
+            for row in rows:
+                values = drain.row(row[self.width :])
+                for name, convert in drain.convert.items():
+                    values[name] = convert(values[name])
+                wanted[tuple(comparable(values[k]) for k in drain.keys)] = (tuple(row[: self.width]), values)
+            have = {}
+            keys = [tuple(values[k] for k in drain.keys) for _, values in wanted.values()]
+            for part in chunks(keys, 1000):
+                for found in self.destination.execute(sa.select(dest_table).where(key_in(dest_keys, list(part)))):
+                    have[tuple(comparable(found._mapping[k]) for k in drain.keys)] = found._mapping
+            self.destination.rollback()
+            self.result.checked += len(rows)
+            suspects = []
+            for key, (source_key, values) in wanted.items():
+                current = have.get(key)
+                if current is None:
+                    suspects.append(("missing", key, source_key, values))
+                elif any(comparable(values[n]) != comparable(current[n]) for n in drain.columns):
+                    suspects.append(("different", key, source_key, values))
+            self.settle(suspects)
+
+    def settle(self, suspects: list[tuple]) -> None:
+        if not suspects:
+            return
+        pending = self.pending_keys([source_key for _, _, source_key, _ in suspects])
+        fix = []
+        for kind, key, source_key, values in suspects:
+            if tuple(comparable(v) for v in source_key) in pending:
+                self.result.pending += 1
+                continue
+            setattr(self.result, kind, getattr(self.result, kind) + 1)
+            self.note(kind, key)
+            fix.append(values)
+        if fix and self.repair:
+            self.drain.apply(self.destination, fix, [])
+            self.result.repaired += len(fix)
+
+    def compare_destination(self) -> None:
+        drain = self.drain
+        if drain.on_delete == "keep":
+            return  # rows the source no longer has are meant to stay
+        target = drain.write_table
+        dest_keys = [target.c[k] for k in drain.keys]
+        others = [target.c[n] for n in drain.columns if n not in drain.keys]
+        last = None
+        while True:
+            query = sa.select(*dest_keys).order_by(*dest_keys).limit(self.chunk_size)
+            if drain.on_delete == "nullify":  # a row of another source is extra only if it holds our values
+                if not others:
+                    return
+                query = query.where(sa.or_(*[c.isnot(None) for c in others]))
+            condition = after(dest_keys, last)
+            keys = [tuple(r) for r in self.destination.execute(query if condition is None else query.where(condition))]
+            self.destination.rollback()
+            if not keys:
+                return
+            last = keys[-1]
+            gone = missing_in_source(self.source, drain, keys, self.to_source)
+            if not gone:
+                continue
+            converters = [self.to_source.get(k) for k in drain.source_keys]
+            pending = self.pending_keys([tuple(f(v) if f else v for f, v in zip(converters, k)) for k in gone])
+            extra = []
+            for key in gone:
+                if tuple(comparable(f(v) if f else v) for f, v in zip(converters, key)) in pending:
+                    self.result.pending += 1
+                else:
+                    extra.append(key)
+                    self.note("extra", key)
+            self.result.extra += len(extra)
+            if extra and self.repair:
+                self.result.repaired += self.drain.apply(self.destination, [], extra)
+
+
+def reconcile(
+    source: Engine,
+    destination: Engine,
+    channel: str,
+    destination_table: str | None = None,
+    destination_schema: str | None = None,
+    *,
+    mapping: Mapping | None = None,
+    repair: bool = False,
+    chunk_size: int = 5000,
+    lock_timeout: float = 60.0,
+) -> ReconcileResult:
+    """Compare the mirror with the source; with ``repair=True`` also make it equal."""
+    src, dst = engine_module(source), engine_module(destination)
+    with source.connect() as sconn:
+        info = load_channel(sconn, src, channel)
+        sconn.rollback()
+    table = destination_table or info.table.name
+    with src.channel_lock(source, info.schema, channel, lock_timeout), \
+            source.connect() as sconn, destination.connect() as dconn:
+        drain = Drain(sconn, dconn, src, dst, info, table, destination_schema, False, True, mapping)
+        work = Reconciler(sconn, dconn, drain, repair, chunk_size)
+        work.compare_source()
+        work.compare_destination()
+    result = work.result
+    log.info(
+        "channel %r (%s -> %s): %d rows checked, %d differing (%d missing, %d different, %d extra), "
+        "%d with pending changes, %d repaired%s", channel, info.table, describe(table, destination_schema),
+        result.checked, result.differing, result.missing, result.different, result.extra, result.pending,
+        result.repaired, f"; e.g. {'; '.join(result.samples)}" if result.samples else "",
+    )
+    return result
