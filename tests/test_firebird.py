@@ -288,3 +288,22 @@ def test_channel_registry_round_trips(databases):
     with engine.connect() as conn:
         info = load_channel(conn, engine_module(engine), "ch")
     assert (info.table.name, info.table.key_columns, info.schema) == ("Orders Ü", ("id",), None)
+
+
+def test_a_waiting_sensor_is_woken_by_the_capture_trigger(databases):
+    import asyncio
+
+    engine = databases.new("firebird")
+    table = orders(engine)
+    info = install_channel(engine, "orders", "orders")
+    module = engine_module(engine)
+
+    async def scenario():
+        async with module.listener(engine, info.target()) as events:
+            quiet = await events.wait(0.5)
+            writer = asyncio.create_task(asyncio.to_thread(write, engine, table.insert(), {"id": 1}))
+            woke = await events.wait(30)
+            await writer
+            return quiet, woke
+
+    assert asyncio.run(scenario()) == (False, True)

@@ -7,6 +7,7 @@ the ``firebird+fdb`` dialect (airflow_provider_pdr.dialects) commits DDL at once
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import time
 from collections.abc import Sequence
@@ -50,7 +51,12 @@ class FirebirdEngine(EngineModule):
 
         def insert(row: str) -> str:
             values = ", ".join(f"{row}.{self.quote(c)}" for c in table.key_columns)
-            return " ".join(f"INSERT INTO {self.quote(t.change_table)} ({key_list}) VALUES ({values});" for t in targets)
+            # POST_EVENT wakes a waiting sensor at commit; Firebird merges repeats of one name.
+            return " ".join(
+                f"INSERT INTO {self.quote(t.change_table)} ({key_list}) VALUES ({values}); "
+                f"POST_EVENT {self.literal(self.event_name(t))};"
+                for t in targets
+            )
 
         # A key update records the old key too, compared as bytes so that a change Firebird's
         # collation calls equal (trailing blanks, case under a _CI collation) still reaches
@@ -63,6 +69,10 @@ class FirebirdEngine(EngineModule):
             f"  IF (NOT DELETING) THEN BEGIN {insert('NEW')} END\n"
             f"  IF (DELETING OR ({changed})) THEN BEGIN {insert('OLD')} END\nEND"
         ]
+
+    @staticmethod
+    def event_name(target: CaptureTarget) -> str:
+        return target.change_table
 
     def drop_capture_ddl(self, table: SourceTable, base: str) -> list[str]:
         return [f"DROP TRIGGER {self.quote(base + '_c')}"]
@@ -143,6 +153,21 @@ class FirebirdEngine(EngineModule):
         finally:
             raw.close()
 
+    # -- waking a waiting sensor ------------------------------------------------------------
+    @contextlib.asynccontextmanager
+    async def listener(self, engine, target):
+        """Firebird events through fdb's event conduit; its blocking wait runs in a thread."""
+        raw = await asyncio.to_thread(engine.raw_connection)
+        try:
+            conduit = await asyncio.to_thread(raw.driver_connection.event_conduit, [self.event_name(target)])
+            await asyncio.to_thread(conduit.begin)
+            try:
+                yield Events(conduit)
+            finally:
+                await asyncio.to_thread(conduit.close)
+        finally:
+            await asyncio.to_thread(raw.close)
+
     # -- types ------------------------------------------------------------------------------
     def ddl_type(self, generic, where):
         if isinstance(generic, sa.Numeric) and not isinstance(generic, sa.Float):
@@ -157,3 +182,17 @@ class FirebirdEngine(EngineModule):
                 and generic.length and generic.length > MAX_VARCHAR_UTF8:
             return sa.Text()
         return generic
+
+
+class Events:
+    """Wakes on the channel's POST_EVENT; several events in a row count as one wake-up."""
+
+    def __init__(self, conduit):
+        self.conduit = conduit
+
+    async def wait(self, timeout: float) -> bool:
+        counts = await asyncio.to_thread(self.conduit.wait, max(timeout, 0.0))
+        woke = any(counts.values()) if counts else False
+        if woke:
+            self.conduit.flush()  # swallow the rest of a burst
+        return woke
