@@ -35,6 +35,9 @@ reflections:
     batch_size: 100
     min_changes: 50
     max_wait: 20
+    poke_interval: 5
+    wait_timeout: 600
+    time_budget: 120
     deletes: false
     create_table: true
     retries: 5
@@ -74,6 +77,7 @@ def test_one_dag_per_reflection_with_every_key_passed_on(tmp_path):
         "src", "orders", "sales", "orders")
     assert (wait.source_conn_id, wait.channel, wait.min_changes, wait.max_wait, wait.deferrable) == (
         "src", "orders", 50, timedelta(seconds=20), True)
+    assert (wait.poke_interval, wait.timeout, wait.soft_fail, reflect.time_budget) == (5, 600, True, 120)
     assert (reflect.source_conn_id, reflect.source_table, reflect.channel, reflect.destination_conn_id,
             reflect.destination_table, reflect.destination_schema, reflect.batch_size, reflect.deletes,
             reflect.create_table) == ("src", "orders", "orders", "dst", "orders_copy", "mirror", 100, False, True)

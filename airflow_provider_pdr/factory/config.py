@@ -91,7 +91,10 @@ class Reflection(Model):
     batch_size: Count = 5000
     min_changes: Count = 1
     max_wait: Seconds | None = None
+    poke_interval: Seconds = 30.0
+    wait_timeout: Seconds = 3600.0  # then the run ends, skipped, and the next one waits again
     deferrable: bool = True
+    time_budget: Seconds = 300.0
     deletes: bool = True
     create_table: bool = False
     tags: list[Text] = []

@@ -70,6 +70,10 @@ def build_dag(reflection: Reflection, path: Path | None = None) -> DAG:
             min_changes=r.min_changes,
             max_wait=r.max_wait,
             deferrable=r.deferrable,
+            poke_interval=r.poke_interval,
+            # A quiet table is not an error: the run ends skipped and the next run waits again.
+            timeout=r.wait_timeout,
+            soft_fail=True,
         )
         reflect = ReflectOperator(
             task_id="reflect",
@@ -82,6 +86,7 @@ def build_dag(reflection: Reflection, path: Path | None = None) -> DAG:
             batch_size=r.batch_size,
             create_table=r.create_table,
             deletes=r.deletes,
+            time_budget=r.time_budget,
         )
         install >> wait >> reflect
     return dag
