@@ -185,6 +185,18 @@ def test_deferrable_sensor_defers_with_its_deadline_and_resumes(databases, conne
     assert sensor.execute({}) == 3  # enough already: no deferral
 
 
+def test_sensor_timeout_after_deferral_honours_soft_fail():
+    from airflow.sdk.exceptions import AirflowSkipException
+
+    timeout = {"event": {"status": "timeout", "message": "channel 'orders': timed out waiting for changes"}}
+    strict = PendingChangesSensor(task_id="s", source_conn_id="src", channel="orders")
+    with pytest.raises(AirflowSensorTimeout, match="timed out waiting"):
+        strict.resume_execution("execute_complete", timeout, {})
+    lenient = PendingChangesSensor(task_id="s", source_conn_id="src", channel="orders", soft_fail=True)
+    with pytest.raises(AirflowSkipException):
+        lenient.resume_execution("execute_complete", timeout, {})
+
+
 @pytest.mark.airflow
 def test_default_deferrable_follows_airflow_config():
     code = ("from airflow_provider_pdr.sensors import PendingChangesSensor; "
