@@ -118,6 +118,8 @@ def test_merge_upsert_for_many_rows_and_multi_column_keys():
     assert sql.count("(") >= 3 and "'x''; DROP TABLE y; --'" in sql
     assert "WHEN MATCHED THEN UPDATE SET pdr_t.[from] = pdr_s.[from], pdr_t.[amount] = pdr_s.[amount]" in sql
     assert "ON pdr_t.[Order] = pdr_s.[Order] AND pdr_t.[line no] = pdr_s.[line no]" in sql
+    assert "(CAST(0 AS INTEGER), CAST(N'l0' AS NVARCHAR(20)), CAST(N'x''; DROP TABLE y; --' AS NVARCHAR(50)), " \
+        "CAST(1.25 AS NUMERIC(12, 2)))" in sql, "every value typed like its column"
 
 
 def test_merge_stays_within_the_parameter_limit_and_handles_key_only_tables():
@@ -162,7 +164,7 @@ def test_channel_tables_and_the_pending_count_compile():
 def test_lock_statements_are_session_owned_applocks():
     lock = re.sub(r":(\w+)", r"@\1", GET_LOCK)
     parsed = parse(lock)
-    assert [type(e) for e in parsed] == [exp.Declare, exp.Execute, exp.Select]
+    assert [type(e) for e in parsed] == [exp.Set, exp.Declare, exp.Execute, exp.Select]
     assert "@LockOwner = 'Session'" in GET_LOCK and "sp_getapplock" in GET_LOCK
     assert isinstance(parse(re.sub(r":(\w+)", r"@\1", RELEASE_LOCK))[0], exp.Execute)
     assert len(MODULE.lock_name("dbo", "x" * 63)) <= 255

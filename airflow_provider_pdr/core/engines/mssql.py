@@ -20,7 +20,7 @@ MAX_NVARCHAR = 4000
 
 # sp_getapplock returns >= 0 when granted; a session-owned lock dies with the session.
 GET_LOCK = (
-    "DECLARE @pdr_result int; "
+    "SET NOCOUNT ON; DECLARE @pdr_result int; "
     "EXEC @pdr_result = sp_getapplock @Resource = :resource, @LockMode = 'Exclusive', "
     "@LockOwner = 'Session', @LockTimeout = :timeout_ms; SELECT @pdr_result"
 )
@@ -85,11 +85,15 @@ class MssqlEngine(EngineModule):
         names_ = [self.quote(c.name) for c in columns]
         on = " AND ".join(f"pdr_t.{self.quote(k)} = pdr_s.{self.quote(k)}" for k in key_columns)
         updates = ", ".join(f"pdr_t.{n} = pdr_s.{n}" for c, n in zip(columns, names_) if c.name not in key_columns)
+        # Each value cast to its column's type: a VALUES column takes its type from its rows,
+        # and an all-NULL or literal-typed column must not decide the type written.
+        types = [c.type.compile(dialect=self.dialect) for c in columns]
         per_statement = max(1, min(MAX_VALUES_ROWS, MAX_PARAMETERS // len(columns)))
         statements = []
         for chunk in chunks(rows, per_statement):
             values = ", ".join(
-                "(" + ", ".join(f":p{r}_{i}" for i in range(len(columns))) + ")" for r in range(len(chunk))
+                "(" + ", ".join(f"CAST(:p{r}_{i} AS {types[i]})" for i in range(len(columns))) + ")"
+                for r in range(len(chunk))
             )
             sql = (
                 f"MERGE INTO {target} WITH (HOLDLOCK) AS pdr_t USING (VALUES {values}) AS pdr_s ({', '.join(names_)}) "
