@@ -182,3 +182,24 @@ def test_dropped_listen_connection_falls_back_to_polling(databases, connect):
 
     event = first_event(trigger, during=kill_listener_then_write)
     assert (event["status"], event.get("pending")) == ("success", 1), event
+
+
+def test_hanging_source_still_times_out_on_time(monkeypatch):
+    """A server that accepts connections and never answers: the deadline still ends the wait."""
+    import socket
+
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(16)  # the kernel completes handshakes; nobody ever answers
+    monkeypatch.setenv("AIRFLOW_CONN_SILENT", json.dumps({
+        "conn_type": "postgres", "host": "127.0.0.1", "port": silent.getsockname()[1], "login": "postgres",
+        "password": SECRET, "schema": "nowhere",
+    }))
+    try:
+        trigger = PendingChangesTrigger("silent", "orders", poll_interval=0.3, deadline=time.time() + 2)
+        event = first_event(trigger, timeout=60)
+    finally:
+        silent.close()
+    assert event["status"] == "timeout"
+    assert "no answer from the source" in event["message"]
+    assert SECRET not in json.dumps(event)

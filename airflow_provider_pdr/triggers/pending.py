@@ -1,6 +1,8 @@
 """The trigger behind a deferred PendingChangesSensor: waits in the triggerer, never blocking it.
 
-Database calls run in worker threads (`asyncio.to_thread`). Where the engine can notify
+Database calls run in the trigger's own worker threads, bounded by the deadline: a source
+that hangs (a host that drops packets) ties up those threads, never the event loop or the
+executor other triggers share, and the trigger still reports its timeout on time. Where the engine can notify
 (PostgreSQL's pg_notify from the capture trigger), the trigger LISTENs and wakes within a
 moment of a change; everywhere, it also polls every `poll_interval` seconds, so a lost
 notification or a dropped LISTEN connection only costs latency. Its deadline is an absolute
@@ -11,7 +13,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
+import functools
 import time
+from concurrent.futures import ThreadPoolExecutor
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -23,7 +28,19 @@ from airflow_provider_pdr.core.channel import load_channel
 from airflow_provider_pdr.hooks import PdrHook
 
 # Errors that may heal on their own (server restarting, network blip): keep waiting.
-TRANSIENT = (sa.exc.OperationalError, sa.exc.InterfaceError, OSError)
+TRANSIENT = (sa.exc.OperationalError, sa.exc.InterfaceError, OSError, TimeoutError)
+
+THREADS = ThreadPoolExecutor(max_workers=32, thread_name_prefix="pdr-trigger")
+
+
+async def in_thread(function, *args, timeout: float | None = None):
+    """Run a blocking call in our threads; TimeoutError if it does not answer within `timeout`."""
+    call = functools.partial(contextvars.copy_context().run, function, *args)
+    future = asyncio.get_running_loop().run_in_executor(THREADS, call)
+    try:
+        return await asyncio.wait_for(future, timeout)
+    except asyncio.TimeoutError:
+        raise TimeoutError(f"no answer from the source within {timeout:.0f}s") from None
 
 
 def is_ready(pending: Pending, min_changes: int, max_wait: float | None) -> bool:
@@ -64,21 +81,21 @@ class PendingChangesTrigger(BaseTrigger):
         try:
             yield TriggerEvent(await self.watch(hook))
         finally:
-            await asyncio.to_thread(hook.dispose)
+            await in_thread(hook.dispose, timeout=10)
 
     async def watch(self, hook: PdrHook) -> dict:
         where = f"channel {self.channel!r} in connection {self.conn_id!r}"
         try:  # the connection lookup and engine creation may block too
-            await asyncio.to_thread(lambda: hook.module)
+            await in_thread(lambda: hook.module, timeout=self.time_left())
         except Exception as error:
             return {"status": "error", "message": f"{where}: cannot use the connection: {error}"}
         last_error: str | None = None
-        async with Wakeup(hook, self.channel, where, self.log) as wakeup:
+        async with Wakeup(hook, self.channel, where, self.log, self.time_left) as wakeup:
             while True:
                 await wakeup.listen()  # before counting, so no change slips in between
                 pending = None
                 try:
-                    pending = await asyncio.to_thread(pending_changes, hook.engine, self.channel)
+                    pending = await in_thread(pending_changes, hook.engine, self.channel, timeout=self.time_left())
                     last_error = None
                 except TRANSIENT as error:
                     message = f"{type(error).__name__}: {getattr(error, 'orig', None) or error}".strip()
@@ -100,6 +117,10 @@ class PendingChangesTrigger(BaseTrigger):
                     return {"status": "timeout", "message": f"{where}: timed out waiting for changes; {reason}"}
                 await wakeup.wait(self.next_delay(pending, remaining))
 
+    def time_left(self) -> float | None:
+        """How long a database call may take: until the deadline (at least a second), or unbounded."""
+        return None if self.deadline is None else max(self.deadline - time.time(), 1.0)
+
     def next_delay(self, pending: Pending | None, remaining: float | None) -> float:
         """Poll interval, shortened to when the oldest change reaches max_wait or the deadline comes."""
         delay = self.poll_interval
@@ -117,8 +138,8 @@ class Wakeup:
     alone keeps the trigger correct.
     """
 
-    def __init__(self, hook: PdrHook, channel: str, where: str, log):
-        self.hook, self.channel, self.where, self.log = hook, channel, where, log
+    def __init__(self, hook: PdrHook, channel: str, where: str, log, time_left):
+        self.hook, self.channel, self.where, self.log, self.time_left = hook, channel, where, log, time_left
         self.stack = contextlib.AsyncExitStack()
         self.notifications = None
         self.can_listen = True
@@ -138,11 +159,12 @@ class Wakeup:
                 return load_channel(conn, self.hook.module, self.channel).target()
 
         try:
-            listener = self.hook.module.listener(self.hook.engine, await asyncio.to_thread(channel_target))
+            target = await in_thread(channel_target, timeout=self.time_left())
+            listener = self.hook.module.listener(self.hook.engine, target)
             if listener is None:  # this engine only polls
                 self.can_listen = False
                 return
-            self.notifications = await self.stack.enter_async_context(listener)
+            self.notifications = await asyncio.wait_for(self.stack.enter_async_context(listener), self.time_left())
         except Exception as error:
             self.log.debug("%s: cannot listen for notifications yet, polling: %s", self.where, error)
 
