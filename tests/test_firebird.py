@@ -307,3 +307,22 @@ def test_a_waiting_sensor_is_woken_by_the_capture_trigger(databases):
             return quiet, woke
 
     assert asyncio.run(scenario()) == (False, True)
+
+
+def test_uuids_and_json_become_text_in_firebird_and_travel_on(databases):
+    import uuid
+
+    from sqlalchemy.dialects import postgresql
+
+    source, firebird, back = databases.new("postgresql"), databases.new("firebird"), databases.new("postgresql")
+    table = create(source, "docs", sa.Column("id", sa.Uuid, primary_key=True), sa.Column("doc", postgresql.JSONB),
+                   sa.Column("note", sa.String))
+    install_channel(source, "docs", "docs")
+    key = uuid.uuid4()
+    write(source, table.insert(), {"id": key, "doc": {"a": [1, "ü"]}, "note": "free text"})
+    reflect(source, firebird, "docs", "docs", create_table=True)
+    assert table_rows(firebird, "docs") == [(str(key), '{"a": [1, "ü"]}', "free text")]
+    install_channel(firebird, "onward", "docs")
+    write(firebird, sa.text("UPDATE docs SET note = 'edited'"))
+    reflect(firebird, back, "onward", "docs", create_table=True)
+    assert table_rows(back, "docs") == [(str(key), '{"a": [1, "ü"]}', "edited")]

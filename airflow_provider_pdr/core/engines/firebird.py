@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import time
 from collections.abc import Sequence
 
@@ -169,6 +170,11 @@ class FirebirdEngine(EngineModule):
             await asyncio.to_thread(raw.close)
 
     # -- types ------------------------------------------------------------------------------
+    def io_type(self, type_):
+        if isinstance(type_, sa.Text) and not isinstance(type_, JsonText):
+            return JsonText()
+        return type_
+
     def ddl_type(self, generic, where):
         if isinstance(generic, sa.Numeric) and not isinstance(generic, sa.Float):
             if generic.precision is None or generic.precision > MAX_NUMERIC_PRECISION:
@@ -178,10 +184,23 @@ class FirebirdEngine(EngineModule):
                     f"{where}: NUMERIC {shape} cannot be stored exactly in Firebird 3 "
                     f"(NUMERIC holds at most {MAX_NUMERIC_PRECISION} digits); create the destination table yourself"
                 )
+        if isinstance(generic, sa.Uuid):
+            return sa.CHAR(36)  # the canonical text form, as the other engines print it
         if isinstance(generic, sa.String) and not isinstance(generic, sa.Text) \
                 and generic.length and generic.length > MAX_VARCHAR_UTF8:
             return sa.Text()
         return generic
+
+
+class JsonText(sa.types.TypeDecorator):
+    """Text BLOBs, which is where JSON goes in Firebird: objects and arrays are written as
+    their JSON text."""
+
+    impl = sa.Text
+    cache_ok = True
+
+    def process_bind_param(self, value, dialect):
+        return json.dumps(value, ensure_ascii=False) if isinstance(value, (dict, list)) else value
 
 
 class Events:
