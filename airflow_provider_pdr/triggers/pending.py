@@ -30,6 +30,9 @@ from airflow_provider_pdr.hooks import PdrHook
 # Errors that may heal on their own (server restarting, network blip): keep waiting.
 TRANSIENT = (sa.exc.OperationalError, sa.exc.InterfaceError, OSError, TimeoutError)
 
+# Shortest time between two counts when notifications keep waking the trigger.
+RECHECK = 0.5
+
 THREADS = ThreadPoolExecutor(max_workers=32, thread_name_prefix="pdr-trigger")
 
 
@@ -172,10 +175,14 @@ class Wakeup:
         if self.notifications is None:
             await asyncio.sleep(delay)
             return
+        started = time.monotonic()
         try:
-            await self.notifications.wait(delay)
+            woke = await self.notifications.wait(delay)
         except Exception as error:
             self.log.warning("%s: stopped listening for notifications (%s); polling", self.where, error)
             await self.stack.aclose()
             self.stack = contextlib.AsyncExitStack()
             self.notifications = None
+            return
+        if woke:  # a busy table notifies on every commit: do not count on every one
+            await asyncio.sleep(max(0.0, min(RECHECK, delay) - (time.monotonic() - started)))
