@@ -94,6 +94,8 @@ def test_environment_variables_in_values(tmp_path):
     ("  batch_size: true", "reflection 'orders': key 'batch_size': expected a number, not a boolean"),
     ("  batch_size: 0", "reflection 'orders': key 'batch_size': Input should be greater than or equal to 1"),
     ("  max_wait: -5", "reflection 'orders': key 'max_wait': Input should be greater than 0"),
+    ("  max_wait: 600\n  wait_timeout: 60",
+     "reflection 'orders': key 'wait_timeout': must be longer than max_wait (600 s), or the sensor gives up before it"),
     ("  deletes: maybe", "reflection 'orders': key 'deletes': Input should be a valid boolean"),
     ("  tags: demo", "reflection 'orders': key 'tags': Input should be a valid list"),
     ("  channel: 'has space'", "reflection 'orders': key 'channel': 'has space' is not a valid name"),
@@ -167,7 +169,8 @@ def test_duplicates_across_files_invalidate_only_the_later_file(tmp_path):
     a, b = load_configs([tmp_path], env={})
     assert a.ok and [r.name for r in a.reflections] == ["orders"]
     assert b.reflections == []
-    assert b.errors == [f"{second}: reflection 'orders': key 'name': duplicate reflection name (already defined in {first})"]
+    assert b.errors == [
+        f"{second}: reflection 'orders': key 'name': duplicate reflection name (already defined in {first})"]
     with pytest.raises(ConfigError, match="duplicate reflection name"):
         check([tmp_path], env={})
 
@@ -216,7 +219,7 @@ def test_lint_exit_codes_and_messages(tmp_path, capsys):
 
 
 def test_lint_module_command_checks_the_example_config():
-    done = subprocess.run([sys.executable, "-m", "airflow_provider_pdr.factory", "lint", str(REPO / "dags" / "reflections")],
-                          capture_output=True, text=True, cwd=REPO)
+    command = [sys.executable, "-m", "airflow_provider_pdr.factory", "lint", str(REPO / "dags" / "reflections")]
+    done = subprocess.run(command, capture_output=True, text=True, cwd=REPO)
     assert done.returncode == 0, done.stdout + done.stderr
     assert "pdr_demo_orders" in done.stdout

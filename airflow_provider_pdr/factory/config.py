@@ -18,7 +18,9 @@ from pathlib import Path
 from typing import Annotated, Any, Callable, Iterable, Mapping
 
 import yaml
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator,
+)
 
 from airflow_provider_pdr.core.names import CHANNEL_NAME
 
@@ -120,6 +122,14 @@ class Reflection(Model):
         if schedule is None or schedule in SCHEDULE_PRESETS or croniter.is_valid(schedule):
             return schedule
         raise ValueError(f"{schedule!r} is not a cron expression nor one of {', '.join(SCHEDULE_PRESETS)} (or null)")
+
+    @field_validator("wait_timeout")
+    @classmethod
+    def _longer_than_max_wait(cls, timeout: float, info: ValidationInfo) -> float:
+        max_wait = info.data.get("max_wait")
+        if max_wait is not None and max_wait >= timeout:
+            raise ValueError(f"must be longer than max_wait ({max_wait:g} s), or the sensor gives up before it")
+        return timeout
 
     @field_validator("start_date", mode="after")
     @classmethod
@@ -225,7 +235,8 @@ def _describe(error: dict) -> str:
     if error["type"] == "missing":
         return "required key is missing"
     if error["type"] == "string_pattern_mismatch":
-        return f"{error['input']!r} is not a valid name: use 1 to 63 letters, digits, '_' or '-', starting with a letter or digit"
+        return (f"{error['input']!r} is not a valid name: use 1 to 63 letters, digits, '_' or '-', "
+                "starting with a letter or digit")
     if "input" in error and error["type"] not in ("value_error",):
         return f"{message} (got {error['input']!r})"
     return message
@@ -259,13 +270,15 @@ def parse_config(text: str, path: Path, env: Mapping[str, str]) -> ConfigFile:
     if not isinstance(data, dict):
         result.errors.append(f"{path}: expected a mapping with the keys {list(TOP_LEVEL_KEYS)}")
         return result
-    errors += [f"key {key!r}: unknown key (expected {list(TOP_LEVEL_KEYS)})" for key in data if key not in TOP_LEVEL_KEYS]
+    errors += [f"key {key!r}: unknown key (expected {list(TOP_LEVEL_KEYS)})"
+               for key in data if key not in TOP_LEVEL_KEYS]
 
     defaults = data.get("defaults") or {}
     if not isinstance(defaults, dict):
         errors.append("key 'defaults': expected a mapping")
         defaults = {}
-    errors += [f"key 'defaults.{key}': cannot be a default; set it on each reflection" for key in OWN_KEYS if key in defaults]
+    errors += [f"key 'defaults.{key}': cannot be a default; set it on each reflection"
+               for key in OWN_KEYS if key in defaults]
     defaults = _substitute({k: v for k, v in defaults.items() if k not in OWN_KEYS}, env, "defaults", errors)
 
     items = data.get("reflections")
@@ -287,7 +300,8 @@ def parse_config(text: str, path: Path, env: Mapping[str, str]) -> ConfigFile:
         if reflection is None:
             continue
         if reflection.name in names:
-            errors.append(f"reflection {label}: key 'name': duplicate reflection name (also reflections[{names[reflection.name]}])")
+            errors.append(f"reflection {label}: key 'name': duplicate reflection name "
+                          f"(also reflections[{names[reflection.name]}])")
             continue
         names[reflection.name] = index
         result.reflections.append(reflection)
