@@ -16,6 +16,7 @@ import sys
 import pytest
 import sqlalchemy as sa
 
+import test_core_channel as core_channel
 import test_core_reflect as core
 from airflow_provider_pdr.core import (
     ChannelBusyError, UnsupportedTypeError, install_channel, pending_changes, reflect, uninstall_channel,
@@ -57,6 +58,32 @@ def test_core_correctness(databases, monkeypatch, pair, check):
     source, destination = databases.new(pair[0]), databases.new(pair[1])
     extra = {"monkeypatch": monkeypatch} if "monkeypatch" in inspect.signature(check).parameters else {}
     check(source, destination, **extra)
+
+
+CHANNEL_CHECKS = [
+    core_channel.test_pending_counts_changes_and_the_age_of_the_oldest,
+    core_channel.test_missing_table_is_a_clear_error,
+    core_channel.test_unknown_channel_is_a_clear_error,
+    core_channel.test_a_channel_name_cannot_be_moved_to_another_table,
+    core_channel.test_channels_whose_names_differ_only_by_dash_get_distinct_change_tables,
+    core_channel.test_upgrade_replaces_triggers_made_by_an_older_version,
+    core_channel.test_refuses_a_channel_installed_by_a_newer_format,
+    core_channel.test_uninstalling_one_of_two_channels_keeps_the_other_capturing,
+]
+
+
+@pytest.mark.parametrize("check", CHANNEL_CHECKS, ids=lambda f: f.__name__.removeprefix("test_"))
+def test_core_channel_checks(databases, check):
+    check(databases.new("firebird"))
+
+
+def test_table_without_primary_key_is_refused_and_nothing_is_installed(databases):
+    engine = databases.new("firebird")
+    create(engine, "loose", sa.Column("a", sa.Integer), sa.Column("b", sa.String(10)))
+    before = firebird_objects(engine)
+    with pytest.raises(core_channel.SchemaError, match="'loose' has no primary key"):
+        install_channel(engine, "loose", "loose")
+    assert firebird_objects(engine) == before
 
 
 @pytest.mark.parametrize("destination_kind", ["postgresql", "mysql", "sqlite"])
