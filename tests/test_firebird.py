@@ -353,3 +353,15 @@ def test_uuids_and_json_become_text_in_firebird_and_travel_on(databases):
     write(firebird, sa.text("UPDATE docs SET note = 'edited'"))
     reflect(firebird, back, "onward", "docs", create_table=True)
     assert table_rows(back, "docs") == [(str(key), '{"a": [1, "ü"]}', "edited")]
+
+
+def test_the_last_channel_can_be_uninstalled_right_after_a_drain(databases):
+    """Nothing a drain prepared (lock, batch reads) keeps Firebird from dropping our tables."""
+    source, destination = databases.new("firebird"), databases.new("firebird")
+    table = orders(source)
+    install_channel(source, "orders", "orders")
+    write(source, table.insert(), [{"id": i} for i in range(3)])
+    assert core.mirror(source, destination).upserted == 3
+    assert pending_changes(source, "orders").count == 0
+    assert uninstall_channel(source, "orders") is True
+    assert firebird_objects(source) == {"tables": ["ORDERS"], "triggers": []}

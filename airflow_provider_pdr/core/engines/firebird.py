@@ -18,6 +18,7 @@ import sqlalchemy as sa
 from airflow_provider_pdr.core import names
 from airflow_provider_pdr.core.engines.base import CaptureTarget, EngineModule, SourceTable, chunks, key_mismatch
 from airflow_provider_pdr.core.errors import UnsupportedTypeError
+from airflow_provider_pdr.dialects.firebird import Cursor
 
 MAX_NUMERIC_PRECISION = 18  # Firebird 3 NUMERIC/DECIMAL
 MAX_VARCHAR_UTF8 = 8191  # 32765 bytes at up to 4 bytes a character
@@ -130,28 +131,27 @@ class FirebirdEngine(EngineModule):
             .with_for_update().compile(dialect=engine.dialect)
         params = [compiled.params[name] for name in compiled.positiontup]
         raw = engine.raw_connection()
+        transaction = raw.driver_connection.trans(default_tpb=NOWAIT_TPB)
+        cursor = Cursor(transaction.cursor())  # drops its statement on close
         try:
-            transaction = raw.driver_connection.trans(default_tpb=NOWAIT_TPB)
             deadline = time.monotonic() + timeout
             while True:
-                cursor = transaction.cursor()
                 try:
                     cursor.execute(compiled.string, params)
                     cursor.fetchall()
                     break
                 except engine.dialect.loaded_dbapi.DatabaseError as error:
                     transaction.rollback()
-                    if getattr(error, "args", (None, None))[-1] not in LOCK_CONFLICT_GDSCODES \
-                            and "lock conflict" not in str(error).lower():
+                    if error.args[-1] not in LOCK_CONFLICT_GDSCODES:
                         raise
                     if time.monotonic() >= deadline:
                         raise self.busy(channel, timeout) from None
                     time.sleep(min(self.lock_poll_seconds, max(0.05, deadline - time.monotonic())))
-            try:
-                yield
-            finally:
-                transaction.rollback()
+            yield
         finally:
+            cursor.close()
+            transaction.rollback()
+            transaction.close()
             raw.close()
 
     # -- waking a waiting sensor ------------------------------------------------------------
