@@ -157,6 +157,17 @@ def test_file_structure_errors(tmp_path, text, expected):
     assert all(e.startswith(str(tmp_path / "r.yaml")) for e in errors)
 
 
+def test_yaml_anchors_and_merge_keys_may_be_overridden(tmp_path):
+    [r] = check([write(tmp_path, "a.yaml", """
+    defaults: &common {source: {conn_id: s, table: t}, destination: {conn_id: d, table: t}, batch_size: 10}
+    reflections:
+      - <<: *common
+        name: orders
+        batch_size: 20
+    """)], env={})
+    assert (r.name, r.batch_size, r.source.table) == ("orders", 20, "t")
+
+
 def test_duplicate_names_in_one_file(tmp_path):
     [error] = errors_of(tmp_path, "reflections:\n" + textwrap.indent(BASE + BASE, "  "))
     assert error.endswith("reflection 'orders': key 'name': duplicate reflection name (also reflections[0])")
