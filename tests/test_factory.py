@@ -234,3 +234,12 @@ def test_lint_module_command_checks_the_example_config():
     done = subprocess.run(command, capture_output=True, text=True, cwd=REPO)
     assert done.returncode == 0, done.stdout + done.stderr
     assert "pdr_demo_orders" in done.stdout
+
+
+def test_lint_never_imports_airflow(tmp_path):
+    write(tmp_path, "a.yaml", GOOD)
+    code = ("import sys; from airflow_provider_pdr.factory.__main__ import lint_main; "
+            f"assert lint_main([{str(tmp_path)!r}]) == 0; print(sorted(m for m in sys.modules if m.startswith('airflow.')))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines()[-1] == "[]"
