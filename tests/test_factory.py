@@ -84,8 +84,8 @@ def test_environment_variables_in_values(tmp_path):
     assert r.destination.conn_id == "pre_warehouse_${literal}"
     assert r.batch_size == 70
     errors = errors_of(tmp_path, text, env={"BATCH": "70"})
-    assert errors == [f"{tmp_path / 'r.yaml'}: reflection 'orders': key '{key}': environment variable 'SRC' is not set"
-                      for key in ("source.conn_id", "destination.conn_id")]
+    assert errors == [f"{tmp_path / 'r.yaml'}:{line}: reflection 'orders': key '{key}': environment variable 'SRC' "
+                      "is not set" for line, key in ((4, "source.conn_id"), (5, "destination.conn_id"))]
 
 
 @pytest.mark.parametrize("extra, expected", [
@@ -108,7 +108,10 @@ def test_environment_variables_in_values(tmp_path):
 ])
 def test_invalid_values_name_file_reflection_and_key(tmp_path, extra, expected):
     error = one(tmp_path, BASE + extra + "\n")
-    assert error.startswith(f"{tmp_path / 'r.yaml'}: {expected}"), error
+    key = expected.split("key '")[1].split("'")[0]
+    line = 1 + ("reflections:\n" + BASE + extra).splitlines().index(next(
+        text for text in (BASE + extra).splitlines() if text.startswith(f"  {key}:")))
+    assert error.startswith(f"{tmp_path / 'r.yaml'}:{line}: {expected}"), error
 
 
 def test_missing_and_nested_unknown_keys(tmp_path):
@@ -181,7 +184,7 @@ def test_duplicates_across_files_invalidate_only_the_later_file(tmp_path):
     assert a.ok and [r.name for r in a.reflections] == ["orders"]
     assert b.reflections == []
     assert b.errors == [
-        f"{second}: reflection 'orders': key 'name': duplicate reflection name (already defined in {first})"]
+        f"{second}:2: reflection 'orders': key 'name': duplicate reflection name (already defined in {first}:2)"]
     with pytest.raises(ConfigError, match="duplicate reflection name"):
         check([tmp_path], env={})
 
@@ -195,7 +198,7 @@ def test_two_reflections_cannot_share_a_channel_of_one_source(tmp_path):
     """)
     assert [e.split(": ", 1)[1] for e in errors] == [
         f"reflection 'b': key 'channel': channel 'a' on connection 's' is already used by reflection 'a' "
-        f"({tmp_path / 'r.yaml'}); each reflection needs its own channel"
+        f"({tmp_path / 'r.yaml'}:3); each reflection needs its own channel"
     ]
 
 
@@ -224,7 +227,7 @@ def test_lint_exit_codes_and_messages(tmp_path, capsys):
     bad = write(tmp_path, "bad.yaml", "reflections:\n" + textwrap.indent(BASE + "  colour: x\n", "  "))
     assert lint_main([str(tmp_path)]) == 1
     out = capsys.readouterr()
-    assert f"error {bad}:\n  reflection 'orders': key 'colour': unknown key" in out.out
+    assert f"{bad}:5: reflection 'orders': key 'colour': unknown key\n" in out.out
     assert "1 of 2 file(s) invalid" in out.err
     assert lint_main([str(tmp_path / "empty_dir_does_not_exist.yaml")]) == 1
 

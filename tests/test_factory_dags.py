@@ -103,7 +103,7 @@ def test_dag_files_keep_good_dags_and_raise_for_broken_files(tmp_path, monkeypat
     assert sorted(namespace) == ["pdr_customers", "pdr_manual", "pdr_orders"]
     with pytest.raises(ConfigError) as raised:
         raise_config_errors(default_dir="/nowhere")
-    assert raised.value.errors == [f"{bad}: reflection 'broken': key 'batch_sise': unknown key"]
+    assert raised.value.errors == [f"{bad}:3: reflection 'broken': key 'batch_sise': unknown key"]
 
     monkeypatch.setenv("PDR_CONFIG_DIR", str(tmp_path / "missing"))
     with pytest.raises(ConfigError, match="folder does not exist"):
@@ -155,7 +155,7 @@ def test_broken_file_is_an_import_error_until_fixed_and_hides_no_other_dag(priva
 
     errors, dags = parse()
     assert [e["filepath"] for e in errors] == ["pdr_config_errors.py"]
-    assert f"{bad}: reflection 'broken': key 'batch_sise': unknown key" in errors[0]["error"]
+    assert f"{bad}:3: reflection 'broken': key 'batch_sise': unknown key" in errors[0]["error"]
     assert dags == {"pdr_orders", "pdr_customers", "pdr_manual"}
 
     bad.write_text(BAD.replace("batch_sise", "batch_size"))

@@ -3,7 +3,7 @@
     python -m airflow_provider_pdr.factory lint FILE_OR_FOLDER...
     pdr-lint FILE_OR_FOLDER...
 
-Prints every problem (file, reflection, key) and exits 1 if there is any, 0 if all files are valid.
+Prints every problem as `file:line: reflection ...: key ...: message` and exits 1 if there is any, 0 if all files are valid.
 """
 
 from __future__ import annotations
@@ -25,9 +25,8 @@ def lint(paths: list[str]) -> int:
             dag_ids = ", ".join(r.dag_id for r in result.reflections)
             print(f"ok    {result.path}: {len(result.reflections)} reflection(s): {dag_ids}")
         else:
-            print(f"error {result.path}:")
-            for error in result.errors:
-                print(f"  {error.removeprefix(f'{result.path}: ')}")
+            for error in result.errors:  # `file:line: message`, as editors and CI annotations expect
+                print(error)
     broken = sum(not r.ok for r in results)
     if broken:
         print(f"{broken} of {len(results)} file(s) invalid", file=sys.stderr)

@@ -151,6 +151,9 @@ class Reflection(Model):
         return _import_callback(path) if path else None
 
 
+Key = tuple  # a path into a config file: ("reflections", 0, "source", "table")
+
+
 @dataclass
 class ConfigFile:
     """What one file yielded: its valid reflections, or the errors that make it invalid."""
@@ -158,10 +161,22 @@ class ConfigFile:
     path: Path
     reflections: list[Reflection] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
+    lines: dict[Key, int] = field(default_factory=dict)  # where each key is written
+    positions: dict[str, int] = field(default_factory=dict)  # reflection name -> index in `reflections:`
 
     @property
     def ok(self) -> bool:
         return not self.errors
+
+    def locate(self, key: Key) -> str:
+        """`file:line` of the key, or of the nearest enclosing key that is written in the file."""
+        for end in range(len(key), 0, -1):
+            if key[:end] in self.lines:
+                return f"{self.path}:{self.lines[key[:end]]}"
+        return str(self.path)
+
+    def error(self, key: Key, message: str) -> None:
+        self.errors.append(f"{self.locate(key)}: {message}")
 
 
 # --- YAML -----------------------------------------------------------------------------------
@@ -189,12 +204,27 @@ def _mapping_without_duplicates(loader: _StrictLoader, node: yaml.MappingNode) -
 _StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _mapping_without_duplicates)
 
 
-def _substitute(value: Any, env: Mapping[str, str], where: str, errors: list[str]) -> Any:
+def _key_lines(node: yaml.Node, key: Key = (), lines: dict | None = None) -> dict[Key, int]:
+    """The line (1-based) of every key and list item of a composed YAML document."""
+    lines = {} if lines is None else lines
+    if isinstance(node, yaml.MappingNode):
+        children = [(k.value, v) for k, v in node.value if isinstance(k, yaml.ScalarNode)]
+    elif isinstance(node, yaml.SequenceNode):
+        children = list(enumerate(node.value))
+    else:
+        return lines
+    for part, child in children:
+        lines.setdefault(key + (part,), child.start_mark.line + 1)
+        _key_lines(child, key + (part,), lines)
+    return lines
+
+
+def _substitute(value: Any, env: Mapping[str, str], key: Key, missing: list[tuple[Key, str]]) -> Any:
     """Replace `${NAME}` / `${NAME:-fallback}` in every string value (never in keys)."""
     if isinstance(value, dict):
-        return {k: _substitute(v, env, f"{where}.{k}" if where else str(k), errors) for k, v in value.items()}
+        return {k: _substitute(v, env, key + (k,), missing) for k, v in value.items()}
     if isinstance(value, list):
-        return [_substitute(v, env, f"{where}[{i}]", errors) for i, v in enumerate(value)]
+        return [_substitute(v, env, key + (i,), missing) for i, v in enumerate(value)]
     if not isinstance(value, str):
         return value
 
@@ -206,7 +236,7 @@ def _substitute(value: Any, env: Mapping[str, str], where: str, errors: list[str
             return env[name]
         if fallback is not None:
             return fallback
-        errors.append(f"key {where!r}: environment variable {name!r} is not set")
+        missing.append((key, name))
         return match.group(0)
 
     return ENV_REFERENCE.sub(replace, value)
@@ -230,6 +260,10 @@ def _has_key(data: Any, loc: tuple) -> bool:
     return True
 
 
+def _dotted(key: Key) -> str:
+    return "".join(f"[{part}]" if isinstance(part, int) else f".{part}" for part in key).lstrip(".")
+
+
 def _describe(error: dict) -> str:
     message = error["msg"].removeprefix("Value error, ")
     if error["type"] == "extra_forbidden":
@@ -244,73 +278,79 @@ def _describe(error: dict) -> str:
     return message
 
 
-def _validate(label: str, own: dict, defaults: dict, errors: list[str]) -> Reflection | None:
+def _validate(result: ConfigFile, index: int, label: str, own: dict, defaults: dict) -> Reflection | None:
     try:
         return Reflection.model_validate(_merge(defaults, own))
     except ValidationError as invalid:
         for error in invalid.errors():
             loc = error["loc"]
-            key = ".".join(str(p) for p in loc)
             if loc and not _has_key(own, loc) and _has_key(defaults, loc):
-                errors.append(f"key 'defaults.{key}': {_describe(error)}")  # once, not per reflection
+                result.error(("defaults", *loc), f"key 'defaults.{_dotted(loc)}': {_describe(error)}")
             else:
-                errors.append(f"reflection {label}: key {key!r}: {_describe(error)}")
+                result.error(("reflections", index, *loc),
+                             f"reflection {label}: key {_dotted(loc)!r}: {_describe(error)}")
         return None
 
 
 def parse_config(text: str, path: Path, env: Mapping[str, str]) -> ConfigFile:
     """Validate one file's text; never raises for bad content, returns its errors instead."""
     result = ConfigFile(path)
-    errors: list[str] = []
     stream = io.StringIO(text)
     stream.name = str(path)  # YAML's messages then name the file, not "<unicode string>"
     try:
         data = yaml.load(stream, Loader=_StrictLoader)
+        result.lines = _key_lines(yaml.compose(text, Loader=yaml.SafeLoader) or yaml.ScalarNode("", ""))
     except yaml.YAMLError as error:
-        result.errors.append(f"{path}: not valid YAML: {error}".replace("\n", " "))
+        result.error((), f"not valid YAML: {error}".replace("\n", " "))
         return result
     if not isinstance(data, dict):
-        result.errors.append(f"{path}: expected a mapping with the keys {list(TOP_LEVEL_KEYS)}")
+        result.error((), f"expected a mapping with the keys {list(TOP_LEVEL_KEYS)}")
         return result
-    errors += [f"key {key!r}: unknown key (expected {list(TOP_LEVEL_KEYS)})"
-               for key in data if key not in TOP_LEVEL_KEYS]
+    for key in data:
+        if key not in TOP_LEVEL_KEYS:
+            result.error((key,), f"key {key!r}: unknown key (expected {list(TOP_LEVEL_KEYS)})")
 
     defaults = data.get("defaults") or {}
     if not isinstance(defaults, dict):
-        errors.append("key 'defaults': expected a mapping")
+        result.error(("defaults",), "key 'defaults': expected a mapping")
         defaults = {}
-    errors += [f"key 'defaults.{key}': cannot be a default; set it on each reflection"
-               for key in OWN_KEYS if key in defaults]
-    defaults = _substitute({k: v for k, v in defaults.items() if k not in OWN_KEYS}, env, "defaults", errors)
+    for key in OWN_KEYS:
+        if key in defaults:
+            result.error(("defaults", key), f"key 'defaults.{key}': cannot be a default; set it on each reflection")
+    missing: list[tuple[Key, str]] = []
+    defaults = _substitute({k: v for k, v in defaults.items() if k not in OWN_KEYS}, env, ("defaults",), missing)
+    for key, name in missing:
+        result.error(key, f"key {_dotted(key)!r}: environment variable {name!r} is not set")
 
     items = data.get("reflections")
     if not isinstance(items, list) or not items:
-        errors.append("key 'reflections': expected a non-empty list of reflections")
+        result.error(("reflections",), "key 'reflections': expected a non-empty list of reflections")
         items = []
 
-    names: dict[str, int] = {}
+    reflections = []
     for index, item in enumerate(items):
         if not isinstance(item, dict):
-            errors.append(f"reflections[{index}]: expected a mapping, got {item!r}")
+            result.error(("reflections", index), f"reflections[{index}]: expected a mapping, got {item!r}")
             continue
         name = item.get("name")
         label = repr(name) if isinstance(name, str) else f"#{index + 1} (reflections[{index}])"
-        item_errors: list[str] = []
-        own = _substitute(item, env, "", item_errors)
-        errors += [f"reflection {label}: {e}" for e in item_errors]
-        reflection = _validate(label, own, defaults, errors)
+        missing = []
+        own = _substitute(item, env, (), missing)
+        for key, variable in missing:
+            result.error(("reflections", index, *key),
+                         f"reflection {label}: key {_dotted(key)!r}: environment variable {variable!r} is not set")
+        reflection = _validate(result, index, label, own, defaults)
         if reflection is None:
             continue
-        if reflection.name in names:
-            errors.append(f"reflection {label}: key 'name': duplicate reflection name "
-                          f"(also reflections[{names[reflection.name]}])")
+        if reflection.name in result.positions:
+            result.error(("reflections", index, "name"), f"reflection {label}: key 'name': duplicate reflection "
+                         f"name (also reflections[{result.positions[reflection.name]}])")
             continue
-        names[reflection.name] = index
-        result.reflections.append(reflection)
+        result.positions[reflection.name] = index
+        reflections.append(reflection)
 
-    if errors:
-        result.errors = [f"{path}: {e}" for e in dict.fromkeys(errors)]
-        result.reflections = []
+    result.errors = list(dict.fromkeys(result.errors))
+    result.reflections = [] if result.errors else reflections
     return result
 
 
@@ -344,23 +384,24 @@ def load_configs(paths: Iterable[str | Path], env: Mapping[str, str] | None = No
             continue
         results.append(parse_config(text, path, env))
 
-    names: dict[str, Path] = {}
-    channels: dict[tuple[str, str], tuple[str, Path]] = {}
+    names: dict[str, str] = {}
+    channels: dict[tuple[str, str], tuple[str, str]] = {}
     for result in results:
-        file_names, file_channels, clashes = dict(names), dict(channels), []
+        file_names, file_channels = dict(names), dict(channels)
         for r in result.reflections:
+            here = ("reflections", result.positions[r.name])
             if r.name in file_names:
-                clashes.append(f"{result.path}: reflection {r.name!r}: key 'name': duplicate reflection name "
-                               f"(already defined in {file_names[r.name]})")
+                result.error(here + ("name",), f"reflection {r.name!r}: key 'name': duplicate reflection name "
+                                               f"(already defined in {file_names[r.name]})")
             # Two consumers of one channel would each take the other's changes.
             elif owner := file_channels.get((r.source.conn_id, r.channel)):
-                clashes.append(f"{result.path}: reflection {r.name!r}: key 'channel': channel {r.channel!r} on "
-                               f"connection {r.source.conn_id!r} is already used by reflection {owner[0]!r} "
-                               f"({owner[1]}); each reflection needs its own channel")
-            file_names[r.name] = result.path
-            file_channels[(r.source.conn_id, r.channel)] = (r.name, result.path)
-        if clashes:
-            result.errors, result.reflections = clashes, []
+                result.error(here + ("channel",), f"reflection {r.name!r}: key 'channel': channel {r.channel!r} "
+                             f"on connection {r.source.conn_id!r} is already used by reflection {owner[0]!r} "
+                             f"({owner[1]}); each reflection needs its own channel")
+            file_names[r.name] = result.locate(here + ("name",))
+            file_channels[(r.source.conn_id, r.channel)] = (r.name, result.locate(here))
+        if result.errors:
+            result.reflections = []
         else:
             names, channels = file_names, file_channels
     return results
