@@ -26,13 +26,6 @@ def final_rows(source: sa.Engine, destination: sa.Engine, name: str) -> list[dic
     return rows
 
 
-def sqlalchemy_upsert(conn, table, keys, rows, batch):
-    module = engine_module(conn.engine)
-    for start in range(0, len(rows), batch):
-        module.upsert(conn, table, keys, rows[start : start + batch])
-        conn.commit()
-
-
 def driver_rows(conn, table, rows) -> list[tuple]:
     """Values as the driver takes them, through the column types' own bind processing."""
     processors = [c.type._cached_bind_processor(conn.dialect) for c in table.columns]
@@ -90,7 +83,7 @@ DRIVER_METHODS = {
 
 
 def fastest(destination: sa.Engine, name: str, rows: list[dict], batch: int) -> dict:
-    methods = {"SQLAlchemy insert executemany": sqlalchemy_upsert, **DRIVER_METHODS[destination.dialect.name]}
+    methods = DRIVER_METHODS[destination.dialect.name]
     tried = {}
     with destination.connect() as conn:
         mirror = reflect_table(conn, engine_module(destination), name, None)

@@ -1,5 +1,8 @@
 """Child process of the memory benchmark: drain one channel, report this process's peak RSS.
 
+Linux carries the parent's high-water mark into ru_maxrss across fork and exec, so the peak
+is also read from VmHWM (this process's own memory only); both are reported.
+
     python -m bench.drain SOURCE_URL DESTINATION_URL CHANNEL BATCH_SIZE
 """
 
@@ -13,8 +16,16 @@ import sqlalchemy as sa
 from airflow_provider_pdr.core import reflect
 
 
-def peak_kb() -> int:
+def maxrss_kb() -> int:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # kilobytes on Linux
+
+
+def peak_kb() -> int:
+    try:
+        with open("/proc/self/status") as status:
+            return next(int(line.split()[1]) for line in status if line.startswith("VmHWM:"))
+    except (OSError, StopIteration):
+        return maxrss_kb()
 
 
 def main(source_url: str, destination_url: str, channel: str, batch_size: str) -> None:
@@ -25,7 +36,7 @@ def main(source_url: str, destination_url: str, channel: str, batch_size: str) -
     seconds = time.perf_counter() - began
     if not result.drained:
         raise SystemExit(f"channel {channel!r} not drained: {result}")
-    print(json.dumps({"start_kb": start_kb, "peak_kb": peak_kb(), "seconds": seconds,
+    print(json.dumps({"start_kb": start_kb, "peak_kb": peak_kb(), "ru_maxrss_kb": maxrss_kb(), "seconds": seconds,
                       "upserted": result.upserted, "batches": result.batches}))
 
 
