@@ -11,6 +11,7 @@ Layout in the source (all in the connection's default schema):
 from __future__ import annotations
 
 import json
+import logging
 from dataclasses import dataclass
 
 import sqlalchemy as sa
@@ -20,6 +21,8 @@ from airflow_provider_pdr.core import names
 from airflow_provider_pdr.core.engines import CaptureTarget, EngineModule, SourceTable, engine_module
 from airflow_provider_pdr.core.errors import ChannelNotFoundError, ConfigurationError
 from airflow_provider_pdr.core.schema import describe, primary_key, reflect_table
+
+log = logging.getLogger(__name__)
 
 # Bumped when the layout of channel objects changes; install upgrades older ones.
 FORMAT_VERSION = 1
@@ -127,15 +130,86 @@ def sync_triggers(conn: Connection, module: EngineModule, table: SourceTable, ta
 
 
 def install_channel(engine: Engine, channel: str, table: str, schema: str | None = None) -> Channel:
-    """Install (or upgrade) `channel` on a source table. Running it again changes nothing."""
+    """Install (or upgrade) `channel` on a source table. Running it again changes nothing.
+
+    An install that fails leaves the source as it was: where DDL is not transactional (MySQL
+    commits each CREATE at once) the objects it had created are removed again.
+    """
     names.check_channel_name(channel)
     names.check_identifier(table, "table")
     module = engine_module(engine)
+    with engine.connect() as conn:
+        before = _InstallState.read(conn, module, channel, table, schema)
+    try:
+        return _install(engine, module, channel, table, schema)
+    except BaseException:
+        before.restore(engine, module)
+        raise
+
+
+@dataclass(frozen=True)
+class _InstallState:
+    """What an install may create or change, as it was before the install started."""
+
+    channel: str
+    table: SourceTable
+    registry_schema: str | None
+    registry_existed: bool
+    registry_row: dict | None
+    change_table: str
+    change_table_existed: bool
+    capture_objects: frozenset[str]
+
+    @classmethod
+    def read(cls, conn: Connection, module: EngineModule, channel: str, table: str, schema: str | None):
+        where = registry_schema(conn, module)
+        source = SourceTable(table, _table_schema(module, where, schema), ())
+        inspector = sa.inspect(conn)
+        registry = registry_table(where)
+        registry_existed = inspector.has_table(registry.name, schema=where)
+        row = None
+        if registry_existed:
+            row = conn.execute(sa.select(registry).where(registry.c.channel == channel)).mappings().first()
+        change = names.change_table_name(channel, module.max_identifier_length)
+        objects = module.capture_objects(conn, source) if inspector.has_table(table, schema=schema) else set()
+        conn.rollback()
+        return cls(channel, source, where, registry_existed, dict(row) if row else None, change,
+                   inspector.has_table(change, schema=where), frozenset(objects))
+
+    def restore(self, engine: Engine, module: EngineModule) -> None:
+        """Undo what a failed install left behind (nothing, where its transaction rolled back)."""
+        try:
+            with engine.begin() as conn:
+                inspector = sa.inspect(conn)
+                registry = registry_table(self.registry_schema)
+                if inspector.has_table(self.table.name, schema=self.table.schema):
+                    for base in module.capture_objects(conn, self.table) - self.capture_objects:
+                        module.execute_ddl(conn, module.drop_capture_ddl(self.table, base))
+                if not self.change_table_existed:
+                    sa.Table(self.change_table, sa.MetaData(), schema=self.registry_schema).drop(conn, checkfirst=True)
+                if inspector.has_table(registry.name, schema=self.registry_schema):
+                    row = conn.execute(sa.select(registry).where(registry.c.channel == self.channel)).mappings().first()
+                    if (dict(row) if row else None) != self.registry_row:
+                        conn.execute(registry.delete().where(registry.c.channel == self.channel))
+                        if self.registry_row is not None:
+                            conn.execute(registry.insert().values(**self.registry_row))
+                    empty = conn.execute(sa.select(sa.func.count()).select_from(registry)).scalar() == 0
+                    if not self.registry_existed and empty:
+                        registry.drop(conn)
+        except Exception:  # the install's own error is the one to report
+            log.exception("channel %r: could not remove what the failed install created", self.channel)
+
+
+def _table_schema(module: EngineModule, where: str | None, schema: str | None) -> str | None:
+    return schema if schema is not None else (where if module.name != "sqlite" else None)
+
+
+def _install(engine: Engine, module: EngineModule, channel: str, table: str, schema: str | None) -> Channel:
     with engine.begin() as conn:
         source = reflect_table(conn, module, table, schema)
         keys = primary_key(source)
         where = registry_schema(conn, module)
-        table_schema = schema if schema is not None else (where if module.name != "sqlite" else None)
+        table_schema = _table_schema(module, where, schema)
         registry = registry_table(where)
         registry.create(conn, checkfirst=True)
         existing = conn.execute(sa.select(registry).where(registry.c.channel == channel)).first()
