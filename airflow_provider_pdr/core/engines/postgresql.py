@@ -56,7 +56,9 @@ class PostgresEngine(EngineModule):
         body = "\n  ".join(on_row_change)
         truncate_body = "\n  ".join(on_truncate)
         statements = [
-            f"CREATE FUNCTION {function}() RETURNS trigger LANGUAGE plpgsql AS $pdr$\nBEGIN\n"
+            # A key column named like a PL/pgSQL variable ("new", "found") must read as the column.
+            f"CREATE FUNCTION {function}() RETURNS trigger LANGUAGE plpgsql AS $pdr$\n"
+            f"#variable_conflict use_column\nBEGIN\n"
             f"  IF TG_OP = 'TRUNCATE' THEN\n  {truncate_body}\n  RETURN NULL;\n  END IF;\n"
             f"  {body}\n  RETURN NULL;\nEND\n$pdr$"
         ]
