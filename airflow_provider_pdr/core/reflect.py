@@ -20,12 +20,13 @@ from dataclasses import asdict, dataclass
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
-from airflow_provider_pdr.core.channel import Channel, change_table, count_pending, load_channel
+from airflow_provider_pdr.core import drift
+from airflow_provider_pdr.core.channel import Channel, change_table, count_pending, install_channel, load_channel
 from airflow_provider_pdr.core.engines import EngineModule, engine_module
 from airflow_provider_pdr.core.engines.base import chunks
 from airflow_provider_pdr.core.errors import ApplyError, ConfigurationError, SchemaError, UnreachableError
 from airflow_provider_pdr.core.schema import (
-    check_destination, create_destination_table, describe, reflect_table, value_converters,
+    check_destination, create_destination_table, describe, generic_type, reflect_table, value_converters,
 )
 from airflow_provider_pdr.core.transform import Mapping, plan
 
@@ -38,6 +39,7 @@ class ReflectResult:
     deleted: int = 0  # destination rows removed
     batches: int = 0
     changes: int = 0  # change rows acknowledged
+    copied: int = 0  # source rows copied by an initial load, a resync or a schema evolution
     drained: bool = False  # True when the channel was empty at the end
     lag_seconds: float = 0.0  # age of the oldest change still pending afterwards
 
@@ -102,6 +104,9 @@ class Drain:
                 f"source table {str(channel.table)!r} no longer has the key columns {missing_keys} "
                 f"of channel {channel.name!r}; reinstall the channel"
             )
+        self.drift = drift.detect(channel, source_table, source.dialect)
+        if self.drift and not (mapping.evolve and self.drift.evolvable):
+            raise drift.refuse(channel, self.drift, mapping.evolve)
         self.plan = plan(mapping, source_table, self.source_keys)
         self.keys = self.plan.keys
         self.on_delete = self.plan.on_delete if deletes else "keep"
@@ -111,6 +116,8 @@ class Drain:
                                      table, schema)
             destination.commit()
         self.target = reflect_table(destination, dst, table, schema)
+        if create_table or mapping.evolve:  # new source columns, or another source's columns of a shared table
+            self.target = add_columns(destination, dst, self.plan.shape(source_table, creating=False), self.target)
         check_destination(destination, self.plan.shape(source_table, creating=False), self.target, self.keys)
         self.columns = self.plan.names
         self.convert = {n: f for n, f in value_converters(self.target).items() if n in self.columns}
@@ -133,7 +140,7 @@ class Drain:
                       *[self.changes.c[f"key_{i}"].label(f"pdr_key_{i}") for i in range(1, width + 1)])
             .order_by(self.changes.c.seq).limit(sa.bindparam("batch_size")).subquery("pdr_batch")
         )
-        on = [source_table.c[k] == batch.c[f"pdr_key_{i}"] for i, k in enumerate(self.source_keys, 1)]
+        on = [src.same_key(source_table.c[k], batch.c[f"pdr_key_{i}"]) for i, k in enumerate(self.source_keys, 1)]
         if self.plan.condition is not None:  # a row that stops matching reads as absent: it leaves the mirror
             on.append(self.plan.condition)
         present = source_table.c[self.source_keys[0]].isnot(None).label("pdr_present")
@@ -181,13 +188,15 @@ class Drain:
         deletes = [tuple(f(v) if f else v for f, v in zip(key_convert, key)) for key in deletes]
         removed = 0
         with committing(destination):
+            # Deletes first: in a case-insensitive destination, the old key of a case-only key
+            # change names the same row as the new key.
+            if deletes and self.on_delete != "keep":
+                removed = self.remove(destination, deletes)
             if upserts:
                 if self.statements["upsert"] is not None:
                     destination.execute(self.statements["upsert"], upserts)
                 else:
                     self.dst.upsert(destination, self.write_table, self.keys, upserts)
-            if deletes and self.on_delete != "keep":
-                removed = self.remove(destination, deletes)
         return removed
 
     def remove(self, destination: Connection, keys: list[tuple]) -> int:
@@ -239,6 +248,27 @@ class Drain:
                 )
 
 
+def add_columns(conn: Connection, module: EngineModule, shape: sa.Table, target: sa.Table) -> sa.Table:
+    """Add the shape's columns the destination lacks, as nullable columns; returns the table reflected anew."""
+    missing = [c for c in shape.columns if c.name not in target.columns]
+    if not missing:
+        return target
+    where = describe(target.name, target.schema)
+    untyped = [c.name for c in missing if isinstance(c.type, sa.types.NullType)]
+    if untyped:
+        raise ConfigurationError(f"fields {untyped} are computed and missing from {where!r}: give them a 'type'")
+    spare = sa.Table(target.name, sa.MetaData(), *[
+        sa.Column(c.name, module.ddl_type(generic_type(c, f"{where}.{c.name}"), f"{where}.{c.name}"), nullable=True)
+        for c in missing
+    ], schema=target.schema)
+    for column in spare.columns:
+        spec = sa.schema.CreateColumn(column).compile(dialect=conn.dialect)
+        conn.exec_driver_sql(f"ALTER TABLE {module.qualified(target.name, target.schema)} ADD {spec}")
+    conn.commit()
+    log.warning("destination table %r: added columns %s", where, [c.name for c in missing])
+    return reflect_table(conn, module, target.name, target.schema)
+
+
 def bound_statement(sql: str | None, table: sa.Table, allowed: list[str], kind: str):
     """A user statement with its :name parameters bound through the destination column types."""
     if sql is None:
@@ -266,8 +296,14 @@ def reflect(
     deletes: bool = True,
     create_table: bool = False,
     lock_timeout: float = 60.0,
+    mapping: Mapping | None = None,
+    initial_load: bool = False,
 ) -> ReflectResult:
-    """Apply the channel's pending changes to the destination until drained or a limit is hit."""
+    """Apply the channel's pending changes to the destination until drained or a limit is hit.
+
+    `mapping` reshapes rows (core/transform.py). With `initial_load`, rows that existed before
+    the channel are copied first, once (core/snapshot.py); an interrupted copy always resumes.
+    """
     if batch_size < 1:
         raise ValueError(f"batch_size must be at least 1, got {batch_size}")
     src, dst = engine_module(source), engine_module(destination)
@@ -286,8 +322,21 @@ def reflect(
             dconn = connections.enter_context(destination.connect())
             dconn.scalar(sa.select(1))  # a pooled connection the server dropped fails here, clearly
             dconn.rollback()
-        drain = Drain(sconn, dconn, src, dst, info, table, destination_schema, create_table, deletes)
-        while True:
+        drain = Drain(sconn, dconn, src, dst, info, table, destination_schema, create_table, deletes, mapping)
+        if drain.drift:  # the mapping evolves (Drain refused any other drift): refresh the channel
+            log.warning("%s: the source table changed (%s); evolving the reflection", where, drain.drift)
+            install_channel(source, channel, info.table.name, info.table.schema)
+        from airflow_provider_pdr.core.snapshot import run_snapshot, unfinished  # snapshot builds on Drain
+
+        ready = True  # False while a copy is unfinished: changes apply after it, on the next run
+        refill = bool(drain.drift.added)  # rows written before the columns existed lack their values
+        if initial_load or refill or unfinished(sconn, info.schema, channel):
+            deadline = None if time_budget is None else started + time_budget
+            loaded = run_snapshot(sconn, dconn, drain, resync=False, restart=refill, chunk_size=batch_size,
+                                  deadline=deadline, schema=info.schema)
+            result.copied = loaded.copied
+            ready = loaded.done
+        while ready:
             with reaching(where, "source"):
                 seqs, upserts, removed = drain.read_batch(sconn, batch_size)
             if not seqs:

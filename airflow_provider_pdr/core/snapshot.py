@@ -165,6 +165,16 @@ def is_loaded(source: Engine, channel: str) -> bool:
         return conn.execute(sa.select(table.c.phase).where(table.c.channel == channel)).scalar() == DONE
 
 
+def unfinished(source: Connection, schema: str | None, channel: str) -> bool:
+    """True when a copy or sweep of the channel was interrupted (it resumes on the next reflect)."""
+    found = False
+    if sa.inspect(source).has_table(PROGRESS_TABLE, schema=schema):
+        table = progress_table(schema)
+        found = source.execute(sa.select(table.c.phase).where(table.c.channel == channel)).scalar() in (COPY, SWEEP)
+    source.rollback()
+    return found
+
+
 def run_snapshot(source: Connection, destination: Connection, drain: Drain, *, resync: bool, chunk_size: int,
                  deadline: float | None, schema: str | None, restart: bool = False) -> SnapshotResult:
     """Copy (and for a resync, sweep) under the channel lock, which the caller holds."""

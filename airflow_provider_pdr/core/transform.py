@@ -141,10 +141,11 @@ class Mapping:
             values[key] = tuple(items)
         try:
             return cls(**values)
-        except ConfigurationError as error:
-            if str(error).startswith(where):
-                raise
-            raise ConfigurationError(f"{where}: {error}") from None
+        except ConfigurationError as error:  # name the key where the user wrote it
+            message = str(error)
+            raise ConfigurationError(
+                where + message[len("mapping"):] if message.startswith("mapping") else f"{where}: {message}"
+            ) from None
 
 
 def _field(item, where: str) -> Field:
