@@ -4,6 +4,7 @@ creating a destination table, and the value conversions a destination column nee
 from __future__ import annotations
 
 import datetime as dt
+import uuid
 from collections.abc import Callable, Sequence
 
 import sqlalchemy as sa
@@ -25,8 +26,10 @@ def reflect_table(conn: Connection, module: EngineModule, name: str, schema: str
     """The table with io types that carry values exactly; SchemaError if it does not exist."""
     if not sa.inspect(conn).has_table(name, schema=schema):
         raise SchemaError(f"table {describe(name, schema)!r} does not exist in the {module.name} database")
+    module.check_name(name, "table")
     table = sa.Table(name, sa.MetaData(), autoload_with=conn, schema=schema)
     for column in table.columns:
+        module.check_name(column.name, f"column of table {describe(name, schema)!r}")
         type_ = module.io_type(column.type)
         if isinstance(type_, sa.Float) and type_.asdecimal:  # MySQL's DOUBLE reads as Decimal otherwise
             type_ = type_.copy()
@@ -62,6 +65,9 @@ def generic_type(column: sa.Column, where: str) -> sa.types.TypeEngine:
             f"{where}: column type {type_!r} has no portable equivalent; create the destination "
             "table yourself or leave the column out of the reflection"
         )
+    if getattr(type_, "unsigned", False) and isinstance(generic, sa.Integer):
+        # MySQL's unsigned integers reach twice the signed range: widen so every value fits.
+        return sa.Numeric(20, 0) if isinstance(generic, sa.BigInteger) else sa.BigInteger()
     if isinstance(generic, sa.Float):
         return sa.Double()  # single precision widens losslessly; engines disagree on FLOAT(p)
     if isinstance(generic, sa.String):  # drop the source engine's collation
@@ -73,9 +79,11 @@ def create_destination_table(
     conn: Connection, module: EngineModule, source: sa.Table, key_columns: Sequence[str],
     name: str, schema: str | None,
 ) -> None:
+    module.check_name(name, "table")
     columns = []
     for column in source.columns:
         where = f"{describe(source.name, source.schema)}.{column.name}"
+        module.check_name(column.name, f"column {where}")
         columns.append(
             sa.Column(
                 column.name,
@@ -118,6 +126,10 @@ def _naive_utc(value):
     return value
 
 
+def _text(value):
+    return str(value) if isinstance(value, uuid.UUID) else value  # a native UUID into a text column
+
+
 def _boolean(value):
     return bool(value) if isinstance(value, int) else value
 
@@ -127,7 +139,7 @@ def value_converters(table: sa.Table) -> dict[str, Callable]:
 
     Time zone aware values going into a column without time zone are stored in UTC; naive
     values going into a column with time zone are taken as UTC; integers into a boolean
-    column become booleans.
+    column become booleans; UUIDs into a text column take their canonical text form.
     """
     converters = {}
     for column in table.columns:
@@ -136,4 +148,6 @@ def value_converters(table: sa.Table) -> dict[str, Callable]:
             converters[column.name] = _aware if type_.timezone else _naive_utc
         elif isinstance(type_, sa.Boolean):
             converters[column.name] = _boolean
+        elif isinstance(type_, sa.String):
+            converters[column.name] = _text
     return converters

@@ -52,6 +52,9 @@ class EngineModule:
     def quote(self, name: str) -> str:
         return self.preparer.quote_identifier(name)
 
+    def check_name(self, name: str, what: str) -> None:
+        """Refuse (ConfigurationError) a name this engine cannot read back reliably."""
+
     def qualified(self, name: str, schema: str | None) -> str:
         return f"{self.quote(schema)}.{self.quote(name)}" if schema else self.quote(name)
 
@@ -87,6 +90,10 @@ class EngineModule:
     def execute_ddl(self, conn: Connection, statements: Sequence[str]) -> None:
         for statement in statements:
             conn.exec_driver_sql(statement)
+
+    def same_key(self, column: sa.ColumnElement, value: sa.ColumnElement) -> sa.ColumnElement:
+        """Joins a change row's key to its source row: as exact as the trigger's "key changed" test."""
+        return column == value
 
     # -- apply ----------------------------------------------------------------------------
     def upsert(self, conn: Connection, table: sa.Table, key_columns: Sequence[str], rows: list[dict]) -> None:

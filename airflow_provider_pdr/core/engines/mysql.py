@@ -11,7 +11,7 @@ from sqlalchemy.dialects import mysql
 
 from airflow_provider_pdr.core import names
 from airflow_provider_pdr.core.engines.base import CaptureTarget, EngineModule, SourceTable, key_mismatch, release
-from airflow_provider_pdr.core.errors import UnsupportedTypeError
+from airflow_provider_pdr.core.errors import ConfigurationError, UnsupportedTypeError
 
 EVENTS = {"i": "INSERT", "u": "UPDATE", "d": "DELETE"}
 MAX_LOCK_NAME = 64
@@ -20,6 +20,14 @@ MAX_LOCK_NAME = 64
 class MysqlEngine(EngineModule):
     name = "mysql"
     max_identifier_length = 64
+
+    def check_name(self, name, what):
+        # SQLAlchemy's MySQL reflection keeps a quoted backtick doubled: the name read back is wrong.
+        if "`" in name:
+            raise ConfigurationError(
+                f"{what} {name!r}: MySQL/MariaDB names containing a backtick cannot be read back "
+                "reliably; rename it"
+            )
 
     def default_schema(self, conn):
         return conn.exec_driver_sql("SELECT DATABASE()").scalar()
@@ -73,6 +81,16 @@ class MysqlEngine(EngineModule):
         )
         return {name.rsplit("_", 1)[0] for (name,) in rows}
 
+    def same_key(self, column, value):
+        # Under an insensitive or PAD SPACE collation 'a' = 'A ': after a case-only key change the
+        # old key would still find the row, and stay in a case-sensitive mirror as a ghost. So
+        # compare the bytes too (in one character set: the change table may use another).
+        if not isinstance(column.type, sa.String):
+            return column == value
+        exact = [sa.cast(sa.func.convert(v, sa.literal_column("CHAR CHARACTER SET utf8mb4")), mysql.BINARY())
+                 for v in (column, value)]
+        return sa.and_(column == value, exact[0] == exact[1])
+
     def upsert(self, conn, table: sa.Table, key_columns, rows) -> None:
         statement = mysql.insert(table)
         updates = {c.name: statement.inserted[c.name] for c in table.columns if c.name not in key_columns}
@@ -93,6 +111,8 @@ class MysqlEngine(EngineModule):
                 release(conn, sa.select(sa.func.release_lock(name)))
 
     def ddl_type(self, generic, where):
+        if isinstance(generic, sa.Uuid):
+            return mysql.CHAR(36)  # the canonical text form, as every driver writes a UUID to text
         if isinstance(generic, sa.LargeBinary):
             return mysql.LONGBLOB()
         if isinstance(generic, sa.Text) or (isinstance(generic, sa.String) and not generic.length):

@@ -162,6 +162,8 @@ class SqliteEngine(EngineModule):
         return type_
 
     def ddl_type(self, generic, where):
+        if isinstance(generic, sa.Uuid):
+            return sa.String(36)  # the canonical text form, as every driver writes a UUID to text
         if isinstance(generic, sa.Numeric) and not isinstance(generic, sa.Float):
             return ExactDecimal(generic.precision, generic.scale)
         return generic
