@@ -140,7 +140,7 @@ class Drain:
                       *[self.changes.c[f"key_{i}"].label(f"pdr_key_{i}") for i in range(1, width + 1)])
             .order_by(self.changes.c.seq).limit(sa.bindparam("batch_size")).subquery("pdr_batch")
         )
-        on = [source_table.c[k] == batch.c[f"pdr_key_{i}"] for i, k in enumerate(self.source_keys, 1)]
+        on = [src.same_key(source_table.c[k], batch.c[f"pdr_key_{i}"]) for i, k in enumerate(self.source_keys, 1)]
         if self.plan.condition is not None:  # a row that stops matching reads as absent: it leaves the mirror
             on.append(self.plan.condition)
         present = source_table.c[self.source_keys[0]].isnot(None).label("pdr_present")
@@ -188,13 +188,15 @@ class Drain:
         deletes = [tuple(f(v) if f else v for f, v in zip(key_convert, key)) for key in deletes]
         removed = 0
         with committing(destination):
+            # Deletes first: in a case-insensitive destination, the old key of a case-only key
+            # change names the same row as the new key.
+            if deletes and self.on_delete != "keep":
+                removed = self.remove(destination, deletes)
             if upserts:
                 if self.statements["upsert"] is not None:
                     destination.execute(self.statements["upsert"], upserts)
                 else:
                     self.dst.upsert(destination, self.write_table, self.keys, upserts)
-            if deletes and self.on_delete != "keep":
-                removed = self.remove(destination, deletes)
         return removed
 
     def remove(self, destination: Connection, keys: list[tuple]) -> int:
