@@ -10,11 +10,14 @@ from airflow_provider_pdr.core.errors import (
     ApplyError, ChannelBusyError, ChannelNotFoundError, ConfigurationError, PdrError, SchemaError,
     UnreachableError, UnsupportedTypeError,
 )
+from airflow_provider_pdr.core.reconcile import ReconcileResult, reconcile
 from airflow_provider_pdr.core.reflect import ReflectResult, reflect
+from airflow_provider_pdr.core.snapshot import SnapshotResult, is_loaded, snapshot
+from airflow_provider_pdr.core.transform import Field, Mapping
 
 __all__ = [
     "FORMAT_VERSION", "ApplyError", "Channel", "ChannelBusyError", "ChannelNotFoundError",
-    "ConfigurationError", "PdrError", "Pending", "ReflectResult", "SchemaError", "UnreachableError",
-    "UnsupportedTypeError",
-    "install_channel", "pending_changes", "reflect", "uninstall_channel",
+    "ConfigurationError", "Field", "Mapping", "PdrError", "Pending", "ReconcileResult", "ReflectResult",
+    "SchemaError", "SnapshotResult", "UnreachableError", "UnsupportedTypeError",
+    "install_channel", "is_loaded", "pending_changes", "reconcile", "reflect", "snapshot", "uninstall_channel",
 ]
