@@ -13,7 +13,7 @@ from decimal import Decimal
 import pytest
 import sqlalchemy as sa
 
-from airflow_fixtures import airflow_db, connect  # noqa: F401
+from airflow_fixtures import airflow_db, connect  # noqa: F401  (fixtures)
 from core_tables import orders, table_rows, write
 
 pytestmark = pytest.mark.airflow
@@ -58,24 +58,37 @@ with DAG({dag_id!r}, schedule=None, catchup=False) as dag:
 """
 
 
-def load_dag(home: str, dag_id: str):
-    """Write the DAG file into the dags folder (dag.test() needs it parsed from a bundle) and load it."""
-    path = os.path.join(home, "dags", f"{dag_id}.py")
-    with open(path, "w") as handle:
-        handle.write(DAG_FILE.format(dag_id=dag_id))
-    spec = importlib.util.spec_from_file_location(dag_id, path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.dag
+@pytest.fixture
+def dag_file(airflow_db):
+    """dag_file(dag_id): write the DAG file into the dags folder (dag.test() needs it parsed from a
+    bundle) and load it; afterwards the file and the DAG's records leave the shared metadata db."""
+    written = []
+
+    def load(dag_id: str):
+        path = os.path.join(airflow_db, "dags", f"{dag_id}.py")
+        with open(path, "w") as handle:
+            handle.write(DAG_FILE.format(dag_id=dag_id))
+        written.append((dag_id, path))
+        spec = importlib.util.spec_from_file_location(dag_id, path)
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        return module.dag
+
+    yield load
+    from airflow.api.common.delete_dag import delete_dag
+
+    for dag_id, path in written:
+        os.remove(path)
+        delete_dag(dag_id, keep_records_in_log=False)
 
 
 @pytest.mark.parametrize("pair", [("sqlite", "sqlite"), ("postgresql", "mysql")], ids=lambda p: "-".join(p))
-def test_dag_mirrors_changes(pair, databases, connect, airflow_db, caplog):
+def test_dag_mirrors_changes(pair, databases, connect, dag_file, caplog):
     source, destination = databases.new(pair[0]), databases.new(pair[1])
     table = orders(source)
     connect("pdr_src", source)
     connect("pdr_dst", destination)
-    dag = load_dag(airflow_db, f"pdr_e2e_{pair[0]}_{pair[1]}")
+    dag = dag_file(f"pdr_e2e_{pair[0]}_{pair[1]}")
     thread, errors = write_when_installed(source, table, "pdr_c_orders_mirror")
     run = dag.test()
     thread.join(30)
