@@ -66,7 +66,7 @@ def test_reflect_operator_mirrors_and_reports(pair, databases, connect):
     op = ReflectOperator(task_id="reflect", source_conn_id=src, channel="orders", source_table="orders",
                          destination_conn_id=dst, destination_table="mirror", create_table=True, batch_size=4)
     summary = op.execute({})
-    assert summary == {"upserted": 10, "deleted": 0, "batches": 3, "changes": 12, "drained": True,
+    assert summary == {"upserted": 10, "deleted": 0, "batches": 3, "changes": 12, "copied": 0, "drained": True,
                        "lag_seconds": 0.0}
     assert [(i, note, Decimal(str(amount))) for i, note, amount in table_rows(destination, "mirror")] == [
         (r["id"], r["note"], r["amount"]) for r in rows(*range(1, 12)) if r["id"] != 5]
@@ -294,3 +294,17 @@ def test_firebird_wrong_password_is_reported_without_it(databases, monkeypatch):
     ok, message = FirebirdHook(firebird_conn_id="fbbad").test_connection()
     assert ok is False and message
     assert SECRET not in message
+
+
+def test_firebird_embedded_database_without_host(tmp_path, monkeypatch):
+    import fdb
+
+    path = str(tmp_path / "embedded.fdb")
+    fdb.create_database(f"CREATE DATABASE '{path}' USER 'SYSDBA'").close()
+    monkeypatch.setenv("AIRFLOW_CONN_EMBEDDED", json.dumps({"conn_type": "firebird", "login": "SYSDBA",
+                                                            "schema": path}))
+    assert FirebirdHook(firebird_conn_id="embedded").test_connection()[0] is True
+    with PdrHook("embedded") as hook:
+        assert hook.engine.url.host is None
+        with hook.engine.connect() as conn:
+            assert conn.execute(sa.text("SELECT 1 FROM RDB$DATABASE")).scalar() == 1
