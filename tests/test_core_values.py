@@ -128,3 +128,16 @@ def test_numeric_without_precision_cannot_be_created_in_mysql(source, destinatio
     install_channel(source, "n", "loose_numbers")
     with pytest.raises(UnsupportedTypeError, match=r"loose_numbers\.n: NUMERIC without precision"):
         reflect(source, destination, "n", "loose_numbers", create_table=True)
+
+
+@pytest.mark.parametrize("source", ["sqlite"], indirect=True)
+def test_sqlite_numeric_affinity_values_keep_their_scale(source, destination):
+    """SQLite stores '80.00' in a NUMERIC column as INTEGER 80: read back it is 80.00 again."""
+    table = create(source, "prices",
+                   sa.Column("id", sa.Integer, primary_key=True, autoincrement=False),
+                   sa.Column("price", sa.Numeric(10, 2)))
+    install_channel(source, "prices", "prices")
+    write(source, table.insert(), [{"id": 1, "price": decimal.Decimal("80.00")},
+                                   {"id": 2, "price": decimal.Decimal("120.50")}])
+    reflect(source, destination, "prices", "prices", create_table=True)
+    assert [str(price) for _, price in typed_rows(destination, "prices")] == ["80.00", "120.50"]

@@ -58,7 +58,8 @@ class ExactDecimal(sa.types.TypeDecorator):
             if value is None:
                 return None
             number = decimal.Decimal(str(value))
-            if scale is not None and isinstance(value, float):
+            # NUMERIC affinity stores '80.00' as INTEGER 80 or REAL 80.5: give the scale back.
+            if scale is not None and not isinstance(value, str):
                 number = number.quantize(decimal.Decimal(1).scaleb(-scale))
             return number
 
