@@ -128,8 +128,11 @@ def test_ddl_commits_so_later_statements_of_the_same_transaction_see_it(database
     with engine.begin() as conn:
         table.create(conn)
         conn.execute(table.insert(), {"id": 1})
+        conn.exec_driver_sql("CREATE TABLE by_hand (id INTEGER NOT NULL PRIMARY KEY)")  # DDL as text too
+        conn.exec_driver_sql("INSERT INTO by_hand VALUES (2)")
     with engine.connect() as conn:
         assert conn.execute(sa.select(table.c.id)).scalar() == 1
+        assert conn.exec_driver_sql("SELECT id FROM by_hand").scalar() == 2
 
 
 def test_a_table_read_by_pooled_connections_can_be_dropped(databases):

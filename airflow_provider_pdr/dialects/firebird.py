@@ -53,6 +53,9 @@ SMALLINT, INTEGER, BIGINT, FLOAT, DOUBLE = 7, 8, 16, 10, 27
 DATE, TIME, TIMESTAMP, CHAR, VARCHAR, CSTRING, BLOB, BOOLEAN = 12, 13, 35, 14, 37, 40, 261, 23
 OCTETS = 1  # character set id of binary strings
 
+DDL_STATEMENT = re.compile(
+    r"\s*(CREATE|ALTER|DROP|RECREATE|COMMENT\s+ON|GRANT|REVOKE|DECLARE\s+EXTERNAL)\b", re.I
+)
 DISCONNECT_MESSAGES = (
     "connection shutdown", "error writing data to the connection", "error reading data from the connection",
     "unable to complete network request", "connection lost", "connection is not active",
@@ -218,7 +221,8 @@ class FirebirdExecutionContext(default.DefaultExecutionContext):
         return Cursor(self._dbapi_connection.cursor())
 
     def post_exec(self):
-        if self.isddl:  # the new objects exist only after commit (module docstring)
+        # The new objects exist only after commit (module docstring); DDL also comes as text.
+        if self.isddl or DDL_STATEMENT.match(self.statement or ""):
             self._dbapi_connection.commit()
 
 

@@ -24,6 +24,7 @@ MAX_NUMERIC_PRECISION = 18  # Firebird 3 NUMERIC/DECIMAL
 MAX_VARCHAR_UTF8 = 8191  # 32765 bytes at up to 4 bytes a character
 # read committed, no wait: a lock conflict is reported at once instead of queued
 NOWAIT_TPB = bytes([3, 9, 7, 15, 17])  # isc_tpb_ version3, write, nowait, read_committed, rec_version
+OCTETS_SQL = "VARCHAR(8191) CHARACTER SET OCTETS"  # bytes; index keys are far shorter
 LOCK_CONFLICT_GDSCODES = {335544345, 335544336, 335544878}  # lock_conflict, deadlock, update_conflict
 
 
@@ -62,9 +63,8 @@ class FirebirdEngine(EngineModule):
 
         # A key update records the old key too, compared as bytes so that a change Firebird's
         # collation calls equal (trailing blanks, case under a _CI collation) still reaches
-        # a mirror that tells them apart. Index keys are far shorter than 8191 bytes.
-        changed = key_mismatch("OLD", "NEW", table.key_columns, self.quote,
-                               lambda v: f"CAST({v} AS VARCHAR(8191) CHARACTER SET OCTETS)")
+        # a mirror that tells them apart.
+        changed = key_mismatch("OLD", "NEW", table.key_columns, self.quote, lambda v: f"CAST({v} AS {OCTETS_SQL})")
         return [
             f"CREATE TRIGGER {self.quote(base + '_c')} FOR {self.quote(table.name)} "
             "ACTIVE AFTER INSERT OR UPDATE OR DELETE POSITION 32000 AS\nBEGIN\n"
@@ -75,6 +75,14 @@ class FirebirdEngine(EngineModule):
     @staticmethod
     def event_name(target: CaptureTarget) -> str:
         return target.change_table
+
+    def same_key(self, column, value):
+        # 'a' = 'a ' in Firebird (and 'a' = 'A' under a _CI collation): compare the bytes too,
+        # as the trigger does, so an old key does not find the row its new key names.
+        if not isinstance(column.type, sa.String):
+            return column == value
+        exact = [sa.cast(v, OCTETS) for v in (column, value)]
+        return sa.and_(column == value, exact[0] == exact[1])
 
     def drop_capture_ddl(self, table: SourceTable, base: str) -> list[str]:
         return [f"DROP TRIGGER {self.quote(base + '_c')}"]
@@ -89,11 +97,6 @@ class FirebirdEngine(EngineModule):
             {"table": self.dialect.denormalize_name(table.name), "prefix": self.dialect.denormalize_name(prefix)},
         )
         return {self.dialect.normalize_name(name).rsplit("_", 1)[0] for (name,) in rows}
-
-    def execute_ddl(self, conn, statements: Sequence[str]) -> None:
-        for statement in statements:
-            conn.exec_driver_sql(statement)
-            conn.connection.dbapi_connection.commit()  # triggers exist only once committed
 
     # -- apply ------------------------------------------------------------------------------
     def upsert(self, conn, table: sa.Table, key_columns, rows) -> None:
@@ -190,6 +193,18 @@ class FirebirdEngine(EngineModule):
                 and generic.length and generic.length > MAX_VARCHAR_UTF8:
             return sa.Text()
         return generic
+
+
+class Octets(sa.types.UserDefinedType):
+    """Strings as bytes, for exact comparisons."""
+
+    cache_ok = True
+
+    def get_col_spec(self, **kw):
+        return OCTETS_SQL
+
+
+OCTETS = Octets()
 
 
 class JsonText(sa.types.TypeDecorator):
