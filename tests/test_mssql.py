@@ -92,6 +92,18 @@ def test_one_trigger_handles_inserted_and_deleted_sets_for_every_channel():
         assert old.sql("tsql").count("AS VARBINARY(MAX))") == 4
 
 
+def test_change_rows_join_source_rows_byte_for_byte_on_text_keys():
+    table = mirror_table()
+    changes = sa.table("pdr_c_one", sa.column("key_1"), sa.column("key_2"), schema="sales Ü")
+    condition = sa.and_(MODULE.same_key(table.c["Order"], changes.c.key_1),
+                        MODULE.same_key(table.c["line no"], changes.c.key_2))
+    sql = compiled(sa.select(table.c["Order"]).select_from(table.join(changes, condition)))
+    (parsed,) = parse(sql)
+    assert isinstance(parsed, exp.Select)
+    assert "CAST([sales Ü].[Order Line]] ü].[line no] AS VARBINARY(max)) = CAST(" in sql
+    assert "CAST([sales Ü].[Order Line]] ü].[Order] AS" not in sql, "numbers compare as numbers"
+
+
 def test_trigger_is_dropped_by_its_schema_qualified_name():
     (drop,) = MODULE.drop_capture_ddl(TABLE, "pdr_0123abcd_89abcdef")
     (parsed,) = parse(drop)
