@@ -21,7 +21,7 @@ import sqlalchemy as sa
 import test_core_channel as core_channel
 import test_core_reflect as core
 from airflow_provider_pdr.core import (
-    ChannelBusyError, UnsupportedTypeError, install_channel, pending_changes, reflect, uninstall_channel,
+    ChannelBusyError, ConfigurationError, UnsupportedTypeError, install_channel, pending_changes, reflect, uninstall_channel,
 )
 from airflow_provider_pdr.core.engines import engine_module
 from airflow_provider_pdr.core.channel import load_channel
@@ -411,3 +411,14 @@ def test_a_case_only_key_change_under_a_case_insensitive_collation_leaves_no_gho
     write(source, sa.text("UPDATE ci SET code = 'ABC'"))
     core.mirror(source, destination, "ci")
     assert table_rows(destination, "mirror") == [("ABC", 1)]
+
+
+def test_names_longer_than_firebird_allows_are_refused_naming_them(databases):
+    source, destination = databases.new("postgresql"), databases.new("firebird")
+    long_column = "a_column_name_that_is_much_too_long_for_firebird"
+    create(source, "wide", sa.Column("id", sa.Integer, primary_key=True, autoincrement=False),
+           sa.Column(long_column, sa.Integer))
+    install_channel(source, "wide", "wide")
+    with pytest.raises(ConfigurationError, match=rf"{long_column}' is 48 bytes long.*at most 31"):
+        reflect(source, destination, "wide", "wide", create_table=True)
+    assert not sa.inspect(destination).has_table("wide")

@@ -269,3 +269,11 @@ def test_values_round_trip_on_a_real_server(mssql_database, databases):
 
     test_values_round_trip_exactly(mssql_database, databases.new("postgresql"))
 
+
+
+def test_names_longer_than_sql_server_allows_are_refused():
+    from airflow_provider_pdr.core import ConfigurationError
+
+    MODULE.check_name("x" * 128, "table")
+    with pytest.raises(ConfigurationError, match="129 characters long.*at most 128"):
+        MODULE.check_name("x" * 129, "table")

@@ -17,7 +17,7 @@ import sqlalchemy as sa
 
 from airflow_provider_pdr.core import names
 from airflow_provider_pdr.core.engines.base import CaptureTarget, EngineModule, SourceTable, chunks, key_mismatch
-from airflow_provider_pdr.core.errors import UnsupportedTypeError
+from airflow_provider_pdr.core.errors import ConfigurationError, UnsupportedTypeError
 from airflow_provider_pdr.dialects.firebird import Cursor
 
 MAX_NUMERIC_PRECISION = 18  # Firebird 3 NUMERIC/DECIMAL
@@ -37,6 +37,14 @@ class FirebirdEngine(EngineModule):
         # Quote exactly as the dialect's own DDL does, or "orders" created by SQLAlchemy (stored
         # as ORDERS) and a quoted "orders" in a trigger body would be different tables.
         return self.preparer.quote(name)
+
+    def check_name(self, name: str, what: str) -> None:
+        size = len(name.encode("utf-8"))
+        if size > self.max_identifier_length:
+            raise ConfigurationError(
+                f"{what} name {name!r} is {size} bytes long, but Firebird 3 names hold at most "
+                f"{self.max_identifier_length}: create the destination table yourself with shorter names"
+            )
 
     def default_schema(self, conn):
         return None

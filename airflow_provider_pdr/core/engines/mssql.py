@@ -11,7 +11,7 @@ from sqlalchemy.dialects import mssql
 
 from airflow_provider_pdr.core import names
 from airflow_provider_pdr.core.engines.base import CaptureTarget, EngineModule, SourceTable, chunks
-from airflow_provider_pdr.core.errors import UnsupportedTypeError
+from airflow_provider_pdr.core.errors import ConfigurationError, UnsupportedTypeError
 
 MAX_PARAMETERS = 2000  # SQL Server accepts 2100 parameters per statement
 MAX_VALUES_ROWS = 1000  # and 1000 rows per VALUES list
@@ -30,6 +30,13 @@ RELEASE_LOCK = "EXEC sp_releaseapplock @Resource = :resource, @LockOwner = 'Sess
 class MssqlEngine(EngineModule):
     name = "mssql"
     max_identifier_length = 128
+
+    def check_name(self, name: str, what: str) -> None:
+        if len(name) > self.max_identifier_length:
+            raise ConfigurationError(
+                f"{what} name {name!r} is {len(name)} characters long, but SQL Server names hold at most "
+                f"{self.max_identifier_length}"
+            )
 
     def changed_at_column(self) -> sa.Column:
         return sa.Column("changed_at", mssql.DATETIME2(precision=6), nullable=False,
