@@ -6,8 +6,10 @@ Import this module before anything imports Airflow: Airflow reads its home at im
 
 from __future__ import annotations
 
+import atexit
 import json
 import os
+import shutil
 import sys
 import tempfile
 
@@ -17,6 +19,7 @@ import sqlalchemy as sa
 if "airflow" in sys.modules and not os.environ.get("PDR_TEST_AIRFLOW_HOME"):
     raise RuntimeError("airflow was imported before tests/airflow_fixtures.py could give it a temporary home")
 
+OWN_HOME = "PDR_TEST_AIRFLOW_HOME" not in os.environ  # else kept: whoever set it owns it
 HOME = os.environ.setdefault("PDR_TEST_AIRFLOW_HOME", tempfile.mkdtemp(prefix="pdr_airflow_home_"))
 os.environ.update({
     "AIRFLOW_HOME": HOME,
@@ -25,6 +28,8 @@ os.environ.update({
     "AIRFLOW__CORE__DAGS_FOLDER": os.path.join(HOME, "dags"),
 })
 os.makedirs(os.path.join(HOME, "dags"), exist_ok=True)
+if OWN_HOME:
+    atexit.register(shutil.rmtree, HOME, ignore_errors=True)
 
 CONN_TYPES = {
     "postgresql": "postgres", "mysql": "mysql", "mariadb": "mysql", "sqlite": "sqlite", "firebird": "firebird",
