@@ -24,6 +24,7 @@ def get_provider_info() -> dict:
         "operators": [
             {"integration-name": INTEGRATION, "python-modules": [
                 "airflow_provider_pdr.operators.channel", "airflow_provider_pdr.operators.reflect",
+                "airflow_provider_pdr.operators.reconcile",
             ]},
         ],
         "sensors": [{"integration-name": INTEGRATION, "python-modules": ["airflow_provider_pdr.sensors.pending"]}],

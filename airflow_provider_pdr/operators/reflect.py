@@ -10,7 +10,7 @@ from typing import Any
 from airflow.sdk import Asset, BaseOperator
 
 from airflow_provider_pdr.assets import table_asset
-from airflow_provider_pdr.core import ConfigurationError, ReflectResult, reflect
+from airflow_provider_pdr.core import ConfigurationError, ReflectResult, reflect, snapshot, transform
 from airflow_provider_pdr.core.channel import load_channel
 from airflow_provider_pdr.core.schema import describe
 from airflow_provider_pdr.hooks import PdrHook
@@ -33,7 +33,13 @@ class ReflectOperator(BaseOperator):
 
     The destination table is the task's Asset outlet (``pdr://<destination_conn_id>/[<schema>/]<table>``,
     see :func:`airflow_provider_pdr.assets.table_asset`) unless the names are templated or
-    ``outlets`` is given. XCom: upserted, deleted, batches, changes, drained, lag_seconds.
+    ``outlets`` is given. XCom: upserted, deleted, batches, changes, copied, drained, lag_seconds.
+
+    `mapping` reshapes rows (fields, key, filter, on_delete, evolve, custom statements: a
+    :class:`~airflow_provider_pdr.core.transform.Mapping` or the same keys as a dict). With
+    `initial_load`, rows the source table had before its channel are copied once, first. A
+    manual run with ``full_refresh`` true (task argument, DAG param or run conf) resyncs: copies
+    every row again and removes destination rows the source no longer has (XCom: removed).
     """
 
     template_fields: Sequence[str] = (
@@ -45,7 +51,8 @@ class ReflectOperator(BaseOperator):
     def __init__(self, *, source_conn_id: str, channel: str, destination_conn_id: str, destination_table: str,
                  source_table: str | None = None, destination_schema: str | None = None, batch_size: int = 5000,
                  create_table: bool = False, deletes: bool = True, time_budget: float | timedelta = 300,
-                 lock_timeout: float | timedelta = 60, **kwargs):
+                 lock_timeout: float | timedelta = 60, mapping: transform.Mapping | dict | None = None,
+                 initial_load: bool = False, full_refresh: bool = False, **kwargs):
         if "outlets" not in kwargs and not templated(destination_conn_id, destination_table, destination_schema):
             kwargs["outlets"] = [table_asset(destination_conn_id, destination_table, destination_schema)]
         super().__init__(**kwargs)
@@ -62,12 +69,18 @@ class ReflectOperator(BaseOperator):
         self.deletes = deletes
         self.time_budget = seconds(time_budget)
         self.lock_timeout = seconds(lock_timeout)
+        self.mapping = mapping if isinstance(mapping, transform.Mapping) else transform.Mapping.from_dict(
+            mapping, f"task {kwargs.get('task_id')!r}: mapping")
+        self.initial_load = initial_load
+        self.full_refresh = full_refresh
 
     def execute(self, context: Any) -> dict:
         target = describe(self.destination_table, self.destination_schema)
         with PdrHook(self.source_conn_id) as source, PdrHook(self.destination_conn_id) as destination:
             self.check_source_table(source)
-            total = self.drain(source, destination)
+            started = time.monotonic()
+            resynced = self.resync(source, destination) if self.wants_full_refresh(context) else None
+            total = self.drain(source, destination, self.time_budget - (time.monotonic() - started))
             self.log.info(
                 "channel %r -> %r in %s: %d rows upserted, %d deleted, %d changes in %d batches; lag %.1fs%s",
                 self.channel, target, destination.describe(), total.upserted, total.deleted, total.changes,
@@ -76,20 +89,44 @@ class ReflectOperator(BaseOperator):
             )
         summary = total.as_dict()
         summary["lag_seconds"] = round(summary["lag_seconds"], 3)
+        if resynced is not None:
+            summary["copied"] += resynced.copied
+            summary["removed"] = resynced.removed
         self.annotate_assets(context, summary)
         return summary
 
-    def drain(self, source: PdrHook, destination: PdrHook) -> ReflectResult:
+    def wants_full_refresh(self, context: Any) -> bool:
+        if self.full_refresh:
+            return True
+        if not isinstance(context, Mapping):
+            return False
+        conf = getattr(context.get("dag_run"), "conf", None) or {}
+        return bool((context.get("params") or {}).get("full_refresh") or conf.get("full_refresh"))
+
+    def resync(self, source: PdrHook, destination: PdrHook):
+        """Copy every row again and remove what the source no longer has; a paused resync resumes
+        on the next run before anything else."""
+        result = snapshot(
+            source.engine, destination.engine, self.channel, self.destination_table, self.destination_schema,
+            mapping=self.mapping, resync=True, restart=True, chunk_size=self.batch_size,
+            create_table=self.create_table, time_budget=self.time_budget, lock_timeout=self.lock_timeout,
+        )
+        self.log.info("full refresh of channel %r: %d rows copied, %d removed%s", self.channel, result.copied,
+                      result.removed, "" if result.done else " (paused by the time budget: resumes next run)")
+        return result
+
+    def drain(self, source: PdrHook, destination: PdrHook, budget: float | None = None) -> ReflectResult:
         """Reflect until the channel stays empty or the time budget is spent."""
-        deadline = time.monotonic() + self.time_budget
+        deadline = time.monotonic() + (self.time_budget if budget is None else max(budget, 0.0))
         total = ReflectResult()
         while True:
             result = reflect(
                 source.engine, destination.engine, self.channel, self.destination_table, self.destination_schema,
                 batch_size=self.batch_size, time_budget=max(deadline - time.monotonic(), 0.0),
                 deletes=self.deletes, create_table=self.create_table, lock_timeout=self.lock_timeout,
+                mapping=self.mapping, initial_load=self.initial_load,
             )
-            for field in ("upserted", "deleted", "batches", "changes"):
+            for field in ("upserted", "deleted", "batches", "changes", "copied"):
                 setattr(total, field, getattr(total, field) + getattr(result, field))
             total.drained, total.lag_seconds = result.drained, result.lag_seconds
             # Changes committed after the last empty read: take them too while time remains.
