@@ -176,7 +176,8 @@ def test_channel_tables_and_the_pending_count_compile():
 def test_lock_statements_are_session_owned_applocks():
     lock = re.sub(r":(\w+)", r"@\1", GET_LOCK)
     parsed = parse(lock)
-    assert [type(e) for e in parsed] == [exp.Set, exp.Declare, exp.Execute, exp.Select]
+    assert [type(e) for e in parsed] == [exp.Set, exp.Declare, exp.Execute, exp.Set, exp.Select]
+    assert GET_LOCK.index("SET NOCOUNT OFF") < GET_LOCK.index("SELECT @pdr_result"), "row counts stay on"
     assert "@LockOwner = 'Session'" in GET_LOCK and "sp_getapplock" in GET_LOCK
     assert isinstance(parse(re.sub(r":(\w+)", r"@\1", RELEASE_LOCK))[0], exp.Execute)
     assert len(MODULE.lock_name("dbo", "x" * 63)) <= 255

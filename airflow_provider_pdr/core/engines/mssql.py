@@ -19,10 +19,12 @@ MAX_LOCK_NAME = 255
 MAX_NVARCHAR = 4000
 
 # sp_getapplock returns >= 0 when granted; a session-owned lock dies with the session.
+# NOCOUNT only around the EXEC, so the SELECT is the one result; OFF again, since the
+# pooled session keeps it and DML row counts must stay reported.
 GET_LOCK = (
     "SET NOCOUNT ON; DECLARE @pdr_result int; "
     "EXEC @pdr_result = sp_getapplock @Resource = :resource, @LockMode = 'Exclusive', "
-    "@LockOwner = 'Session', @LockTimeout = :timeout_ms; SELECT @pdr_result"
+    "@LockOwner = 'Session', @LockTimeout = :timeout_ms; SET NOCOUNT OFF; SELECT @pdr_result"
 )
 RELEASE_LOCK = "EXEC sp_releaseapplock @Resource = :resource, @LockOwner = 'Session'"
 
