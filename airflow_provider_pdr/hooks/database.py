@@ -43,8 +43,8 @@ class PdrHook(BaseHook):
             hook = conn.get_hook(hook_params={"connection": conn})
         except Exception as error:
             raise ConfigurationError(
-                f"connection {self.conn_id!r} has type {conn.conn_type!r}, which no installed provider "
-                f"serves ({type(error).__name__}); use postgres, mysql, mssql, sqlite or firebird"
+                f"connection {self.conn_id!r} of type {conn.conn_type!r} has no usable hook ({error}); "
+                "use a postgres, mysql, mssql, sqlite or firebird connection"
             ) from None
         if not isinstance(hook, DbApiHook):
             raise ConfigurationError(
