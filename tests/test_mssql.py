@@ -134,6 +134,16 @@ def test_merge_upsert_for_many_rows_and_multi_column_keys():
         "CAST(1.25 AS NUMERIC(12, 2)))" in sql, "every value typed like its column"
 
 
+def test_merge_casts_to_reflected_text_types_without_their_collation():
+    table = sa.Table("c", sa.MetaData(), sa.Column("id", mssql.NVARCHAR(10, collation="Latin1_General_CI_AS"),
+                                                    primary_key=True))
+    ((statement, params),) = MODULE.upsert_statements(table, ("id",), [{"id": "a"}])
+    sql = compiled(statement.bindparams(**params))
+    assert "CAST(N'a' AS NVARCHAR(10))" in sql and "COLLATE" not in sql
+    assert isinstance(parse(sql)[0], exp.Merge)
+    assert table.c.id.type.collation == "Latin1_General_CI_AS", "the table's own type is left alone"
+
+
 def test_merge_stays_within_the_parameter_limit_and_handles_key_only_tables():
     table = sa.Table("k", sa.MetaData(), sa.Column("id", sa.Integer, primary_key=True))
     statements = MODULE.upsert_statements(table, ("id",), [{"id": i} for i in range(2500)])

@@ -104,7 +104,7 @@ class MssqlEngine(EngineModule):
         updates = ", ".join(f"pdr_t.{n} = pdr_s.{n}" for c, n in zip(columns, names_) if c.name not in key_columns)
         # Each value cast to its column's type: a VALUES column takes its type from its rows,
         # and an all-NULL or literal-typed column must not decide the type written.
-        types = [c.type.compile(dialect=self.dialect) for c in columns]
+        types = [self.cast_type(c.type) for c in columns]
         per_statement = max(1, min(MAX_VALUES_ROWS, MAX_PARAMETERS // len(columns)))
         statements = []
         for chunk in chunks(rows, per_statement):
@@ -125,6 +125,13 @@ class MssqlEngine(EngineModule):
             params = {f"p{r}_{i}": row[c.name] for r, row in enumerate(chunk) for i, c in enumerate(columns)}
             statements.append((statement, params))
         return statements
+
+    def cast_type(self, type_) -> str:
+        """The type as a CAST target: reflected text types carry a COLLATE that CAST refuses."""
+        if getattr(type_, "collation", None):
+            type_ = type_.copy()
+            type_.collation = None
+        return type_.compile(dialect=self.dialect)
 
     def upsert(self, conn, table: sa.Table, key_columns, rows) -> None:
         for statement, params in self.upsert_statements(table, key_columns, rows):
