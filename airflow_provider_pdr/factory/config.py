@@ -29,6 +29,8 @@ TOP_LEVEL_KEYS = ("defaults", "reflections")
 # Keys that identify one reflection and so cannot come from `defaults`.
 OWN_KEYS = ("name", "channel")
 SCHEDULE_PRESETS = ("@continuous", "@once", "@hourly", "@daily", "@weekly", "@monthly", "@quarterly", "@yearly")
+# Values a config file may hold once its YAML aliases are expanded (thousands of reflections).
+MAX_VALUES = 200_000
 ENV_REFERENCE = re.compile(r"\$(?:\$|\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\})")
 
 
@@ -204,6 +206,22 @@ def _mapping_without_duplicates(loader: _StrictLoader, node: yaml.MappingNode) -
 _StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _mapping_without_duplicates)
 
 
+def _expands_beyond(node: yaml.Node, limit: int) -> bool:
+    """True if the document, every alias expanded, holds more than `limit` values: a few lines
+    of nested aliases (a "billion laughs") would otherwise take hours to walk."""
+    stack, count = [node], 0
+    while stack:
+        node = stack.pop()
+        count += 1
+        if count > limit:
+            return True
+        if isinstance(node, yaml.MappingNode):
+            stack += [part for pair in node.value for part in pair]
+        elif isinstance(node, yaml.SequenceNode):
+            stack += node.value
+    return False
+
+
 def _key_lines(node: yaml.Node, key: Key = (), lines: dict | None = None) -> dict[Key, int]:
     """The line (1-based) of every key and list item of a composed YAML document."""
     lines = {} if lines is None else lines
@@ -298,8 +316,12 @@ def parse_config(text: str, path: Path, env: Mapping[str, str]) -> ConfigFile:
     stream = io.StringIO(text)
     stream.name = str(path)  # YAML's messages then name the file, not "<unicode string>"
     try:
+        composed = yaml.compose(text, Loader=yaml.SafeLoader) or yaml.ScalarNode("", "")
+        if _expands_beyond(composed, MAX_VALUES):  # before anything walks it
+            result.error((), f"too large: its anchors and aliases expand to more than {MAX_VALUES} values")
+            return result
         data = yaml.load(stream, Loader=_StrictLoader)
-        result.lines = _key_lines(yaml.compose(text, Loader=yaml.SafeLoader) or yaml.ScalarNode("", ""))
+        result.lines = _key_lines(composed)
     except yaml.YAMLError as error:
         result.error((), f"not valid YAML: {error}".replace("\n", " "))
         return result
