@@ -308,3 +308,25 @@ def test_firebird_embedded_database_without_host(tmp_path, monkeypatch):
         assert hook.engine.url.host is None
         with hook.engine.connect() as conn:
             assert conn.execute(sa.text("SELECT 1 FROM RDB$DATABASE")).scalar() == 1
+
+
+def test_source_and_destination_schemas_on_postgres(databases, connect):
+    source, destination = databases.new("postgresql"), databases.new("postgresql")
+    for engine in (source, destination):
+        with engine.begin() as conn:
+            conn.exec_driver_sql('CREATE SCHEMA "Sales"')
+    table = orders(source, "orders")
+    with source.begin() as conn:
+        conn.exec_driver_sql('ALTER TABLE orders SET SCHEMA "Sales"')
+    table = sa.Table("orders", sa.MetaData(), *[c.copy() for c in table.columns], schema="Sales")
+    src, dst = connect("src", source), connect("dst", destination)
+    installed = InstallTriggersOperator(task_id="i", source_conn_id=src, source_table="orders",
+                                        source_schema="Sales", channel="orders").execute({})
+    assert installed["source_table"] == "Sales.orders"
+    write(source, table.insert(), rows(1, 2))
+    op = ReflectOperator(task_id="r", source_conn_id=src, channel="orders", destination_conn_id=dst,
+                         destination_table="orders", destination_schema="Sales", create_table=True)
+    assert [a.uri for a in op.outlets] == ["pdr://dst/Sales/orders"]
+    assert op.execute({})["upserted"] == 2
+    with destination.connect() as conn:
+        assert conn.exec_driver_sql('SELECT id FROM "Sales".orders ORDER BY id').scalars().all() == [1, 2]
