@@ -235,8 +235,7 @@ class FirebirdDialect_fdb(default.DefaultDialect):
     supports_native_boolean = True
     supports_native_decimal = True
     supports_identity_columns = True
-    supports_sequences = True
-    sequences_optional = True
+    supports_sequences = False  # identity columns instead
     supports_default_values = True
     supports_empty_insert = False
     supports_multivalues_insert = False
