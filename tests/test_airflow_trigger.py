@@ -203,3 +203,40 @@ def test_hanging_source_still_times_out_on_time(monkeypatch):
     assert event["status"] == "timeout"
     assert "no answer from the source" in event["message"]
     assert SECRET not in json.dumps(event)
+
+
+def test_triggerer_restart_cancels_cleanly_and_resumes(databases, connect):
+    """Cancelled mid-wait (the triggerer stops), it closes its LISTEN connection; rebuilt from its
+    stored kwargs (the triggerer restarts), it picks up the changes written meanwhile."""
+    from airflow.models.trigger import Trigger
+
+    source, table = installed_source(databases, "postgresql")
+    trigger = PendingChangesTrigger(connect("src", source), "orders", min_changes=2, poll_interval=3600,
+                                    deadline=time.time() + 7200)
+    stored = Trigger.from_object(trigger)
+
+    def listeners() -> int:
+        with source.connect() as conn:
+            return conn.execute(sa.text(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = :db AND query ILIKE 'LISTEN%'"
+            ), {"db": source.url.database}).scalar()
+
+    async def run_then_stop():
+        task = asyncio.create_task(anext(trigger.run()))
+        for _ in range(300):
+            if await asyncio.to_thread(listeners):
+                break
+            await asyncio.sleep(0.1)
+        assert not task.done()
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    asyncio.run(run_then_stop())
+    gone_by = time.monotonic() + 10  # the server notices the closed connection a moment later
+    while listeners() and time.monotonic() < gone_by:
+        time.sleep(0.1)
+    assert listeners() == 0
+    write(source, table.insert(), rows(1, 2))
+    event = first_event(PendingChangesTrigger(**stored.kwargs))
+    assert (event["status"], event["pending"]) == ("success", 2)
