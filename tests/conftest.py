@@ -103,8 +103,14 @@ def firebird_server_url() -> str:
     """PDR_TEST_FIREBIRD_URL, or the local server with the SYSDBA password scripts/bootstrap.sh knows."""
     if os.environ.get("PDR_TEST_FIREBIRD_URL"):
         return os.environ["PDR_TEST_FIREBIRD_URL"]
-    with open(FIREBIRD_PASSWORD_FILE) as handle:
-        password = re.search(r'^ISC_PASSWORD="?([^"\n]*)"?', handle.read(), re.M).group(1)
+    try:
+        with open(FIREBIRD_PASSWORD_FILE) as handle:
+            password = re.search(r'^ISC_PASSWORD="?([^"\n]*)"?', handle.read(), re.M).group(1)
+    except (OSError, AttributeError) as error:
+        raise RuntimeError(
+            f"no SYSDBA password readable in {FIREBIRD_PASSWORD_FILE} ({error}): run scripts/bootstrap.sh "
+            "as root, or set PDR_TEST_FIREBIRD_URL=firebird+fdb://user:password@host:3050"
+        ) from None
     return sa.URL.create("firebird+fdb", "SYSDBA", password, "127.0.0.1", 3050).render_as_string(hide_password=False)
 
 
