@@ -83,6 +83,27 @@ class Endpoint(Model):
     schema_: Text | None = Field(None, alias="schema")
 
 
+def _schedule(schedule: str | None) -> str | None:
+    from croniter import croniter  # Airflow's own cron parser
+
+    if schedule is None or schedule in SCHEDULE_PRESETS or croniter.is_valid(schedule):
+        return schedule
+    raise ValueError(f"{schedule!r} is not a cron expression nor one of {', '.join(SCHEDULE_PRESETS)} (or null)")
+
+
+class Reconcile(Model):
+    """A second DAG, `pdr_<name>_reconcile`, that compares the mirror with its source (and repairs it)."""
+
+    schedule: str | None = "@daily"
+    repair: bool = False
+    chunk_size: Count = 5000
+
+    @field_validator("schedule")
+    @classmethod
+    def _known_schedule(cls, schedule: str | None) -> str | None:
+        return _schedule(schedule)
+
+
 class Reflection(Model):
     """One reflection: becomes the DAG `pdr_<name>` (install triggers -> wait for changes -> reflect)."""
 
@@ -101,6 +122,10 @@ class Reflection(Model):
     time_budget: Seconds = 300.0
     deletes: bool = True
     create_table: bool = False
+    initial_load: bool = True  # copy the rows the source table had before its channel, once
+    # Fields, key, filter, on_delete, evolve, custom statements: see core/transform.py.
+    mapping: dict[str, Any] | None = None
+    reconcile: Reconcile | None = None
     tags: list[Text] = []
     owner: Text = "airflow"
     retries: Annotated[int, BeforeValidator(_not_bool), Field(ge=0)] = 2
@@ -119,11 +144,15 @@ class Reflection(Model):
     @field_validator("schedule")
     @classmethod
     def _known_schedule(cls, schedule: str | None) -> str | None:
-        from croniter import croniter  # Airflow's own cron parser
+        return _schedule(schedule)
 
-        if schedule is None or schedule in SCHEDULE_PRESETS or croniter.is_valid(schedule):
-            return schedule
-        raise ValueError(f"{schedule!r} is not a cron expression nor one of {', '.join(SCHEDULE_PRESETS)} (or null)")
+    @field_validator("mapping")
+    @classmethod
+    def _valid_mapping(cls, mapping: dict | None) -> dict | None:
+        from airflow_provider_pdr.core.transform import Mapping
+
+        Mapping.from_dict(mapping, "mapping")  # a ConfigurationError is a ValueError: reported with the key
+        return mapping
 
     @field_validator("wait_timeout")
     @classmethod

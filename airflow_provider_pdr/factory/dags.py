@@ -33,6 +33,8 @@ def _doc(r: Reflection, path: Path | None) -> str:
 
 def build_dag(reflection: Reflection, path: Path | None = None) -> DAG:
     # Operators are imported here so that `pdr-lint` and the config model never need them.
+    from airflow.sdk import Param
+
     from airflow_provider_pdr.operators import InstallTriggersOperator, ReflectOperator
     from airflow_provider_pdr.sensors import PendingChangesSensor
 
@@ -54,6 +56,8 @@ def build_dag(reflection: Reflection, path: Path | None = None) -> DAG:
         default_args=default_args,
         tags=["pdr", *r.tags],
         doc_md=_doc(r, path),
+        # Trigger with full_refresh to resync: copy every row again, remove what the source lost.
+        params={"full_refresh": Param(False, type="boolean", description="Resync the whole table")},
         auto_register=False,
     ) as dag:
         install = InstallTriggersOperator(
@@ -87,8 +91,40 @@ def build_dag(reflection: Reflection, path: Path | None = None) -> DAG:
             create_table=r.create_table,
             deletes=r.deletes,
             time_budget=r.time_budget,
+            mapping=r.mapping,
+            initial_load=r.initial_load,
         )
         install >> wait >> reflect
+    return dag
+
+
+def build_reconcile_dag(reflection: Reflection, path: Path | None = None) -> DAG:
+    """`pdr_<name>_reconcile`: compare the mirror with its source on its own schedule."""
+    from airflow_provider_pdr.operators import ReconcileOperator
+
+    r, check = reflection, reflection.reconcile
+    with DAG(
+        dag_id=f"{r.dag_id}_reconcile",
+        schedule=check.schedule,
+        start_date=r.start_date,
+        catchup=False,
+        max_active_runs=1,
+        default_args={"owner": r.owner, "retries": r.retries, "retry_delay": timedelta(seconds=r.retry_delay)},
+        tags=["pdr", "reconcile", *r.tags],
+        doc_md="Checks that the mirror equals its source. " + _doc(r, path),
+        auto_register=False,
+    ) as dag:
+        ReconcileOperator(
+            task_id="reconcile",
+            source_conn_id=r.source.conn_id,
+            channel=r.channel,
+            destination_conn_id=r.destination.conn_id,
+            destination_table=r.destination.table,
+            destination_schema=r.destination.schema_,
+            mapping=r.mapping,
+            repair=check.repair,
+            chunk_size=check.chunk_size,
+        )
     return dag
 
 
@@ -107,6 +143,11 @@ def build_dags(configs: Iterable[ConfigFile]) -> tuple[dict[str, DAG], list[str]
         for reflection in config.reflections:
             try:
                 built[reflection.dag_id] = build_dag(reflection, config.path)
+                if reflection.reconcile is not None:
+                    extra = build_reconcile_dag(reflection, config.path)
+                    if extra.dag_id in dags or extra.dag_id in built:
+                        raise ValueError(f"its reconcile DAG {extra.dag_id!r} has the id of another DAG")
+                    built[extra.dag_id] = extra
             except Exception as error:
                 errors.append(f"{config.path}: reflection {reflection.name!r}: cannot build its DAG: "
                               f"{type(error).__name__}: {error}")

@@ -24,6 +24,14 @@ def templated(*values: str | None) -> bool:
     return any(value and "{{" in value for value in values)
 
 
+def full_refresh_requested(context: Any) -> bool:
+    """A run asked for a resync: ``full_refresh`` true in the DAG params or the run conf."""
+    if not isinstance(context, Mapping):
+        return False
+    conf = getattr(context.get("dag_run"), "conf", None) or {}
+    return bool((context.get("params") or {}).get("full_refresh") or conf.get("full_refresh"))
+
+
 class ReflectOperator(BaseOperator):
     """Drain `channel` from the source into `destination_table`, batch by batch.
 
@@ -96,12 +104,7 @@ class ReflectOperator(BaseOperator):
         return summary
 
     def wants_full_refresh(self, context: Any) -> bool:
-        if self.full_refresh:
-            return True
-        if not isinstance(context, Mapping):
-            return False
-        conf = getattr(context.get("dag_run"), "conf", None) or {}
-        return bool((context.get("params") or {}).get("full_refresh") or conf.get("full_refresh"))
+        return self.full_refresh or full_refresh_requested(context)
 
     def resync(self, source: PdrHook, destination: PdrHook):
         """Copy every row again and remove what the source no longer has; a paused resync resumes

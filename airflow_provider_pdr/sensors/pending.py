@@ -57,6 +57,11 @@ class PendingChangesSensor(BaseSensorOperator):
         return PokeReturnValue(is_ready(pending, self.min_changes, self.max_wait_seconds), pending.count)
 
     def execute(self, context: Any) -> Any:
+        from airflow_provider_pdr.operators.reflect import full_refresh_requested
+
+        if full_refresh_requested(context):  # a resync copies everything: nothing to wait for
+            self.log.info("channel %r: full refresh requested, not waiting for changes", self.channel)
+            return 0
         if not self.deferrable:
             return super().execute(context)
         first = self.poke(context)
