@@ -17,7 +17,7 @@ from airflow_provider_pdr.core.reflect import Drain
 from core_tables import create, orders, table_rows, write
 from fault_tools import ReflectWorkers, TcpProxy, Writers, same_rows
 
-KILLS = 12
+KILLS = 10
 
 
 @pytest.fixture(scope="module")
@@ -38,10 +38,7 @@ def assert_mirror(source, destination, table="orders", mirror="mirror"):
     return len(expected)
 
 
-@pytest.mark.parametrize(
-    "source,destination", [("postgresql", "mysql"), ("mysql", "postgresql"), ("postgresql", "sqlite")],
-    indirect=True,
-)
+@pytest.mark.parametrize("source,destination", [("postgresql", "mysql"), ("mysql", "postgresql")], indirect=True)
 def test_reflect_killed_at_random_points_mid_drain_loses_nothing(source, destination, workers):
     table = orders(source)
     install_channel(source, "orders", "orders")
@@ -144,7 +141,10 @@ def test_source_unreachable_during_a_drain(source, destination, monkeypatch, met
 # -- rows the destination rejects ------------------------------------------------------------
 
 
-@pytest.mark.parametrize("source", ["postgresql", "mysql"], indirect=True)
+@pytest.mark.parametrize(
+    "source,destination", [("postgresql", "mysql"), ("mysql", "postgresql"), ("postgresql", "sqlite")],
+    indirect=True,
+)
 def test_a_rejected_row_is_named_by_key_and_blocks_only_its_channel(source, destination):
     table = orders(source)
     install_channel(source, "orders", "orders")
@@ -236,13 +236,13 @@ def test_concurrent_runs_of_one_channel_neither_double_apply_nor_lose(source, de
 
     def run(n):
         try:
-            for _ in range(8):  # bounded runs: under constant writes a drain may never see an empty channel
+            for _ in range(5):  # bounded runs: under constant writes a drain may never see an empty channel
                 results.append(reflect(source, destination, "orders", "mirror", create_table=True,
                                        batch_size=7, max_batches=3, lock_timeout=30))
         except Exception as error:  # noqa: BLE001 - reported by the assertion below
             errors.append(error)
 
-    with Writers(source, table, threads=4, keys=80, seed=2) as writers:
+    with Writers(source, table, threads=3, keys=80, seed=2) as writers:
         runs = [threading.Thread(target=run, args=(n,)) for n in range(3)]
         for thread in runs:
             thread.start()
@@ -251,4 +251,4 @@ def test_concurrent_runs_of_one_channel_neither_double_apply_nor_lose(source, de
     assert not errors and not writers.errors
     reflect(source, destination, "orders", "mirror")
     assert assert_mirror(source, destination) > 0
-    assert len(results) == 24
+    assert len(results) == 15

@@ -12,7 +12,7 @@ from airflow_provider_pdr.core import install_channel, pending_changes, reflect
 from core_tables import orders
 from fault_tools import Writers, same_rows
 
-WRITE_SECONDS = 4.0
+WRITE_SECONDS = 3.0
 
 
 @pytest.mark.parametrize(
