@@ -422,3 +422,18 @@ def test_names_longer_than_firebird_allows_are_refused_naming_them(databases):
     with pytest.raises(ConfigurationError, match=rf"{long_column}' is 48 bytes long.*at most 31"):
         reflect(source, destination, "wide", "wide", create_table=True)
     assert not sa.inspect(destination).has_table("wide")
+
+
+def test_channels_come_and_go_while_another_is_being_drained(databases):
+    """Trigger DDL on a table that a drain is reading, with its lock held, is not blocked."""
+    engine = databases.new("firebird")
+    table = orders(engine)
+    install_channel(engine, "draining", "orders")
+    write(engine, table.insert(), {"id": 1})
+    with engine_module(engine).channel_lock(engine, None, "draining", timeout=1), engine.connect() as reader:
+        reader.execute(sa.select(table)).all()  # a read transaction left open, as between batches
+        install_channel(engine, "other", "orders")
+        write(engine, table.insert(), {"id": 2})
+        assert pending_changes(engine, "other").count == 1
+        assert uninstall_channel(engine, "other") is True
+    assert pending_changes(engine, "draining").count == 2
