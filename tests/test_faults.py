@@ -3,6 +3,7 @@ two runs of one channel at once. After each, a final drain makes the mirror equa
 
 from __future__ import annotations
 
+import logging
 import random
 import threading
 import time
@@ -14,6 +15,7 @@ from airflow_provider_pdr.core import (
     ApplyError, ChannelBusyError, UnreachableError, install_channel, pending_changes, reflect,
 )
 from airflow_provider_pdr.core.reflect import Drain
+from conftest import execute
 from core_tables import create, orders, table_rows, write
 from fault_tools import ReflectWorkers, TcpProxy, Writers, same_rows
 
@@ -199,12 +201,31 @@ def test_a_value_too_long_names_the_composite_key(source, destination):
     assert pending_changes(source, "lines").count == 30
 
 
+@pytest.mark.parametrize("source,destination", [("postgresql", "postgresql"), ("mysql", "mysql")], indirect=True)
+def test_a_rejected_delete_is_named_by_key(source, destination):
+    table = orders(source)
+    install_channel(source, "orders", "orders")
+    write(source, table.insert(), [{"id": i} for i in range(1, 6)])
+    reflect(source, destination, "orders", "mirror", create_table=True)
+    execute(destination, "CREATE TABLE child (id INTEGER PRIMARY KEY, order_id INTEGER, "
+                         "FOREIGN KEY (order_id) REFERENCES mirror (id))")
+    execute(destination, "INSERT INTO child VALUES (1, 3)")
+    write(source, table.delete().where(table.c.id == 3))
+    write(source, table.update().where(table.c.id == 1).values(note="changed"))
+    with pytest.raises(ApplyError, match=r"the delete of the row id=3 was rejected: .*foreign key"):
+        reflect(source, destination, "orders", "mirror")
+    assert pending_changes(source, "orders").count == 2
+    assert table_rows(destination, "mirror")[0] == (1, None, None), "nothing of the batch was applied"
+
+
 # -- two runs of one channel at once ---------------------------------------------------------
 
 
 @pytest.mark.parametrize("source", ["postgresql", "mysql", "sqlite"], indirect=True)
 @pytest.mark.parametrize("destination", ["sqlite"], indirect=True)
-def test_a_second_run_fails_clearly_or_waits_and_the_lock_dies_with_its_process(source, destination, workers):
+def test_a_second_run_fails_clearly_or_waits_and_the_lock_dies_with_its_process(source, destination, workers,
+                                                                              caplog):
+    caplog.set_level(logging.INFO, logger="airflow_provider_pdr")
     table = orders(source)
     info = install_channel(source, "orders", "orders")
     write(source, table.insert(), [{"id": i} for i in range(10)])
@@ -219,12 +240,13 @@ def test_a_second_run_fails_clearly_or_waits_and_the_lock_dies_with_its_process(
     waiting = threading.Thread(target=lambda: results.append(
         reflect(source, destination, "orders", "mirror", create_table=True, lock_timeout=30)))
     waiting.start()
-    waiting.join(0.5)
+    waiting.join(1.5)
     assert waiting.is_alive(), "the second run waits for the lock instead of draining beside the first"
     assert pending_changes(source, "orders").count == 10
     workers.kill(holder)  # the lock dies with the process that held it
     waiting.join(30)
     assert results and results[0].changes == 10
+    assert "for another run to finish draining this channel" in caplog.text
     assert table_rows(destination, "mirror") == table_rows(source, "orders")
 
 

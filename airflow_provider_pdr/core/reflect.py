@@ -193,10 +193,7 @@ class Drain:
             if deletes and self.on_delete != "keep":
                 removed = self.remove(destination, deletes)
             if upserts:
-                if self.statements["upsert"] is not None:
-                    destination.execute(self.statements["upsert"], upserts)
-                else:
-                    self.dst.upsert(destination, self.write_table, self.keys, upserts)
+                self.upsert_rows(destination, upserts)
         return removed
 
     def remove(self, destination: Connection, keys: list[tuple]) -> int:
@@ -217,26 +214,43 @@ class Drain:
         )
 
     def rejected_row(self, destination: Connection, upserts: list[dict], deletes: list[tuple]) -> str | None:
-        """After a rejected batch: apply its rows one at a time, rolled back, to name the first
-        row the destination refuses (by key) and why. None if no single row fails."""
+        """After a rejected batch: apply its rows, then its deletes, one at a time and rolled back,
+        to name the first the destination refuses (by key) and why. None if none fails alone."""
         for row in upserts:
-            try:
-                with destination.begin_nested() if destination.in_transaction() else destination.begin():
-                    if self.statements["upsert"] is not None:
-                        destination.execute(self.statements["upsert"], [row])
-                    else:
-                        self.dst.upsert(destination, self.write_table, self.keys, [row])
-                    raise _Undo
-            except _Undo:
-                pass
-            except sa.exc.DBAPIError as error:
-                destination.rollback()
-                key = ", ".join(f"{k}={row[k]!r}" for k in self.keys)
-                return f"the row {key} was rejected: {str(error.orig).strip()}"
-            finally:
-                if destination.in_transaction():
-                    destination.rollback()
+            error = self.trial(destination, lambda row=row: self.upsert_rows(destination, [row]))
+            if error is not None:
+                return f"the row {brief_key(self.keys, [row[k] for k in self.keys])} was rejected: {error}"
+        if self.on_delete != "keep":
+            key_convert = [self.convert.get(k) for k in self.keys]
+            for key in deletes:
+                key = tuple(f(v) if f else v for f, v in zip(key_convert, key))
+                error = self.trial(destination, lambda key=key: self.remove(destination, [key]))
+                if error is not None:
+                    return f"the delete of the row {brief_key(self.keys, key)} was rejected: {error}"
         return None
+
+    def upsert_rows(self, destination: Connection, rows: list[dict]) -> None:
+        if self.statements["upsert"] is not None:
+            destination.execute(self.statements["upsert"], rows)
+        else:
+            self.dst.upsert(destination, self.write_table, self.keys, rows)
+
+    @staticmethod
+    def trial(destination: Connection, write) -> str | None:
+        """Run `write` and roll it back; the destination's reason if it refused."""
+        try:
+            with destination.begin_nested() if destination.in_transaction() else destination.begin():
+                write()
+                raise _Undo
+        except _Undo:
+            return None
+        except sa.exc.DBAPIError as error:
+            if error.connection_invalidated:
+                raise
+            return str(error.orig).strip()
+        finally:
+            if destination.in_transaction():
+                destination.rollback()
 
     def acknowledge(self, source: Connection, seqs: list[int]) -> None:
         ranges = seq_ranges(seqs)
@@ -316,7 +330,11 @@ def reflect(
     where = f"channel {channel!r} ({str(info.table)} -> {describe(table, destination_schema)})"
     with contextlib.ExitStack() as connections:
         with reaching(where, "source"):
+            asked = time.monotonic()
             connections.enter_context(src.channel_lock(source, info.schema, channel, lock_timeout))
+            if time.monotonic() - asked > 0.5:
+                log.info("%s: waited %.1fs for another run to finish draining this channel", where,
+                         time.monotonic() - asked)
             sconn = connections.enter_context(source.connect())
         with reaching(where, "destination"):
             dconn = connections.enter_context(destination.connect())
@@ -369,6 +387,14 @@ def reflect(
     log.info("%s: %d upserted, %d deleted in %d batches, lag %.1fs", where, result.upserted,
              result.deleted, result.batches, result.lag_seconds)
     return result
+
+
+def brief_key(names, values) -> str:
+    """id=7, line='a': long values cut short, so that one huge key cannot flood a log."""
+    def brief(value) -> str:
+        text = repr(value)
+        return text if len(text) <= 80 else f"{text[:60]}... ({len(text)} characters)"
+    return ", ".join(f"{name}={brief(value)}" for name, value in zip(names, values))
 
 
 class _Undo(Exception):
