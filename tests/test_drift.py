@@ -63,3 +63,41 @@ def test_evolve_adds_the_column_fills_it_and_refreshes_the_channel(source, desti
     write(source, table.insert(), [{"id": 9, "note": "later"}])
     assert reflect(source, destination, "orders", "mirror").copied == 0
     assert table_rows(destination, "mirror") == table_rows(source, "orders")
+
+
+def recreate(engine, *columns, rows=()):
+    metadata = sa.MetaData()
+    table = sa.Table("orders", metadata, *columns)
+    with engine.begin() as conn:
+        sa.Table("orders", sa.MetaData(), autoload_with=conn).drop(conn)
+        table.create(conn)
+        if rows:
+            conn.execute(table.insert(), list(rows))
+    return table
+
+
+def test_a_retyped_column_or_a_new_key_is_named_and_refused_even_when_evolving(source, destination):
+    mirrored(source, destination)
+    recreate(source, sa.Column("id", sa.Integer, primary_key=True, autoincrement=False),
+             sa.Column("note", sa.String(100), primary_key=True), sa.Column("amount", sa.String(30)))
+    with pytest.raises(SchemaError) as error:
+        reflect(source, destination, "orders", "mirror", mapping=Mapping(evolve=True))
+    message = str(error.value)
+    assert "column 'amount' changed type from" in message, message
+    assert "primary key changed from ['id'] to ['id', 'note']" in message, message
+    assert "cannot be evolved" in message
+
+
+def test_a_recreated_table_without_triggers_is_detected_and_evolving_resyncs(source, destination):
+    mirrored(source, destination)
+    table = recreate(source, sa.Column("id", sa.Integer, primary_key=True, autoincrement=False),
+                     sa.Column("note", sa.String(100)), sa.Column("amount", sa.Numeric(12, 2)),
+                     rows=[{"id": 1, "note": "new life"}, {"id": 7, "note": "seven"}])
+    with pytest.raises(SchemaError, match="capture triggers are gone"):
+        reflect(source, destination, "orders", "mirror")
+    result = reflect(source, destination, "orders", "mirror", mapping=Mapping(evolve=True))
+    assert result.copied == 2
+    assert table_rows(destination, "mirror") == table_rows(source, "orders")  # rows 0, 2, 3, 4 swept away
+    write(source, table.update().where(table.c.id == 7).values(note="captured again"))
+    reflect(source, destination, "orders", "mirror")
+    assert table_rows(destination, "mirror") == table_rows(source, "orders")

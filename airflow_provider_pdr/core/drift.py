@@ -5,8 +5,8 @@ were at install. A reflect compares them with the table as it is now: any differ
 the run with a message naming it, so that nothing is written under a wrong assumption,
 unless the reflection opts in to evolve. Evolving accepts added and removed columns (new
 ones are added to the destination as nullable columns, filled by a copy of the table) and
-refreshes the channel; a changed key or column type always needs a person (reinstall the
-channel and resync).
+missing capture triggers (reinstalled, then the table is resynced), and refreshes the
+channel; a changed key or column type always needs a person (reinstall the channel and resync).
 """
 
 from __future__ import annotations
@@ -26,9 +26,10 @@ class Drift:
     removed: list[str] = field(default_factory=list)
     retyped: dict[str, tuple[str, str]] = field(default_factory=dict)  # column -> (at install, now)
     key: tuple[tuple[str, ...], tuple[str, ...]] | None = None  # (at install, now)
+    triggers_missing: bool = False  # e.g. the table was dropped and created again
 
     def __bool__(self) -> bool:
-        return bool(self.added or self.removed or self.retyped or self.key)
+        return bool(self.added or self.removed or self.retyped or self.key or self.triggers_missing)
 
     @property
     def evolvable(self) -> bool:
@@ -43,10 +44,13 @@ class Drift:
         parts += [f"column {name!r} changed type from {old} to {new}" for name, (old, new) in self.retyped.items()]
         if self.key:
             parts.append(f"primary key changed from {list(self.key[0])} to {list(self.key[1])}")
+        if self.triggers_missing:
+            parts.append("its capture triggers are gone (was it dropped and created again?), so changes "
+                         "since then were not captured: evolving resyncs the whole table")
         return "; ".join(parts)
 
 
-def detect(channel: Channel, table: sa.Table, dialect: sa.engine.Dialect) -> Drift:
+def detect(channel: Channel, table: sa.Table, dialect: sa.engine.Dialect, triggers_installed: bool) -> Drift:
     """Compare the table as reflected now (with io types, as at install) with the registry."""
     now = {c.name: str(c.type.compile(dialect=dialect)) for c in table.columns}
     before = channel.columns
@@ -58,6 +62,7 @@ def detect(channel: Channel, table: sa.Table, dialect: sa.engine.Dialect) -> Dri
     keys = primary_key(table)
     if keys != tuple(channel.table.key_columns):
         drift.key = (tuple(channel.table.key_columns), keys)
+    drift.triggers_missing = not triggers_installed
     return drift
 
 

@@ -104,7 +104,8 @@ class Drain:
                 f"source table {str(channel.table)!r} no longer has the key columns {missing_keys} "
                 f"of channel {channel.name!r}; reinstall the channel"
             )
-        self.drift = drift.detect(channel, source_table, source.dialect)
+        self.drift = drift.detect(channel, source_table, source.dialect,
+                                  bool(src.capture_objects(source, channel.table)))
         if self.drift and not (mapping.evolve and self.drift.evolvable):
             raise drift.refuse(channel, self.drift, mapping.evolve)
         self.plan = plan(mapping, source_table, self.source_keys)
@@ -347,11 +348,12 @@ def reflect(
         from airflow_provider_pdr.core.snapshot import run_snapshot, unfinished  # snapshot builds on Drain
 
         ready = True  # False while a copy is unfinished: changes apply after it, on the next run
-        refill = bool(drain.drift.added)  # rows written before the columns existed lack their values
+        # Rows written before new columns existed lack their values; without triggers, changes were lost.
+        refill = bool(drain.drift.added or drain.drift.triggers_missing)
         if initial_load or refill or unfinished(sconn, info.schema, channel):
             deadline = None if time_budget is None else started + time_budget
-            loaded = run_snapshot(sconn, dconn, drain, resync=False, restart=refill, chunk_size=batch_size,
-                                  deadline=deadline, schema=info.schema)
+            loaded = run_snapshot(sconn, dconn, drain, resync=drain.drift.triggers_missing, restart=refill,
+                                  chunk_size=batch_size, deadline=deadline, schema=info.schema)
             result.copied = loaded.copied
             ready = loaded.done
         while ready:

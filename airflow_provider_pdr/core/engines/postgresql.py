@@ -57,7 +57,8 @@ class PostgresEngine(EngineModule):
         truncate_body = "\n  ".join(on_truncate)
         statements = [
             # A key column named like a PL/pgSQL variable ("new", "found") must read as the column.
-            f"CREATE FUNCTION {function}() RETURNS trigger LANGUAGE plpgsql AS $pdr$\n"
+            # OR REPLACE: dropping the table leaves this function behind (same name, same body).
+            f"CREATE OR REPLACE FUNCTION {function}() RETURNS trigger LANGUAGE plpgsql AS $pdr$\n"
             f"#variable_conflict use_column\nBEGIN\n"
             f"  IF TG_OP = 'TRUNCATE' THEN\n  {truncate_body}\n  RETURN NULL;\n  END IF;\n"
             f"  {body}\n  RETURN NULL;\nEND\n$pdr$"
