@@ -52,12 +52,12 @@ class Pending:
 def registry_table(schema: str | None) -> sa.Table:
     return sa.Table(
         names.REGISTRY_TABLE, sa.MetaData(),
-        sa.Column("channel", sa.String(63), primary_key=True),
-        sa.Column("source_schema", sa.String(128)),
-        sa.Column("source_table", sa.String(128), nullable=False),
-        sa.Column("change_table", sa.String(64), nullable=False),
-        sa.Column("key_columns", sa.Text, nullable=False),
-        sa.Column("source_columns", sa.Text, nullable=False),
+        sa.Column("channel", sa.Unicode(63), primary_key=True),
+        sa.Column("source_schema", sa.Unicode(128)),
+        sa.Column("source_table", sa.Unicode(128), nullable=False),
+        sa.Column("change_table", sa.Unicode(64), nullable=False),
+        sa.Column("key_columns", sa.UnicodeText, nullable=False),
+        sa.Column("source_columns", sa.UnicodeText, nullable=False),
         sa.Column("format_version", sa.Integer, nullable=False),
         schema=schema,
     )
