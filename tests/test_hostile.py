@@ -331,3 +331,34 @@ def test_sqlite_key_edges_never_fail_a_write(source, destination):
     execute(source, "DELETE FROM edges WHERE note = 'a'")
     reflect(source, destination, "edges", "edges", create_table=True)
     assert table_rows(destination, "edges") == table_rows(source, "edges") == [("1!", "e")]
+
+
+@pytest.mark.parametrize("destination", ["postgresql"], indirect=True)
+@pytest.mark.parametrize("source", ["mysql"], indirect=True)
+def test_mysql_set_and_enum_keys_mirror_as_text(source, destination):
+    execute(source, "CREATE TABLE s (k SET('a','b','c') NOT NULL, e ENUM('x','y') NOT NULL, v INT, PRIMARY KEY (k, e))")
+    install_channel(source, "s", "s")
+    execute(source, "INSERT INTO s VALUES ('a,b', 'x', 1), ('', 'y', 2), ('c', 'x', 3)")
+    execute(source, "UPDATE s SET k = 'b,c' WHERE v = 1")
+    execute(source, "DELETE FROM s WHERE v = 3")
+    reflect(source, destination, "s", "s", create_table=True)
+    assert table_rows(destination, "s") == [("", "y", 2), ("b,c", "x", 1)]
+
+
+@pytest.mark.parametrize("source", ["sqlite"], indirect=True)
+def test_sqlite_untyped_keys_keep_1_and_text_1_apart(source, databases):
+    execute(source, "CREATE TABLE u (k PRIMARY KEY, v)")
+    install_channel(source, "u", "u")
+    for key, value in ((1, "int"), ("1", "text"), (b"\x01", "blob"), (1.5, "real")):
+        execute(source, "INSERT INTO u VALUES (:k, :v)", {"k": key, "v": value})
+    execute(source, "UPDATE u SET v = 'text!' WHERE k = '1'")
+    assert pending_changes(source, "u").count == 5
+    with pytest.raises(PdrError, match=r"u\.k: column type .* has no portable equivalent"):
+        reflect(source, databases.new("postgresql"), "u", "u", create_table=True)
+    destination = databases.new("sqlite")
+    execute(destination, "CREATE TABLE u (k PRIMARY KEY, v)")  # a table made by hand mirrors it
+    reflect(source, destination, "u", "u")
+    with destination.connect() as conn:
+        mirrored = conn.exec_driver_sql("SELECT k, typeof(k), v FROM u ORDER BY v").all()
+    assert mirrored == [(b"\x01", "blob", "blob"), (1, "integer", "int"), (1.5, "real", "real"),
+                        ("1", "text", "text!")]

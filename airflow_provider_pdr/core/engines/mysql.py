@@ -110,6 +110,11 @@ class MysqlEngine(EngineModule):
             finally:
                 release(conn, sa.select(sa.func.release_lock(name)))
 
+    def io_type(self, type_):
+        if isinstance(type_, mysql.SET):  # read as its text ('a,b'), not as a Python set
+            return sa.String(sum(len(value) + 1 for value in type_.values) or 1)
+        return type_
+
     def ddl_type(self, generic, where):
         if isinstance(generic, sa.Uuid):
             return mysql.CHAR(36)  # the canonical text form, as every driver writes a UUID to text

@@ -66,6 +66,16 @@ class ExactDecimal(sa.types.TypeDecorator):
         return process
 
 
+class Untyped(sa.types.UserDefinedType):
+    """A column declared without a type: values pass as they are, and a change table's copy of
+    it is declared BLOB, the one affinity that converts nothing ('1' and 1 stay two keys)."""
+
+    cache_ok = True
+
+    def get_col_spec(self, **kw):
+        return "BLOB"
+
+
 class SqliteEngine(EngineModule):
     name = "sqlite"
     max_identifier_length = 128  # SQLite has no limit; stay within what the others accept
@@ -156,6 +166,8 @@ class SqliteEngine(EngineModule):
                 fcntl.flock(handle, fcntl.LOCK_UN)
 
     def io_type(self, type_):
+        if isinstance(type_, sa.types.NullType):
+            return Untyped()
         if isinstance(type_, ExactDecimal):
             return type_
         if isinstance(type_, sa.Numeric) and not isinstance(type_, sa.Float):
