@@ -17,12 +17,12 @@ from airflow_fixtures import connect  # noqa: F401
 from airflow_provider_pdr.core import ApplyError, UnreachableError
 from airflow_provider_pdr.operators import InstallTriggersOperator, ReflectOperator
 from airflow_provider_pdr.sensors import PendingChangesSensor
-from conftest import execute
+from conftest import execute, unique_name
 from core_tables import create, orders, write
 from fault_tools import TcpProxy
 
 SECRET = "pdr-Hostile-Secret-7qz"
-USER = "pdr_secret_user"
+USER = unique_name("pdr_u")  # per run: suites running side by side must not drop each other's user
 
 
 @pytest.fixture
