@@ -141,3 +141,26 @@ def test_uninstall_forgets_the_progress(engine, databases):
     assert sa.inspect(engine).has_table(PROGRESS_TABLE)
     uninstall_channel(engine, "orders")
     assert not sa.inspect(engine).has_table(PROGRESS_TABLE)
+
+
+@pytest.mark.parametrize("pair", [("firebird", "postgresql"), ("mysql", "firebird")], ids="-".join)
+def test_firebird_composite_keys_load_resync_and_reconcile(databases, pair):
+    from airflow_provider_pdr.core import Mapping, reconcile
+
+    source, destination = databases.new(pair[0]), databases.new(pair[1])
+    table = create(
+        source, "lines",
+        sa.Column("order", sa.String(20), primary_key=True),
+        sa.Column("line", sa.Integer, primary_key=True, autoincrement=False),
+        sa.Column("note", sa.String(20)),
+    )
+    write(source, table.insert(), [{"order": o, "line": i, "note": f"{o}{i}"} for o in ("a", "b", "c") for i in range(400)])
+    install_channel(source, "lines", "lines")
+    assert snapshot(source, destination, "lines", chunk_size=250, create_table=True).copied == 1200
+    write(source, table.delete().where(table.c.order == "b"))
+    keep = Mapping(on_delete="nullify")
+    assert reconcile(source, destination, "lines", mapping=keep).extra == 0, "pending deletes are not differences"
+    assert snapshot(source, destination, "lines", resync=True, chunk_size=250).removed == 400
+    assert table_rows(destination, "lines") == table_rows(source, "lines")
+    reflect(source, destination, "lines")
+    assert reconcile(source, destination, "lines").differing == 0

@@ -20,10 +20,10 @@ from sqlalchemy.engine import Connection, Engine
 
 from airflow_provider_pdr.core.channel import load_channel
 from airflow_provider_pdr.core.engines import engine_module
-from airflow_provider_pdr.core.engines.base import chunks
+from airflow_provider_pdr.core.keys import after, key_chunks, key_in
 from airflow_provider_pdr.core.reflect import Drain
 from airflow_provider_pdr.core.schema import describe, value_converters
-from airflow_provider_pdr.core.snapshot import after, comparable, key_in, missing_in_source
+from airflow_provider_pdr.core.snapshot import comparable, missing_in_source
 from airflow_provider_pdr.core.transform import Mapping
 
 log = logging.getLogger(__name__)
@@ -70,7 +70,7 @@ class Reconciler:
         changes = self.drain.changes
         columns = [changes.c[f"key_{i}"] for i in range(1, self.width + 1)]
         found = set()
-        for part in chunks(source_keys, 1000):
+        for part in key_chunks(source_keys, self.width):
             rows = self.source.execute(sa.select(*columns).where(key_in(columns, list(part))).distinct())
             found.update(tuple(comparable(v) for v in row) for row in rows)
         self.source.rollback()
@@ -98,7 +98,7 @@ class Reconciler:
                 wanted[tuple(comparable(values[k]) for k in drain.keys)] = (tuple(row[: self.width]), values)
             have = {}
             keys = [tuple(values[k] for k in drain.keys) for _, values in wanted.values()]
-            for part in chunks(keys, 1000):
+            for part in key_chunks(keys, len(dest_keys)):
                 for found in self.destination.execute(sa.select(dest_table).where(key_in(dest_keys, list(part)))):
                     have[tuple(comparable(found._mapping[k]) for k in drain.keys)] = found._mapping
             self.destination.rollback()

@@ -23,8 +23,8 @@ from sqlalchemy.engine import Connection, Engine
 from airflow_provider_pdr.core import drift
 from airflow_provider_pdr.core.channel import Channel, change_table, count_pending, install_channel, load_channel
 from airflow_provider_pdr.core.engines import EngineModule, engine_module
-from airflow_provider_pdr.core.engines.base import chunks
 from airflow_provider_pdr.core.errors import ApplyError, ConfigurationError, SchemaError, UnreachableError
+from airflow_provider_pdr.core.keys import key_chunks, key_in
 from airflow_provider_pdr.core.schema import (
     check_destination, create_destination_table, describe, generic_type, reflect_table, value_converters,
 )
@@ -204,14 +204,12 @@ class Drain:
             return self.dst.delete_keys(destination, self.write_table, self.keys, keys)
         # nullify: clear only this reflection's columns, other sources' columns stay
         columns = [self.write_table.c[k] for k in self.keys]
-        target = columns[0] if len(columns) == 1 else sa.tuple_(*columns)
-        values = [k[0] for k in keys] if len(columns) == 1 else keys
         cleared = {name: None for name in self.columns if name not in self.keys}
         if not cleared:
             return 0
         return sum(
-            destination.execute(sa.update(self.write_table).where(target.in_(part)).values(cleared)).rowcount
-            for part in chunks(values, 500)
+            destination.execute(sa.update(self.write_table).where(key_in(columns, part)).values(cleared)).rowcount
+            for part in key_chunks(keys, len(columns))
         )
 
     def rejected_row(self, destination: Connection, upserts: list[dict], deletes: list[tuple]) -> str | None:

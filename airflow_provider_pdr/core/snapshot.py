@@ -31,7 +31,7 @@ from sqlalchemy.engine import Connection, Engine
 
 from airflow_provider_pdr.core.channel import load_channel, registry_schema
 from airflow_provider_pdr.core.engines import engine_module
-from airflow_provider_pdr.core.engines.base import chunks
+from airflow_provider_pdr.core.keys import after, key_chunks, key_in
 from airflow_provider_pdr.core.reflect import Drain, committing
 from airflow_provider_pdr.core.schema import describe, value_converters
 from airflow_provider_pdr.core.transform import Mapping
@@ -106,22 +106,6 @@ def comparable(value):
     if isinstance(value, memoryview):
         return bytes(value)
     return value
-
-
-def after(columns: list[sa.ColumnElement], last: tuple | None) -> sa.ColumnElement | None:
-    """Keyset condition "key > last" spelled without row values (portable to every engine)."""
-    if last is None:
-        return None
-    terms = []
-    for i, column in enumerate(columns):
-        terms.append(sa.and_(*[columns[j] == last[j] for j in range(i)], column > last[i]))
-    return sa.or_(*terms)
-
-
-def key_in(columns: list[sa.ColumnElement], keys: list[tuple]) -> sa.ColumnElement:
-    if len(columns) == 1:
-        return columns[0].in_([k[0] for k in keys])
-    return sa.tuple_(*columns).in_(keys)
 
 
 class Progress:
@@ -237,7 +221,7 @@ def missing_in_source(source: Connection, drain: Drain, keys: list[tuple], to_so
     converters = [to_source.get(k) for k in drain.source_keys]
     columns = [drain.source_table.c[k] for k in drain.source_keys]
     found = set()
-    for part in chunks(keys, 1000):
+    for part in key_chunks(keys, len(columns)):
         asked = [tuple(f(v) if f else v for f, v in zip(converters, key)) for key in part]
         query = sa.select(*columns).where(key_in(columns, asked))
         if drain.plan.condition is not None:
