@@ -164,3 +164,17 @@ def test_firebird_composite_keys_load_resync_and_reconcile(databases, pair):
     assert table_rows(destination, "lines") == table_rows(source, "lines")
     reflect(source, destination, "lines")
     assert reconcile(source, destination, "lines").differing == 0
+
+
+def test_without_deletes_a_resync_keeps_rows_the_source_lost(engine, databases):
+    from airflow_provider_pdr.core import reconcile
+
+    destination = databases.new("sqlite")
+    table = seeded(engine, 5)
+    snapshot(engine, destination, "orders", "mirror", create_table=True)
+    write(engine, table.delete().where(table.c.id == 2))
+    reflect(engine, destination, "orders", "mirror", deletes=False)
+    assert reconcile(engine, destination, "orders", "mirror", deletes=False).differing == 0
+    assert reconcile(engine, destination, "orders", "mirror").extra == 1
+    assert snapshot(engine, destination, "orders", "mirror", resync=True, deletes=False).removed == 0
+    assert len(table_rows(destination, "mirror")) == 5

@@ -173,11 +173,13 @@ def reconcile(
     destination_schema: str | None = None,
     *,
     mapping: Mapping | None = None,
+    deletes: bool = True,
     repair: bool = False,
     chunk_size: int = 5000,
     lock_timeout: float = 60.0,
 ) -> ReconcileResult:
-    """Compare the mirror with the source; with ``repair=True`` also make it equal."""
+    """Compare the mirror with the source; with ``repair=True`` also make it equal. With
+    `deletes` false (or on_delete keep), rows the source no longer has are not differences."""
     src, dst = engine_module(source), engine_module(destination)
     with source.connect() as sconn:
         info = load_channel(sconn, src, channel)
@@ -185,7 +187,7 @@ def reconcile(
     table = destination_table or info.table.name
     with src.channel_lock(source, info.schema, channel, lock_timeout), \
             source.connect() as sconn, destination.connect() as dconn:
-        drain = Drain(sconn, dconn, src, dst, info, table, destination_schema, False, True, mapping)
+        drain = Drain(sconn, dconn, src, dst, info, table, destination_schema, False, deletes, mapping)
         work = Reconciler(sconn, dconn, drain, repair, chunk_size)
         work.compare_source()
         work.compare_destination()

@@ -239,6 +239,7 @@ def snapshot(
     destination_schema: str | None = None,
     *,
     mapping: Mapping | None = None,
+    deletes: bool = True,
     resync: bool = False,
     restart: bool = False,
     chunk_size: int = 5000,
@@ -248,7 +249,8 @@ def snapshot(
 ) -> SnapshotResult:
     """Initial load (``resync=False``): copy every source row once; a completed load is not
     repeated. Resync (``resync=True``): copy again and remove destination rows the source no
-    longer has. An interrupted run resumes where it stopped (``restart=True`` starts over).
+    longer has (unless `deletes` is false or the mapping's on_delete is keep). An interrupted
+    run resumes where it stopped (``restart=True`` starts over).
     Run a reflect afterwards to apply the changes captured during the copy."""
     src, dst = engine_module(source), engine_module(destination)
     deadline = None if time_budget is None else time.monotonic() + time_budget
@@ -258,7 +260,7 @@ def snapshot(
     table = destination_table or info.table.name
     with src.channel_lock(source, info.schema, channel, lock_timeout), \
             source.connect() as sconn, destination.connect() as dconn:
-        drain = Drain(sconn, dconn, src, dst, info, table, destination_schema, create_table, True, mapping)
+        drain = Drain(sconn, dconn, src, dst, info, table, destination_schema, create_table, deletes, mapping)
         result = run_snapshot(sconn, dconn, drain, resync=resync, chunk_size=chunk_size, deadline=deadline,
                               schema=info.schema, restart=restart)
     log.info("channel %r (%s -> %s): %s %s, %d rows copied, %d removed in %d chunks", channel, info.table,

@@ -122,6 +122,7 @@ def build_reconcile_dag(reflection: Reflection, path: Path | None = None) -> DAG
             destination_table=r.destination.table,
             destination_schema=r.destination.schema_,
             mapping=r.mapping,
+            deletes=r.deletes,
             repair=check.repair,
             chunk_size=check.chunk_size,
         )

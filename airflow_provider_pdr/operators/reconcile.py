@@ -35,7 +35,7 @@ class ReconcileOperator(BaseOperator):
 
     def __init__(self, *, source_conn_id: str, channel: str, destination_conn_id: str, destination_table: str,
                  destination_schema: str | None = None, mapping: transform.Mapping | dict | None = None,
-                 repair: bool = False, fail_on_difference: bool = False, chunk_size: int = 5000,
+                 deletes: bool = True, repair: bool = False, fail_on_difference: bool = False, chunk_size: int = 5000,
                  lock_timeout: float | timedelta = 60, **kwargs):
         super().__init__(**kwargs)
         if int(chunk_size) < 1:
@@ -47,6 +47,7 @@ class ReconcileOperator(BaseOperator):
         self.destination_schema = destination_schema
         self.mapping = mapping if isinstance(mapping, transform.Mapping) else transform.Mapping.from_dict(
             mapping, f"task {kwargs.get('task_id')!r}: mapping")
+        self.deletes = deletes  # False: rows the source no longer has are meant to stay, not differences
         self.repair = repair
         self.fail_on_difference = fail_on_difference
         self.chunk_size = int(chunk_size)
@@ -57,7 +58,7 @@ class ReconcileOperator(BaseOperator):
         with PdrHook(self.source_conn_id) as source, PdrHook(self.destination_conn_id) as destination:
             result = reconcile(
                 source.engine, destination.engine, self.channel, self.destination_table, self.destination_schema,
-                mapping=self.mapping, repair=self.repair, chunk_size=self.chunk_size, lock_timeout=self.lock_timeout,
+                mapping=self.mapping, deletes=self.deletes, repair=self.repair, chunk_size=self.chunk_size, lock_timeout=self.lock_timeout,
             )
         self.log.info(
             "channel %r -> %r: %d rows checked, %d differ (%d missing, %d different, %d extra), %d pending%s",

@@ -111,7 +111,7 @@ class ReflectOperator(BaseOperator):
         on the next run before anything else."""
         result = snapshot(
             source.engine, destination.engine, self.channel, self.destination_table, self.destination_schema,
-            mapping=self.mapping, resync=True, restart=True, chunk_size=self.batch_size,
+            mapping=self.mapping, deletes=self.deletes, resync=True, restart=True, chunk_size=self.batch_size,
             create_table=self.create_table, time_budget=self.time_budget, lock_timeout=self.lock_timeout,
         )
         self.log.info("full refresh of channel %r: %d rows copied, %d removed%s", self.channel, result.copied,
