@@ -30,9 +30,9 @@ from bench.workload import TABLES, narrow, write_backlog
 PAIRS = [("postgresql", "mysql"), ("mysql", "postgresql"), ("postgresql", "postgresql"), ("sqlite", "sqlite")]
 SIZES = {
     "quick": {"changes": 2000, "single": 40, "blocks": 2, "chunks": 4, "latency_s": 1.0,
-              "memory": (2_000, 20_000), "latency_pairs": PAIRS[2:], "wide_share": 1.0},
+              "memory": (2_000, 20_000), "latency_pairs": PAIRS[2:]},
     "full": {"changes": 200_000, "single": 2000, "blocks": 20, "chunks": 40, "latency_s": 6.0,
-             "memory": (100_000, 1_000_000), "latency_pairs": PAIRS, "wide_share": 0.5},
+             "memory": (100_000, 1_000_000), "latency_pairs": PAIRS},
 }
 BATCH_SIZE = 5000
 CHANNEL = "bench"
@@ -341,8 +341,7 @@ def main(argv: list[str] | None = None) -> int:
         if "throughput" in parts:
             for source_kind, destination_kind in PAIRS:
                 for width in TABLES:
-                    changes = round(size["changes"] * (size["wide_share"] if width == "wide" else 1))
-                    results["throughput"].append(throughput(dbs, source_kind, destination_kind, width, changes))
+                    results["throughput"].append(throughput(dbs, source_kind, destination_kind, width, size["changes"]))
                     progress(results["throughput"][-1])
         if "triggers" in parts:
             for kind in ("postgresql", "mysql"):
