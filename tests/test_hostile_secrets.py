@@ -101,3 +101,16 @@ def test_passwords_stay_out_of_logs_xcom_and_errors(guarded, databases, connect,
     assert not leaked(json.dumps(xcoms, default=str))
     assert caplog.records and not leaked(caplog.text)
     execute(guarded, "SELECT 1")  # the guard really checks passwords: the right one still works
+
+
+def test_unknown_connection_ids_are_named():
+    from airflow.sdk.exceptions import AirflowNotFoundException
+
+    for operator in (
+        InstallTriggersOperator(task_id="i", source_conn_id="no_such_conn", source_table="t", channel="c"),
+        ReflectOperator(task_id="r", source_conn_id="src_missing", channel="c", destination_conn_id="dst_missing",
+                        destination_table="t"),
+        PendingChangesSensor(task_id="s", source_conn_id="no_such_conn", channel="c"),
+    ):
+        with pytest.raises(AirflowNotFoundException, match=r"`(no_such_conn|src_missing)` isn't defined"):
+            operator.poke({}) if isinstance(operator, PendingChangesSensor) else operator.execute({})
