@@ -37,11 +37,14 @@ def _work(job: dict) -> None:
     from airflow_provider_pdr.core.engines import engine_module
     from airflow_provider_pdr.core.reflect import Drain, reflect
 
+    zygote = os.getppid()  # gone when the test process is: then stop, never run on as an orphan
     source, destination = sa.create_engine(job["source"]), sa.create_engine(job["destination"])
     if job["mode"] == "hold":
         with engine_module(source).channel_lock(source, job["schema"], job["channel"], 30):
             _emit("locked")
-            time.sleep(3600)
+            while os.getppid() == zygote:
+                time.sleep(0.2)
+        return
     apply, acknowledge = Drain.apply, Drain.acknowledge
 
     def applied(self, conn, upserts, deletes):
@@ -55,7 +58,7 @@ def _work(job: dict) -> None:
 
     Drain.apply, Drain.acknowledge = applied, acknowledged
     _emit("ready")
-    while True:
+    while os.getppid() == zygote:
         result = reflect(source, destination, job["channel"], job["table"], batch_size=job["batch_size"],
                          create_table=True, lock_timeout=job.get("lock_timeout", 30))
         if job["mode"] == "once":
