@@ -178,3 +178,25 @@ def test_without_deletes_a_resync_keeps_rows_the_source_lost(engine, databases):
     assert reconcile(engine, destination, "orders", "mirror").extra == 1
     assert snapshot(engine, destination, "orders", "mirror", resync=True, deletes=False).removed == 0
     assert len(table_rows(destination, "mirror")) == 5
+
+
+def test_drains_run_between_chunks_of_a_copy(databases, monkeypatch):
+    """The lock is held per chunk: a reflect started during a long copy is not blocked by it."""
+    source, destination = databases.new("postgresql"), databases.new("mysql")
+    table = seeded(source, 30)
+    original = Progress.save
+    reflected = []
+
+    def save_then_let_a_drain_in(self, conn):
+        original(self, conn)
+        if self.last is not None and not reflected:  # between the first and the second chunk
+            reflected.append(None)
+            write(source, table.update().where(table.c.id == 0).values(note="during"))
+            # The drain sees the unfinished copy and finishes it itself, then applies the change.
+            reflected[0] = reflect(source, destination, "orders", "mirror", lock_timeout=0.5)
+
+    monkeypatch.setattr(Progress, "save", save_then_let_a_drain_in)
+    snapshot(source, destination, "orders", "mirror", chunk_size=10, create_table=True)
+    monkeypatch.undo()
+    assert (reflected[0].copied, reflected[0].changes) == (20, 1), "the drain ran between two chunks"
+    assert table_rows(destination, "mirror") == table_rows(source, "orders")

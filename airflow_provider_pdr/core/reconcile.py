@@ -5,14 +5,18 @@ rows of exactly those keys, and compares the mapped fields value by value (in on
 values equal across engines: an instant, a number, bytes). Pass 2 walks the destination's
 keys and asks the source which of them it still has. Both passes hold memory for one chunk.
 
-It holds the channel's lock, so no drain runs meanwhile. A key with a pending change in the
-channel is not a difference: the next drain applies it. Repair writes the source's rows (and
+Each chunk is compared under the channel's lock, so no drain changes the mirror meanwhile
+(drains run between chunks). A key with a pending change in the channel is not a
+difference: the next drain applies it. Repair writes the source's rows (and
 deletes or clears extra rows as the reflection's ``on_delete`` says) in the destination.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
+from collections.abc import Callable
+from contextlib import AbstractContextManager as ContextManager
 from dataclasses import asdict, dataclass, field
 
 import sqlalchemy as sa
@@ -53,10 +57,13 @@ def describe_key(names, values) -> str:
 
 
 class Reconciler:
-    def __init__(self, source: Connection, destination: Connection, drain: Drain, repair: bool, chunk_size: int):
+    """Both passes, one chunk at a time, each chunk under `hold()` (the channel lock)."""
+
+    def __init__(self, source: Connection, destination: Connection, drain: Drain, repair: bool, chunk_size: int,
+                 hold: Callable[[], ContextManager] = contextlib.nullcontext):
         if chunk_size < 1:
             raise ValueError(f"chunk_size must be at least 1, got {chunk_size}")
-        self.source, self.destination, self.drain = source, destination, drain
+        self.source, self.destination, self.drain, self.hold = source, destination, drain, hold
         self.repair, self.chunk_size = repair, chunk_size
         self.result = ReconcileResult()
         self.width = len(drain.source_keys)
@@ -77,40 +84,54 @@ class Reconciler:
         return found
 
     def compare_source(self) -> None:
+        last, more = None, True
+        while more:
+            with self.hold():
+                last, more = self.source_chunk(last)
+
+    def compare_destination(self) -> None:
+        if self.drain.on_delete == "keep":
+            return  # rows the source no longer has are meant to stay
+        last, more = None, True
+        while more:
+            with self.hold():
+                last, more = self.destination_chunk(last)
+
+    def source_chunk(self, last: tuple | None) -> tuple[tuple | None, bool]:
+        """Compare the source rows after `last`; returns the new last key and whether more follow."""
         drain = self.drain
         key_columns = [drain.source_table.c[k] for k in drain.source_keys]
         dest_table = drain.write_table
         dest_keys = [dest_table.c[k] for k in drain.keys]
-        last = None
-        while True:
-            query = drain.source_rows().order_by(*key_columns).limit(self.chunk_size)
-            condition = after(key_columns, last)
-            rows = self.source.execute(query if condition is None else query.where(condition)).all()
-            self.source.rollback()
-            if not rows:
-                return
-            last = tuple(rows[-1][: self.width])
-            wanted = {}
-            for row in rows:
-                values = drain.row(row[self.width :])
-                for name, convert in drain.convert.items():
-                    values[name] = convert(values[name])
-                wanted[tuple(comparable(values[k]) for k in drain.keys)] = (tuple(row[: self.width]), values)
-            have = {}
-            keys = [tuple(values[k] for k in drain.keys) for _, values in wanted.values()]
-            for part in key_chunks(keys, len(dest_keys)):
-                for found in self.destination.execute(sa.select(dest_table).where(key_in(dest_keys, list(part)))):
-                    have[tuple(comparable(found._mapping[k]) for k in drain.keys)] = found._mapping
-            self.destination.rollback()
-            self.result.checked += len(rows)
-            suspects = []
-            for key, (source_key, values) in wanted.items():
-                current = have.get(key)
-                if current is None:
-                    suspects.append(("missing", key, source_key, values))
-                elif any(comparable(values[n]) != comparable(current[n]) for n in drain.columns):
-                    suspects.append(("different", key, source_key, values))
-            self.settle(suspects)
+        query = drain.source_rows().order_by(*key_columns).limit(self.chunk_size)
+        condition = after(key_columns, last)
+        rows = self.source.execute(query if condition is None else query.where(condition)).all()
+        self.source.rollback()
+        if not rows:
+            return last, False
+        last = tuple(rows[-1][: self.width])
+        wanted = {}
+        for row in rows:
+            values = drain.row(row[self.width :])
+            for name, convert in drain.convert.items():
+                values[name] = convert(values[name])
+            wanted[tuple(comparable(values[k]) for k in drain.keys)] = (tuple(row[: self.width]), values)
+        have = {}
+        keys = [tuple(values[k] for k in drain.keys) for _, values in wanted.values()]
+        for part in key_chunks(keys, len(dest_keys)):
+            for found in self.destination.execute(sa.select(dest_table).where(key_in(dest_keys, list(part)))):
+                have[tuple(comparable(found._mapping[k]) for k in drain.keys)] = found._mapping
+        self.destination.rollback()
+        self.result.checked += len(rows)
+        suspects = []
+        for key, (source_key, values) in wanted.items():
+            current = have.get(key)
+            if current is None:
+                suspects.append(("missing", key, source_key, values))
+            elif any(comparable(values[n]) != comparable(current[n]) for n in drain.columns):
+                suspects.append(("different", key, source_key, values))
+        self.settle(suspects)
+        return last, True
 
     def settle(self, suspects: list[tuple]) -> None:
         if not suspects:
@@ -128,41 +149,39 @@ class Reconciler:
             self.drain.apply(self.destination, fix, [])
             self.result.repaired += len(fix)
 
-    def compare_destination(self) -> None:
+    def destination_chunk(self, last: tuple | None) -> tuple[tuple | None, bool]:
+        """Look for extra destination rows after key `last`; returns the new last key and whether more follow."""
         drain = self.drain
-        if drain.on_delete == "keep":
-            return  # rows the source no longer has are meant to stay
         target = drain.write_table
         dest_keys = [target.c[k] for k in drain.keys]
         others = [target.c[n] for n in drain.columns if n not in drain.keys]
-        last = None
-        while True:
-            query = sa.select(*dest_keys).order_by(*dest_keys).limit(self.chunk_size)
-            if drain.on_delete == "nullify":  # a row of another source is extra only if it holds our values
-                if not others:
-                    return
-                query = query.where(sa.or_(*[c.isnot(None) for c in others]))
-            condition = after(dest_keys, last)
-            keys = [tuple(r) for r in self.destination.execute(query if condition is None else query.where(condition))]
-            self.destination.rollback()
-            if not keys:
-                return
-            last = keys[-1]
-            gone = missing_in_source(self.source, drain, keys, self.to_source)
-            if not gone:
-                continue
-            converters = [self.to_source.get(k) for k in drain.source_keys]
-            pending = self.pending_keys([tuple(f(v) if f else v for f, v in zip(converters, k)) for k in gone])
-            extra = []
-            for key in gone:
-                if tuple(comparable(f(v) if f else v) for f, v in zip(converters, key)) in pending:
-                    self.result.pending += 1
-                else:
-                    extra.append(key)
-                    self.note("extra", key)
-            self.result.extra += len(extra)
-            if extra and self.repair:
-                self.result.repaired += self.drain.apply(self.destination, [], extra)
+        query = sa.select(*dest_keys).order_by(*dest_keys).limit(self.chunk_size)
+        if drain.on_delete == "nullify":  # a row of another source is extra only if it holds our values
+            if not others:
+                return last, False
+            query = query.where(sa.or_(*[c.isnot(None) for c in others]))
+        condition = after(dest_keys, last)
+        keys = [tuple(r) for r in self.destination.execute(query if condition is None else query.where(condition))]
+        self.destination.rollback()
+        if not keys:
+            return last, False
+        last = keys[-1]
+        gone = missing_in_source(self.source, drain, keys, self.to_source)
+        if not gone:
+            return last, True
+        converters = [self.to_source.get(k) for k in drain.source_keys]
+        pending = self.pending_keys([tuple(f(v) if f else v for f, v in zip(converters, k)) for k in gone])
+        extra = []
+        for key in gone:
+            if tuple(comparable(f(v) if f else v) for f, v in zip(converters, key)) in pending:
+                self.result.pending += 1
+            else:
+                extra.append(key)
+                self.note("extra", key)
+        self.result.extra += len(extra)
+        if extra and self.repair:
+            self.result.repaired += self.drain.apply(self.destination, [], extra)
+        return last, True
 
 
 def reconcile(
@@ -185,10 +204,10 @@ def reconcile(
         info = load_channel(sconn, src, channel)
         sconn.rollback()
     table = destination_table or info.table.name
-    with src.channel_lock(source, info.schema, channel, lock_timeout), \
-            source.connect() as sconn, destination.connect() as dconn:
+    with source.connect() as sconn, destination.connect() as dconn:
         drain = Drain(sconn, dconn, src, dst, info, table, destination_schema, False, deletes, mapping)
-        work = Reconciler(sconn, dconn, drain, repair, chunk_size)
+        work = Reconciler(sconn, dconn, drain, repair, chunk_size,
+                          hold=lambda: src.channel_lock(source, info.schema, channel, lock_timeout))
         work.compare_source()
         work.compare_destination()
     result = work.result

@@ -1,9 +1,10 @@
 """Initial load and resync: copy the source table into the mirror while capture is on.
 
-The channel is installed first, so every write made during the copy is captured. The copy
-holds the channel's lock, so no drain runs meanwhile: a row copied in a stale state was
-changed after it was read, so its change is still pending and the next drain writes the
-current state over it. Nothing changed during the copy is lost.
+The channel is installed first, so every write made during the copy is captured. Each chunk
+is read and written under the channel's lock, so no drain interleaves with it: a row copied
+in a stale state was changed after it was read, so its change is still pending and the next
+drain writes the current state over it. Nothing changed during the copy is lost, and drains
+keep running between chunks.
 
 The copy walks the source in primary key order, one chunk (keyset page) at a time, so
 memory holds one chunk whatever the table's size. After each chunk is committed in the
@@ -18,12 +19,15 @@ ranges: two engines may order the same strings differently.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import decimal
 import json
 import logging
 import time
 import uuid
+from collections.abc import Callable
+from contextlib import AbstractContextManager as ContextManager
 from dataclasses import asdict, dataclass
 
 import sqlalchemy as sa
@@ -160,8 +164,10 @@ def unfinished(source: Connection, schema: str | None, channel: str) -> bool:
 
 
 def run_snapshot(source: Connection, destination: Connection, drain: Drain, *, resync: bool, chunk_size: int,
-                 deadline: float | None, schema: str | None, restart: bool = False) -> SnapshotResult:
-    """Copy (and for a resync, sweep) under the channel lock, which the caller holds."""
+                 deadline: float | None, schema: str | None, restart: bool = False,
+                 hold: Callable[[], ContextManager] = contextlib.nullcontext) -> SnapshotResult:
+    """Copy (and for a resync, sweep) chunk by chunk, each under `hold()`: the channel lock, or
+    nothing when the caller holds it throughout."""
     if chunk_size < 1:
         raise ValueError(f"chunk_size must be at least 1, got {chunk_size}")
     progress = Progress(source, schema, drain.channel.name)
@@ -181,36 +187,38 @@ def run_snapshot(source: Connection, destination: Connection, drain: Drain, *, r
     width = len(drain.source_keys)
     key_columns = [drain.source_table.c[k] for k in drain.source_keys]
     while progress.phase == COPY and not out_of_time():
-        query = drain.source_rows().order_by(*key_columns).limit(chunk_size)
-        condition = after(key_columns, progress.last)
-        rows = source.execute(query if condition is None else query.where(condition)).all()
-        source.rollback()
-        if not rows:
-            progress.phase, progress.last = (SWEEP if progress.resync else DONE), None
-        else:
-            drain.apply(destination, [drain.row(r[width:]) for r in rows], [])
-            progress.last = tuple(rows[-1][:width])
-            progress.copied += len(rows)
-            result.copied += len(rows)
-            result.chunks += 1
+        with hold():
+            query = drain.source_rows().order_by(*key_columns).limit(chunk_size)
+            condition = after(key_columns, progress.last)
+            rows = source.execute(query if condition is None else query.where(condition)).all()
+            source.rollback()
+            if not rows:
+                progress.phase, progress.last = (SWEEP if progress.resync else DONE), None
+            else:
+                drain.apply(destination, [drain.row(r[width:]) for r in rows], [])
+                progress.last = tuple(rows[-1][:width])
+                progress.copied += len(rows)
+                result.copied += len(rows)
+                result.chunks += 1
         progress.save(source)
 
     dest_keys = [drain.target.c[k] for k in drain.keys]
     to_source = value_converters(drain.source_table)
     while progress.phase == SWEEP and not out_of_time():
-        query = sa.select(*dest_keys).order_by(*dest_keys).limit(chunk_size)
-        condition = after(dest_keys, progress.last)
-        keys = [tuple(r) for r in destination.execute(query if condition is None else query.where(condition))]
-        destination.rollback()
-        if not keys:
-            progress.phase, progress.last = DONE, None
-        else:
-            gone = missing_in_source(source, drain, keys, to_source)
-            removed = drain.apply(destination, [], gone) if gone else 0
-            progress.last = keys[-1]
-            progress.removed += removed
-            result.removed += removed
-            result.chunks += 1
+        with hold():
+            query = sa.select(*dest_keys).order_by(*dest_keys).limit(chunk_size)
+            condition = after(dest_keys, progress.last)
+            keys = [tuple(r) for r in destination.execute(query if condition is None else query.where(condition))]
+            destination.rollback()
+            if not keys:
+                progress.phase, progress.last = DONE, None
+            else:
+                gone = missing_in_source(source, drain, keys, to_source)
+                removed = drain.apply(destination, [], gone) if gone else 0
+                progress.last = keys[-1]
+                progress.removed += removed
+                result.removed += removed
+                result.chunks += 1
         progress.save(source)
     result.done = progress.phase == DONE
     return result
@@ -258,11 +266,11 @@ def snapshot(
         info = load_channel(sconn, src, channel)
         sconn.rollback()
     table = destination_table or info.table.name
-    with src.channel_lock(source, info.schema, channel, lock_timeout), \
-            source.connect() as sconn, destination.connect() as dconn:
+    with source.connect() as sconn, destination.connect() as dconn:
         drain = Drain(sconn, dconn, src, dst, info, table, destination_schema, create_table, deletes, mapping)
         result = run_snapshot(sconn, dconn, drain, resync=resync, chunk_size=chunk_size, deadline=deadline,
-                              schema=info.schema, restart=restart)
+                              schema=info.schema, restart=restart,
+                              hold=lambda: src.channel_lock(source, info.schema, channel, lock_timeout))
     log.info("channel %r (%s -> %s): %s %s, %d rows copied, %d removed in %d chunks", channel, info.table,
              describe(table, destination_schema), "resync" if resync else "initial load",
              "complete" if result.done else "paused (resumes on the next run)", result.copied, result.removed,
