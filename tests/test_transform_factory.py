@@ -24,6 +24,7 @@ reflections:
       filter: "amount > 0"
       on_delete: nullify
     reconcile: {schedule: "@daily", repair: true, chunk_size: 100}
+    on_failure_callback: builtins.print
   - name: plain
     initial_load: false
     source: {conn_id: src, table: plain}
@@ -50,6 +51,7 @@ def test_mapping_initial_load_and_reconcile_reach_the_tasks(tmp_path):
     check = dags["pdr_orders_reconcile"].get_task("reconcile")
     assert (check.channel, check.destination_table, check.repair, check.chunk_size) == ("orders", "orders_copy", True, 100)
     assert check.mapping == reflect.mapping
+    assert check.on_failure_callback == reflect.on_failure_callback == [print], "reconcile alerts too"
     assert type(dags["pdr_orders_reconcile"].timetable).__name__ == "CronTriggerTimetable"
 
 

@@ -31,6 +31,28 @@ def _doc(r: Reflection, path: Path | None) -> str:
     )
 
 
+def _default_args(r: Reflection) -> dict:
+    return {
+        "owner": r.owner,
+        "retries": r.retries,
+        "retry_delay": timedelta(seconds=r.retry_delay),
+        **{key: r.callback(key) for key in CALLBACKS if getattr(r, key)},
+    }
+
+
+def _mirror_args(r: Reflection) -> dict:
+    """What the reflect and reconcile tasks both need to find the source and the mirror."""
+    return {
+        "source_conn_id": r.source.conn_id,
+        "channel": r.channel,
+        "destination_conn_id": r.destination.conn_id,
+        "destination_table": r.destination.table,
+        "destination_schema": r.destination.schema_,
+        "mapping": r.mapping,
+        "deletes": r.deletes,
+    }
+
+
 def build_dag(reflection: Reflection, path: Path | None = None) -> DAG:
     # Operators are imported here so that `pdr-lint` and the config model never need them.
     from airflow.sdk import Param
@@ -39,12 +61,6 @@ def build_dag(reflection: Reflection, path: Path | None = None) -> DAG:
     from airflow_provider_pdr.sensors import PendingChangesSensor
 
     r = reflection
-    default_args = {
-        "owner": r.owner,
-        "retries": r.retries,
-        "retry_delay": timedelta(seconds=r.retry_delay),
-        **{key: r.callback(key) for key in CALLBACKS if getattr(r, key)},
-    }
     # auto_register=False: only the DAGs handed back are registered, so a reflection that
     # fails half-way through building never leaves a partial DAG behind.
     with DAG(
@@ -53,7 +69,7 @@ def build_dag(reflection: Reflection, path: Path | None = None) -> DAG:
         start_date=r.start_date,
         catchup=False,
         max_active_runs=1,  # one drain at a time: the channel lock would make a second run wait anyway
-        default_args=default_args,
+        default_args=_default_args(r),
         tags=["pdr", *r.tags],
         doc_md=_doc(r, path),
         # Trigger with full_refresh to resync: copy every row again, remove what the source lost.
@@ -81,18 +97,12 @@ def build_dag(reflection: Reflection, path: Path | None = None) -> DAG:
         )
         reflect = ReflectOperator(
             task_id="reflect",
-            source_conn_id=r.source.conn_id,
             source_table=r.source.table,
-            channel=r.channel,
-            destination_conn_id=r.destination.conn_id,
-            destination_table=r.destination.table,
-            destination_schema=r.destination.schema_,
             batch_size=r.batch_size,
             create_table=r.create_table,
-            deletes=r.deletes,
             time_budget=r.time_budget,
-            mapping=r.mapping,
             initial_load=r.initial_load,
+            **_mirror_args(r),
         )
         install >> wait >> reflect
     return dag
@@ -109,20 +119,14 @@ def build_reconcile_dag(reflection: Reflection, path: Path | None = None) -> DAG
         start_date=r.start_date,
         catchup=False,
         max_active_runs=1,
-        default_args={"owner": r.owner, "retries": r.retries, "retry_delay": timedelta(seconds=r.retry_delay)},
+        default_args=_default_args(r),  # the same alerting as the reflection's own DAG
         tags=["pdr", "reconcile", *r.tags],
         doc_md="Checks that the mirror equals its source. " + _doc(r, path),
         auto_register=False,
     ) as dag:
         ReconcileOperator(
             task_id="reconcile",
-            source_conn_id=r.source.conn_id,
-            channel=r.channel,
-            destination_conn_id=r.destination.conn_id,
-            destination_table=r.destination.table,
-            destination_schema=r.destination.schema_,
-            mapping=r.mapping,
-            deletes=r.deletes,
+            **_mirror_args(r),
             repair=check.repair,
             chunk_size=check.chunk_size,
         )
