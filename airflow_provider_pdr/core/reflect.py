@@ -128,6 +128,7 @@ class Drain:
             *[sa.Column(n, self.target.c[n].type, primary_key=n in self.keys) for n in self.columns],
             schema=self.target.schema,
         )
+        self.write = dst.upserter(destination.dialect, self.write_table, self.keys)  # prepared once
         self.statements = {
             kind: bound_statement(getattr(mapping, f"{kind}_statement"), self.write_table, allowed, kind)
             for kind, allowed in (("upsert", self.columns), ("delete", self.keys))
@@ -232,7 +233,7 @@ class Drain:
         if self.statements["upsert"] is not None:
             destination.execute(self.statements["upsert"], rows)
         else:
-            self.dst.upsert(destination, self.write_table, self.keys, rows)
+            self.write(destination, rows)
 
     @staticmethod
     def trial(destination: Connection, write) -> str | None:

@@ -99,6 +99,11 @@ class EngineModule:
     def upsert(self, conn: Connection, table: sa.Table, key_columns: Sequence[str], rows: list[dict]) -> None:
         raise NotImplementedError
 
+    def upserter(self, dialect: sa.engine.Dialect, table: sa.Table, key_columns: Sequence[str]):
+        """A function ``write(conn, rows)`` upserting row dicts into `table`, prepared once for many
+        batches. Engines whose driver has a native bulk path compile the statement once here."""
+        return lambda conn, rows: self.upsert(conn, table, key_columns, rows)
+
     def delete_keys(self, conn: Connection, table: sa.Table, key_columns: Sequence[str], keys: list[tuple]) -> int:
         """Delete rows by key; returns how many rows were removed."""
         columns = [table.c[name] for name in key_columns]
@@ -135,6 +140,43 @@ class EngineModule:
         return generic
 
 
+def bind_processors(dialect: sa.engine.Dialect, table: sa.Table) -> list:
+    """Per column, the driver's value conversion SQLAlchemy would apply (None where there is none)."""
+    return [column.type.dialect_impl(dialect).bind_processor(dialect) for column in table.columns]
+
+
+def driver_rows(rows: list[dict], names: Sequence[str], processors: Sequence) -> list[list]:
+    """Row dicts as value lists in column order, each value through its column's bind processor."""
+    convert = [(i, p) for i, p in enumerate(processors) if p is not None]
+    out = []
+    for row in rows:
+        values = [row[name] for name in names]
+        for i, process in convert:
+            values[i] = process(values[i])
+        out.append(values)
+    return out
+
+
+@contextlib.contextmanager
+def driver_cursor(conn: Connection, statement: str) -> Iterator:
+    """A DBAPI cursor inside the connection's transaction; driver errors surface as SQLAlchemy's
+    DBAPIError (a lost connection is invalidated), as they would through conn.execute."""
+    if not conn.in_transaction():
+        conn.begin()  # so that conn.commit() commits what the cursor writes
+    dbapi = conn.dialect.loaded_dbapi
+    cursor = conn.connection.cursor()
+    try:
+        yield cursor
+    except dbapi.Error as error:
+        lost = conn.dialect.is_disconnect(error, conn.connection.dbapi_connection, cursor)
+        if lost:
+            conn.invalidate()
+        raise sa.exc.DBAPIError.instance(statement, None, error, dbapi.Error, connection_invalidated=lost) from error
+    finally:
+        if not conn.invalidated:
+            cursor.close()
+
+
 def chunks(items: Sequence, size: int) -> Iterator[Sequence]:
     for start in range(0, len(items), size):
         yield items[start : start + size]
@@ -157,4 +199,4 @@ def key_mismatch(old: str, new: str, columns: Sequence[str], quote, cast) -> str
     )
 
 
-__all__ = ["CaptureTarget", "EngineModule", "SourceTable", "chunks", "names"]
+__all__ = ["CaptureTarget", "EngineModule", "SourceTable", "bind_processors", "chunks", "driver_cursor", "driver_rows", "names"]

@@ -10,7 +10,9 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import mysql
 
 from airflow_provider_pdr.core import names
-from airflow_provider_pdr.core.engines.base import CaptureTarget, EngineModule, SourceTable, key_mismatch, release
+from airflow_provider_pdr.core.engines.base import (
+    CaptureTarget, EngineModule, SourceTable, driver_cursor, driver_rows, key_mismatch, release,
+)
 from airflow_provider_pdr.core.errors import ConfigurationError, UnsupportedTypeError
 
 EVENTS = {"i": "INSERT", "u": "UPDATE", "d": "DELETE"}
@@ -91,12 +93,31 @@ class MysqlEngine(EngineModule):
                  for v in (column, value)]
         return sa.and_(column == value, exact[0] == exact[1])
 
-    def upsert(self, conn, table: sa.Table, key_columns, rows) -> None:
+    @staticmethod
+    def upsert_statement(table: sa.Table, key_columns):
         statement = mysql.insert(table)
         updates = {c.name: statement.inserted[c.name] for c in table.columns if c.name not in key_columns}
         if not updates:  # nothing but the key: re-set one key column to itself
             updates = {key_columns[0]: statement.inserted[key_columns[0]]}
-        conn.execute(statement.on_duplicate_key_update(updates), rows)
+        return statement.on_duplicate_key_update(updates)
+
+    def upserter(self, dialect, table, key_columns):
+        compiled = self.upsert_statement(table, key_columns).compile(dialect=dialect)
+        if dialect.driver != "mysqldb" or compiled.positiontup is None:
+            return super().upserter(dialect, table, key_columns)
+        # mysqlclient's executemany rewrites INSERT ... VALUES (...) ON DUPLICATE KEY UPDATE
+        # into multi-row statements itself: compiled once, rows as lists in bind order.
+        names = [next(c.name for c in table.columns if c.key == key) for key in compiled.positiontup]
+        processors = [table.c[name].type.dialect_impl(dialect).bind_processor(dialect) for name in names]
+
+        def write(conn, rows):
+            with driver_cursor(conn, compiled.string) as cursor:
+                cursor.executemany(compiled.string, driver_rows(rows, names, processors))
+
+        return write
+
+    def upsert(self, conn, table: sa.Table, key_columns, rows) -> None:
+        conn.execute(self.upsert_statement(table, key_columns), rows)
 
     @contextlib.contextmanager
     def channel_lock(self, engine, schema, channel, timeout):

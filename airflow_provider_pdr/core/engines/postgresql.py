@@ -11,7 +11,9 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
 
 from airflow_provider_pdr.core import names
-from airflow_provider_pdr.core.engines.base import CaptureTarget, EngineModule, SourceTable, release
+from airflow_provider_pdr.core.engines.base import (
+    CaptureTarget, EngineModule, SourceTable, bind_processors, driver_cursor, driver_rows, release,
+)
 
 # One trigger per event: transition tables may not be shared by multi-event triggers.
 EVENTS = {
@@ -95,13 +97,43 @@ class PostgresEngine(EngineModule):
         )
         return {name.rsplit("_", 1)[0] for (name,) in rows}
 
-    def upsert(self, conn, table: sa.Table, key_columns, rows) -> None:
+    @staticmethod
+    def upsert_statement(table: sa.Table, key_columns):
         statement = postgresql.insert(table)
         updates = {c.name: statement.excluded[c.name] for c in table.columns if c.name not in key_columns}
         if updates:
-            statement = statement.on_conflict_do_update(index_elements=list(key_columns), set_=updates)
-        else:
-            statement = statement.on_conflict_do_nothing(index_elements=list(key_columns))
+            return statement.on_conflict_do_update(index_elements=list(key_columns), set_=updates)
+        return statement.on_conflict_do_nothing(index_elements=list(key_columns))
+
+    def upserter(self, dialect, table, key_columns):
+        if dialect.driver != "psycopg2":
+            return super().upserter(dialect, table, key_columns)
+        from psycopg2.extras import execute_values
+
+        # Compiled once: the single-row VALUES tuple (with SQLAlchemy's casts) becomes the
+        # template that execute_values repeats, and the statement keeps one %s in its place.
+        plain = sa.insert(table).compile(dialect=dialect)
+        template = plain.string[plain.string.rindex(" VALUES ") + len(" VALUES "):]
+        full = self.upsert_statement(table, key_columns).compile(dialect=dialect).string
+        sql = full.replace(f" VALUES {template}", " VALUES %s", 1)
+        if sql == full:  # a form we do not recognise: stay on the general path
+            return super().upserter(dialect, table, key_columns)
+        names = [c.name for c in table.columns]
+        for name in names:  # named binds, in column order, become positional: rows travel as lists
+            template = template.replace(f"%({plain.escaped_bind_names.get(name, name)})s", "%s", 1)
+        if "%(" in template:
+            return super().upserter(dialect, table, key_columns)
+        processors = bind_processors(dialect, table)
+
+        def write(conn, rows):
+            with driver_cursor(conn, sql) as cursor:
+                execute_values(cursor, sql, driver_rows(rows, names, processors), template=template,
+                               page_size=len(rows))
+
+        return write
+
+    def upsert(self, conn, table: sa.Table, key_columns, rows) -> None:
+        statement = self.upsert_statement(table, key_columns)
         # SQLAlchemy sends an ON CONFLICT insert without RETURNING through the driver's
         # executemany, one round trip per row; with RETURNING it batches the rows into
         # multi-row VALUES statements ("insertmanyvalues"), a whole batch per statement.
