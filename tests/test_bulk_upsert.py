@@ -1,0 +1,42 @@
+"""The compiled bulk upsert: names SQLAlchemy must escape, and updates of rows already mirrored."""
+
+from __future__ import annotations
+
+import decimal
+import uuid
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql
+
+from airflow_provider_pdr.core import install_channel, reflect
+
+TABLE = "odd%s VALUES (x)"
+
+
+def test_percent_and_values_in_names_reach_postgresql_exactly(databases):
+    source, destination = databases.new("postgresql"), databases.new("postgresql")
+    table = sa.Table(
+        TABLE, sa.MetaData(),
+        sa.Column("k%(ey)s", sa.BigInteger, primary_key=True),
+        sa.Column("j VALUES %s", postgresql.JSONB),
+        sa.Column("u", sa.Uuid),
+        sa.Column("d%%", sa.Numeric(30, 10)),
+        sa.Column('q"uote', sa.Text),
+    )
+    table.create(source)
+    install_channel(source, "c", TABLE)
+    rows = [{"k%(ey)s": 2**62 + i, "j VALUES %s": {"a": [i, "x%s"], "n": None}, "u": uuid.uuid4(),
+             "d%%": decimal.Decimal("12345678901234567890.0123456789"), 'q"uote': "it's %s %(x)s"}
+            for i in range(3)]
+    with source.begin() as conn:
+        conn.execute(table.insert(), rows)
+    assert reflect(source, destination, "c", create_table=True).upserted == 3
+    with source.begin() as conn:  # a second batch updates rows the first one wrote
+        conn.execute(table.update().values({"d%%": decimal.Decimal("-1.5"), 'q"uote': "%%"}))
+    assert reflect(source, destination, "c").upserted == 3
+
+    mirror = sa.Table(TABLE, sa.MetaData(), autoload_with=destination)
+    with destination.connect() as conn:
+        got = [dict(row._mapping) for row in conn.execute(sa.select(mirror).order_by(mirror.c["k%(ey)s"]))]
+    expected = [{**row, "d%%": decimal.Decimal("-1.5000000000"), 'q"uote': "%%"} for row in rows]
+    assert got == expected
