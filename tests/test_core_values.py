@@ -9,7 +9,9 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.dialects import mysql, postgresql
 
-from airflow_provider_pdr.core import UnsupportedTypeError, install_channel, reflect
+from airflow_provider_pdr.core import (
+    ConfigurationError, UnsupportedTypeError, install_channel, pending_changes, reflect,
+)
 from airflow_provider_pdr.core.engines import engine_module
 from airflow_provider_pdr.core.schema import reflect_table
 from core_tables import create, write
@@ -141,3 +143,40 @@ def test_sqlite_numeric_affinity_values_keep_their_scale(source, destination):
                                    {"id": 2, "price": decimal.Decimal("120.50")}])
     reflect(source, destination, "prices", "prices", create_table=True)
     assert [str(price) for _, price in typed_rows(destination, "prices")] == ["80.00", "120.50"]
+
+
+@pytest.mark.parametrize("source", ["postgresql"], indirect=True)
+@pytest.mark.parametrize("destination", ["mysql", "sqlite", "postgresql"], indirect=True)
+def test_json_documents_arrive_as_json(source, destination):
+    """MariaDB's JSON is LONGTEXT with a validity check: a document must arrive as JSON text."""
+    import json
+
+    table = create(source, "docs",
+                   sa.Column("id", sa.Integer, primary_key=True, autoincrement=False),
+                   sa.Column("doc", postgresql.JSONB), sa.Column("items", postgresql.JSONB))
+    install_channel(source, "docs", "docs")
+    document = {"name": "ü ' \"", "n": [1, 2.5, None, True], "nested": {"a": {}}}
+    write(source, table.insert(), {"id": 1, "doc": document, "items": [1, "two"]})
+    reflect(source, destination, "docs", "docs", create_table=True)
+    ((_, doc, items),) = typed_rows(destination, "docs")
+    decode = lambda value: json.loads(value) if isinstance(value, str) else value
+    assert (decode(doc), decode(items)) == (document, [1, "two"])
+
+
+@pytest.mark.parametrize("source", ["sqlite"], indirect=True)
+def test_percent_signs_in_column_names(source, destination):
+    """Mirrored where the engine can write them; refused clearly, before any write, by MySQL."""
+    table = create(source, "rates",
+                   sa.Column("id", sa.Integer, primary_key=True, autoincrement=False),
+                   sa.Column("rate %", sa.String(10)), sa.Column("100%", sa.Integer))
+    install_channel(source, "rates", "rates")
+    write(source, table.insert(), [{"id": 1, "rate %": "5%", "100%": 1}, {"id": 2, "rate %": "x", "100%": 2}])
+    if engine_module(destination).name == "mysql":
+        with pytest.raises(ConfigurationError, match=r"columns \['rate %', '100%'\] contain '%'"):
+            reflect(source, destination, "rates", "rates", create_table=True)
+        assert pending_changes(source, "rates").count == 2, "nothing acknowledged"
+        return
+    reflect(source, destination, "rates", "rates", create_table=True)
+    write(source, table.update().where(table.c.id == 1).values({"rate %": "6%"}))
+    reflect(source, destination, "rates", "rates")
+    assert typed_rows(destination, "rates") == [(1, "6%", 1), (2, "x", 2)]

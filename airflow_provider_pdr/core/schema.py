@@ -4,6 +4,7 @@ creating a destination table, and the value conversions a destination column nee
 from __future__ import annotations
 
 import datetime as dt
+import json
 import uuid
 from collections.abc import Callable, Sequence
 
@@ -127,7 +128,11 @@ def _naive_utc(value):
 
 
 def _text(value):
-    return str(value) if isinstance(value, uuid.UUID) else value  # a native UUID into a text column
+    if isinstance(value, uuid.UUID):
+        return str(value)
+    if isinstance(value, (dict, list)):  # MariaDB's JSON is LONGTEXT with a validity check
+        return json.dumps(value)
+    return value
 
 
 def _boolean(value):
@@ -139,7 +144,8 @@ def value_converters(table: sa.Table) -> dict[str, Callable]:
 
     Time zone aware values going into a column without time zone are stored in UTC; naive
     values going into a column with time zone are taken as UTC; integers into a boolean
-    column become booleans; UUIDs into a text column take their canonical text form.
+    column become booleans; UUIDs into a text column take their canonical text form, JSON
+    documents JSON text.
     """
     converters = {}
     for column in table.columns:

@@ -103,6 +103,7 @@ class MysqlEngine(EngineModule):
 
     def upserter(self, dialect, table, key_columns):
         compiled = self.upsert_statement(table, key_columns).compile(dialect=dialect)
+        refuse_percent(table)
         if dialect.driver != "mysqldb" or compiled.positiontup is None:
             return super().upserter(dialect, table, key_columns)
         # mysqlclient's executemany rewrites INSERT ... VALUES (...) ON DUPLICATE KEY UPDATE
@@ -117,6 +118,7 @@ class MysqlEngine(EngineModule):
         return write
 
     def upsert(self, conn, table: sa.Table, key_columns, rows) -> None:
+        refuse_percent(table)
         conn.execute(self.upsert_statement(table, key_columns), rows)
 
     @contextlib.contextmanager
@@ -163,3 +165,14 @@ class MysqlEngine(EngineModule):
                     "DECIMAL(65,30); create the destination table yourself"
                 )
         return generic
+
+
+def refuse_percent(table: sa.Table) -> None:
+    """SQLAlchemy escapes '%' twice inside ON DUPLICATE KEY UPDATE ... VALUES(`a%b`), so the
+    server is asked for a column `a%%b`: refuse before anything is written."""
+    names = [column.name for column in table.columns if "%" in column.name]
+    if names:
+        raise ConfigurationError(
+            f"destination table {table.name!r}: columns {names} contain '%', which cannot be upserted "
+            "into MySQL/MariaDB; rename them or map them to other destination names (mapping.fields)"
+        )
