@@ -22,10 +22,8 @@ from dataclasses import asdict, dataclass, field
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
-from airflow_provider_pdr.core.channel import load_channel
-from airflow_provider_pdr.core.engines import engine_module
 from airflow_provider_pdr.core.keys import after, key_chunks, key_in
-from airflow_provider_pdr.core.reflect import Drain
+from airflow_provider_pdr.core.reflect import Drain, open_drain
 from airflow_provider_pdr.core.schema import describe, value_converters
 from airflow_provider_pdr.core.snapshot import comparable, missing_in_source
 from airflow_provider_pdr.core.transform import Mapping
@@ -199,15 +197,11 @@ def reconcile(
 ) -> ReconcileResult:
     """Compare the mirror with the source; with ``repair=True`` also make it equal. With
     `deletes` false (or on_delete keep), rows the source no longer has are not differences."""
-    src, dst = engine_module(source), engine_module(destination)
-    with source.connect() as sconn:
-        info = load_channel(sconn, src, channel)
-        sconn.rollback()
-    table = destination_table or info.table.name
-    with source.connect() as sconn, destination.connect() as dconn:
-        drain = Drain(sconn, dconn, src, dst, info, table, destination_schema, False, deletes, mapping)
+    with open_drain(source, destination, channel, destination_table, destination_schema,
+                    create_table=False, deletes=deletes, mapping=mapping) as (drain, sconn, dconn):
+        info, table = drain.channel, drain.target.name
         work = Reconciler(sconn, dconn, drain, repair, chunk_size,
-                          hold=lambda: src.channel_lock(source, info.schema, channel, lock_timeout))
+                          hold=lambda: drain.src.channel_lock(source, info.schema, channel, lock_timeout))
         work.compare_source()
         work.compare_destination()
     result = work.result

@@ -262,6 +262,19 @@ class Drain:
                 )
 
 
+@contextlib.contextmanager
+def open_drain(source: Engine, destination: Engine, channel: str, destination_table: str | None,
+               destination_schema: str | None, *, create_table: bool, deletes: bool, mapping: Mapping | None):
+    """A Drain on one source and one destination connection, for work beside the reflect loop
+    (snapshot, reconcile); its channel is `drain.channel`, its destination table `drain.target`."""
+    src, dst = engine_module(source), engine_module(destination)
+    with source.connect() as sconn, destination.connect() as dconn:
+        info = load_channel(sconn, src, channel)
+        sconn.rollback()
+        table = destination_table or info.table.name
+        yield Drain(sconn, dconn, src, dst, info, table, destination_schema, create_table, deletes, mapping), sconn, dconn
+
+
 def add_columns(conn: Connection, module: EngineModule, shape: sa.Table, target: sa.Table) -> sa.Table:
     """Add the shape's columns the destination lacks, as nullable columns; returns the table reflected anew."""
     missing = [c for c in shape.columns if c.name not in target.columns]

@@ -33,10 +33,10 @@ from dataclasses import asdict, dataclass
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
-from airflow_provider_pdr.core.channel import load_channel, registry_schema
+from airflow_provider_pdr.core.channel import registry_schema
 from airflow_provider_pdr.core.engines import engine_module
 from airflow_provider_pdr.core.keys import after, key_chunks, key_in
-from airflow_provider_pdr.core.reflect import Drain, committing
+from airflow_provider_pdr.core.reflect import Drain, committing, open_drain
 from airflow_provider_pdr.core.schema import describe, value_converters
 from airflow_provider_pdr.core.transform import Mapping
 
@@ -260,17 +260,13 @@ def snapshot(
     longer has (unless `deletes` is false or the mapping's on_delete is keep). An interrupted
     run resumes where it stopped (``restart=True`` starts over).
     Run a reflect afterwards to apply the changes captured during the copy."""
-    src, dst = engine_module(source), engine_module(destination)
     deadline = None if time_budget is None else time.monotonic() + time_budget
-    with source.connect() as sconn:
-        info = load_channel(sconn, src, channel)
-        sconn.rollback()
-    table = destination_table or info.table.name
-    with source.connect() as sconn, destination.connect() as dconn:
-        drain = Drain(sconn, dconn, src, dst, info, table, destination_schema, create_table, deletes, mapping)
+    with open_drain(source, destination, channel, destination_table, destination_schema,
+                    create_table=create_table, deletes=deletes, mapping=mapping) as (drain, sconn, dconn):
+        info, table = drain.channel, drain.target.name
         result = run_snapshot(sconn, dconn, drain, resync=resync, chunk_size=chunk_size, deadline=deadline,
                               schema=info.schema, restart=restart,
-                              hold=lambda: src.channel_lock(source, info.schema, channel, lock_timeout))
+                              hold=lambda: drain.src.channel_lock(source, info.schema, channel, lock_timeout))
     log.info("channel %r (%s -> %s): %s %s, %d rows copied, %d removed in %d chunks", channel, info.table,
              describe(table, destination_schema), "resync" if resync else "initial load",
              "complete" if result.done else "paused (resumes on the next run)", result.copied, result.removed,
