@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import random
+import threading
+
 import sqlalchemy as sa
 
 
@@ -31,3 +34,39 @@ def table_rows(engine: sa.Engine, name: str) -> list[tuple]:
     with engine.connect() as conn:
         table = sa.Table(name, sa.MetaData(), autoload_with=conn)
         return [tuple(row) for row in conn.execute(sa.select(table).order_by(*table.primary_key.columns))]
+
+
+# Conflicts between concurrent writers themselves, as the engines word them: theirs, not ours.
+WRITER_CONFLICTS = ("deadlock", "locked", "duplicate", "unique", "update conflicts",
+                    "cannot update erased record", "violation of primary")
+
+
+def race_writers(source: sa.Engine, table: sa.Table, drain, writers: int = 4, writes: int = 60) -> list:
+    """Writers insert, update and delete random keys of `table` while `drain()` runs again and
+    again; returns the errors that were not conflicts between the writers themselves."""
+    errors = []
+
+    def writer(seed):
+        rng = random.Random(seed)
+        for _ in range(writes):
+            key = rng.randrange(40)
+            try:
+                with source.begin() as conn:
+                    if conn.execute(sa.select(table.c.id).where(table.c.id == key)).first() is None:
+                        conn.execute(table.insert(), {"id": key, "note": f"w{seed}"})
+                    elif rng.random() < 0.3:
+                        conn.execute(table.delete().where(table.c.id == key))
+                    else:
+                        conn.execute(table.update().where(table.c.id == key).values(note=f"w{seed}-{rng.random()}"))
+            except sa.exc.DBAPIError as error:
+                if not any(conflict in str(error).lower() for conflict in WRITER_CONFLICTS):
+                    errors.append(error)
+
+    threads = [threading.Thread(target=writer, args=(seed,)) for seed in range(writers)]
+    for thread in threads:
+        thread.start()
+    while any(thread.is_alive() for thread in threads):
+        drain()
+    for thread in threads:
+        thread.join()
+    return errors

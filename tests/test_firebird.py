@@ -10,10 +10,8 @@ from __future__ import annotations
 import datetime as dt
 import decimal
 import inspect
-import random
 import subprocess
 import sys
-import threading
 
 import pytest
 import sqlalchemy as sa
@@ -25,7 +23,7 @@ from airflow_provider_pdr.core import (
 )
 from airflow_provider_pdr.core.engines import engine_module
 from airflow_provider_pdr.core.channel import load_channel
-from core_tables import create, orders, table_rows, write
+from core_tables import create, orders, race_writers, table_rows, write
 from test_core_values import all_types_table, typed_rows
 
 PAIRS = [
@@ -105,39 +103,11 @@ def test_a_transaction_that_commits_after_a_later_one_was_reflected_is_not_lost(
     assert pending_changes(source, "orders").count == 0
 
 
-# Conflicts between the writers themselves, as Firebird words them; none of them is ours.
-WRITER_CONFLICTS = ("deadlock", "update conflicts", "cannot update erased record", "violation of primary")
-
-
 def test_concurrent_writers_during_reflect_lose_nothing(databases):
     source, destination = databases.new("firebird"), databases.new("postgresql")
     table = orders(source)
     install_channel(source, "orders", "orders")
-    errors = []
-
-    def writer(seed):
-        rng = random.Random(seed)
-        for _ in range(60):
-            key = rng.randrange(40)
-            try:
-                with source.begin() as conn:
-                    if conn.execute(sa.select(table.c.id).where(table.c.id == key)).first() is None:
-                        conn.execute(table.insert(), {"id": key, "note": f"w{seed}"})
-                    elif rng.random() < 0.3:
-                        conn.execute(table.delete().where(table.c.id == key))
-                    else:
-                        conn.execute(table.update().where(table.c.id == key).values(note=f"w{seed}-{rng.random()}"))
-            except sa.exc.DBAPIError as error:
-                if not any(conflict in str(error).lower() for conflict in WRITER_CONFLICTS):
-                    errors.append(error)
-
-    threads = [threading.Thread(target=writer, args=(seed,)) for seed in range(4)]
-    for thread in threads:
-        thread.start()
-    while any(thread.is_alive() for thread in threads):
-        core.mirror(source, destination, batch_size=7)
-    for thread in threads:
-        thread.join()
+    errors = race_writers(source, table, lambda: core.mirror(source, destination, batch_size=7))
     core.mirror(source, destination)
     assert not errors
     assert table_rows(destination, "mirror") == table_rows(source, "orders")
