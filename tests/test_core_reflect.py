@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import threading
+
 import pytest
 import sqlalchemy as sa
 
-from airflow_provider_pdr.core import ApplyError, install_channel, pending_changes, reflect
-from airflow_provider_pdr.core.reflect import Drain, seq_ranges
+from airflow_provider_pdr.core import ApplyError, ChannelChangedError, install_channel, pending_changes, reflect
+from airflow_provider_pdr.core.reflect import WINDOW_BATCHES, Drain, Window, seq_ranges
 from core_tables import create, orders, race_writers, table_rows, write
 
 
@@ -29,9 +31,10 @@ def test_mirrors_inserts_updates_and_deletes(source, destination):
     write(source, table.delete().where(table.c.id.in_([4, 5])))
     result = mirror(source, destination, batch_size=4)
     assert table_rows(destination, "mirror") == table_rows(source, "orders")
-    # 15 change rows, 4 per batch; keys 1-3 fall in the first and the last batch, so are written
-    # twice; rows 4 and 5 never reached the mirror, so deleting them removes nothing.
-    assert (result.batches, result.changes, result.upserted, result.deleted, result.drained) == (4, 15, 11, 0, True)
+    # 15 change rows, 4 per batch: a batch takes each key with all its changes, so keys 1-3
+    # (inserted, then updated) are read and written once; rows 4 and 5 never reached the
+    # mirror, so deleting them removes nothing.
+    assert (result.batches, result.changes, result.upserted, result.deleted, result.drained) == (4, 15, 8, 0, True)
     assert pending_changes(source, "orders").count == 0
 
 
@@ -193,18 +196,27 @@ def test_several_channels_on_one_table_progress_independently(source, destinatio
     assert table_rows(destination, "fast_copy") == table_rows(destination, "slow_copy") == table_rows(source, "orders")
 
 
-def test_memory_is_bounded_by_the_batch_not_the_backlog(source, databases):
-    """A backlog is read batch_size change rows at a time: no query returns more."""
+def test_memory_is_bounded_by_the_batch_not_the_backlog(source, databases, monkeypatch):
+    """A backlog is read at most WINDOW_BATCHES batches of change rows ahead, and applied
+    batch_size change rows at a time."""
     table = orders(source)
     install_channel(source, "orders", "orders")
     write(source, table.insert(), [{"id": i} for i in range(250)])
-    fetched = []
+    fetched, ahead = [], []
     original = Drain.read_batch
+    changes_after = Drain.changes_after
 
-    def counting(self, conn, batch_size):
-        seqs, upserts, deletes = original(self, conn, batch_size)
-        fetched.append(len(seqs))
-        return seqs, upserts, deletes
+    def reading_ahead(self, conn, after, limit):
+        rows = changes_after(self, conn, after, limit)
+        ahead.append(len(rows))
+        return rows
+
+    monkeypatch.setattr(Drain, "changes_after", reading_ahead)
+
+    def counting(self, conn, window, batch_size):
+        batch = original(self, conn, window, batch_size)
+        fetched.append(len(batch.seqs))
+        return batch
 
     destination = databases.new("sqlite")
     Drain.read_batch = counting
@@ -212,7 +224,9 @@ def test_memory_is_bounded_by_the_batch_not_the_backlog(source, databases):
         result = mirror(source, destination, batch_size=100)
     finally:
         Drain.read_batch = original
-    assert fetched == [100, 100, 50, 0]
+    # Read ahead of the batch in flight, then once more from the oldest change before it ends.
+    assert fetched == [100, 100, 50, 0, 0]
+    assert max(ahead) == 250 <= WINDOW_BATCHES * 100
     assert result.batches == 3 and result.upserted == 250
 
 
@@ -230,3 +244,91 @@ def test_limits_stop_the_drain_and_report_lag(source, destination):
 def test_batch_size_must_be_positive(source, destination):
     with pytest.raises(ValueError, match="batch_size"):
         mirror(source, destination, batch_size=0)
+
+
+def test_a_key_changed_more_often_than_a_batch_holds_is_drained_in_bounded_batches(source, destination):
+    table = orders(source)
+    install_channel(source, "orders", "orders")
+    write(source, table.insert(), [{"id": 1, "note": "hot"}, {"id": 2, "note": "cold"}])
+    for i in range(50):
+        write(source, table.update().where(table.c.id == 1).values(note=f"v{i}"))
+    result = mirror(source, destination, batch_size=4)
+    assert table_rows(destination, "mirror") == [(1, "v49", None), (2, "cold", None)]
+    # The window holds 16 change rows: the hot key's 51 changes take four reads of it, each
+    # applied as one write (a batch may exceed batch_size by one key's changes, never the window).
+    assert (result.changes, result.batches, result.upserted) == (52, 5, 5)
+    assert pending_changes(source, "orders").count == 0
+
+
+@pytest.mark.parametrize("source", ["postgresql", "mysql"], indirect=True)
+def test_a_late_commit_below_the_read_ahead_is_applied_in_the_same_run(source, destination, monkeypatch):
+    """The window reads on after the highest seq it has seen; a change that commits late below
+    it is read when the window runs dry, before the run reports the channel drained."""
+    table = orders(source)
+    install_channel(source, "orders", "orders")
+    early = source.connect()
+    early.execute(table.insert(), {"id": 1, "note": "early, commits late"})  # takes the lower seq
+    write(source, table.insert(), [{"id": i, "note": "on time"} for i in range(2, 12)])
+    original = Drain.apply
+
+    def commit_the_early_one_meanwhile(self, conn, upserts, deletes):
+        if early.in_transaction():
+            early.commit()
+        return original(self, conn, upserts, deletes)
+
+    monkeypatch.setattr(Drain, "apply", commit_the_early_one_meanwhile)
+    result = mirror(source, destination, batch_size=3)
+    early.close()
+    assert result.drained and pending_changes(source, "orders").count == 0
+    assert [r[0] for r in table_rows(destination, "mirror")] == list(range(1, 12))
+
+
+def test_the_next_batch_is_read_while_one_is_applied_and_lands_after_it(source, destination, monkeypatch):
+    """Batch 2 reads key 1's newer state while batch 1 (with its older state) is still being
+    written: batches land in the order they were read, so the newer state wins."""
+    table = orders(source)
+    install_channel(source, "orders", "orders")
+    write(source, table.insert(), [{"id": i, "note": "first"} for i in range(1, 5)])
+    batch_read, original_read, original_apply = threading.Event(), Drain.read_batch, Drain.apply
+
+    def read(self, conn, window, batch_size):
+        batch = original_read(self, conn, window, batch_size)
+        if batch.seqs and len(calls) == 1:
+            batch_read.set()
+        return batch
+
+    calls = []
+
+    def slow_first_apply(self, conn, upserts, deletes):
+        calls.append(len(upserts))
+        if len(calls) == 1:
+            write(source, table.update().where(table.c.id == 1).values(note="second"))
+            assert batch_read.wait(10), "the next batch was not read while this one was applied"
+        return original_apply(self, conn, upserts, deletes)
+
+    monkeypatch.setattr(Drain, "read_batch", read)
+    monkeypatch.setattr(Drain, "apply", slow_first_apply)
+    result = mirror(source, destination, batch_size=2)
+    assert table_rows(destination, "mirror") == table_rows(source, "orders")
+    assert table_rows(destination, "mirror")[0] == (1, "second", None)
+    assert result.drained and calls[0] == 2
+
+
+# MySQL reads the window and the rows in one REPEATABLE READ snapshot: the rows cannot vanish in between.
+@pytest.mark.parametrize("source", ["sqlite", "postgresql"], indirect=True)
+def test_change_rows_that_vanish_under_a_drain_stop_it_and_acknowledge_nothing(source, destination, monkeypatch):
+    table = orders(source)
+    install_channel(source, "orders", "orders")
+    write(source, table.insert(), [{"id": i} for i in range(3)])
+    write(source, table.delete().where(table.c.id == 0))  # decided by the exact join, by seq
+    original = Window.take
+
+    def emptied_meanwhile(self, limit):
+        taken = original(self, limit)
+        write(source, sa.text(f"DELETE FROM {self.drain.changes.name}"))
+        return taken
+
+    monkeypatch.setattr(Window, "take", emptied_meanwhile)
+    with pytest.raises(ChannelChangedError, match=r"channel 'orders': change rows \[\d+\] vanished"):
+        mirror(source, destination)
+    assert table_rows(destination, "mirror") == []

@@ -7,7 +7,7 @@ from airflow_provider_pdr.core.channel import (
     FORMAT_VERSION, Channel, Pending, install_channel, pending_changes, uninstall_channel,
 )
 from airflow_provider_pdr.core.errors import (
-    ApplyError, ChannelBusyError, ChannelNotFoundError, ConfigurationError, PdrError, SchemaError,
+    ApplyError, ChannelBusyError, ChannelChangedError, ChannelNotFoundError, ConfigurationError, PdrError, SchemaError,
     UnreachableError, UnsupportedTypeError,
 )
 from airflow_provider_pdr.core.reconcile import ReconcileResult, reconcile
@@ -16,7 +16,7 @@ from airflow_provider_pdr.core.snapshot import SnapshotResult, is_loaded, snapsh
 from airflow_provider_pdr.core.transform import Field, Mapping
 
 __all__ = [
-    "FORMAT_VERSION", "ApplyError", "Channel", "ChannelBusyError", "ChannelNotFoundError",
+    "FORMAT_VERSION", "ApplyError", "Channel", "ChannelBusyError", "ChannelChangedError", "ChannelNotFoundError",
     "ConfigurationError", "Field", "Mapping", "PdrError", "Pending", "ReconcileResult", "ReflectResult",
     "SchemaError", "SnapshotResult", "UnreachableError", "UnsupportedTypeError",
     "install_channel", "is_loaded", "pending_changes", "reconcile", "reflect", "snapshot", "uninstall_channel",

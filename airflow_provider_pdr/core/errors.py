@@ -31,3 +31,7 @@ class ApplyError(PdrError):
 
 class UnreachableError(PdrError):
     """A database refused the connection or dropped it mid-drain; nothing unapplied was acknowledged."""
+
+
+class ChannelChangedError(PdrError):
+    """The channel's change rows changed under a drain (reinstalled or emptied); nothing was acknowledged."""

@@ -109,10 +109,8 @@ class Reconciler:
             return last, False
         last = tuple(rows[-1][: self.width])
         wanted = {}
-        for row in rows:
-            values = drain.row(row[self.width :])
-            for name, convert in drain.convert.items():
-                values[name] = convert(values[name])
+        for row, converted in zip(rows, drain.converted([row[self.width :] for row in rows])):
+            values = drain.as_dict(converted)
             wanted[tuple(comparable(values[k]) for k in drain.keys)] = (tuple(row[: self.width]), values)
         have = {}
         keys = [tuple(values[k] for k in drain.keys) for _, values in wanted.values()]
@@ -142,7 +140,7 @@ class Reconciler:
                 continue
             setattr(self.result, kind, getattr(self.result, kind) + 1)
             self.note(kind, key)
-            fix.append(values)
+            fix.append([values[name] for name in self.drain.columns])
         if fix and self.repair:
             self.drain.apply(self.destination, fix, [])
             self.result.repaired += len(fix)

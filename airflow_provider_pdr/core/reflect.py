@@ -15,7 +15,11 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
+from collections import OrderedDict
+from collections.abc import Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass
+from typing import NamedTuple
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
@@ -23,7 +27,10 @@ from sqlalchemy.engine import Connection, Engine
 from airflow_provider_pdr.core import drift
 from airflow_provider_pdr.core.channel import Channel, change_table, count_pending, install_channel, load_channel
 from airflow_provider_pdr.core.engines import EngineModule, engine_module
-from airflow_provider_pdr.core.errors import ApplyError, ConfigurationError, SchemaError, UnreachableError
+from airflow_provider_pdr.core.engines.base import chunks
+from airflow_provider_pdr.core.errors import (
+    ApplyError, ChannelChangedError, ConfigurationError, SchemaError, UnreachableError,
+)
 from airflow_provider_pdr.core.keys import key_chunks, key_in
 from airflow_provider_pdr.core.schema import (
     check_destination, create_destination_table, describe, generic_type, reflect_table, value_converters,
@@ -45,6 +52,59 @@ class ReflectResult:
 
     def as_dict(self) -> dict:
         return asdict(self)
+
+
+# How many batches of change rows a drain reads ahead: the reach within which repeated changes
+# of a key are applied once.
+WINDOW_BATCHES = 4
+
+
+class Window:
+    """Change rows read ahead of the batches, (seq, key) only, grouped by key in the order keys
+    first appear. A batch takes the oldest keys with all their changes the window holds, so a
+    key changed many times within a backlog is read and written once. Each change row is read
+    once: the window continues after the highest seq it has read, and starts again from the
+    oldest change when it runs dry (a change that commits late, below that seq, is read then)."""
+
+    def __init__(self, drain: Drain, size: int):
+        self.drain, self.size = drain, size
+        self.keys: OrderedDict[tuple, list[int]] = OrderedDict()  # its first key found in O(1)
+        self.held = 0  # change rows in the window
+        self.top: int | None = None  # highest seq read; None: the next fill starts from the oldest
+        self.fresh = True  # the last fill started from the oldest change
+
+    def fill(self, source: Connection) -> None:
+        if self.held >= self.size:
+            return
+        self.fresh = self.top is None
+        rows = self.drain.changes_after(source, self.top, self.size - self.held)
+        for seq, *key in rows:
+            self.keys.setdefault(tuple(key), []).append(seq)
+        if rows:
+            self.top = rows[-1][0]
+            self.held += len(rows)
+
+    def take(self, limit: int) -> dict[tuple, list[int]]:
+        """The oldest keys and their seqs: up to `limit` change rows, or one key's, if it has more."""
+        taken, count = {}, 0
+        while self.keys:
+            key = next(iter(self.keys))
+            if taken and count + len(self.keys[key]) > limit:
+                break
+            key, taken[key] = self.keys.popitem(last=False)
+            count += len(taken[key])
+        self.held -= count
+        return taken
+
+    def restart(self) -> None:
+        self.keys.clear()
+        self.held, self.top = 0, None
+
+
+class Batch(NamedTuple):
+    seqs: list[int]  # the change rows read, to acknowledge once applied
+    upserts: list[tuple]  # current rows of the keys that exist, values in the order of Drain.columns
+    deletes: list[tuple]  # source keys whose row is gone (or no longer matches the filter)
 
 
 @contextlib.contextmanager
@@ -121,7 +181,13 @@ class Drain:
             self.target = add_columns(destination, dst, self.plan.shape(source_table, creating=False), self.target)
         check_destination(destination, self.plan.shape(source_table, creating=False), self.target, self.keys)
         self.columns = self.plan.names
-        self.convert = {n: f for n, f in value_converters(self.target).items() if n in self.columns}
+        self.width = len(self.source_keys)
+        sources = {planned.name: planned.expression.type for planned in self.plan.columns}
+        needed = value_converters(self.target, sources)
+        # (position in a row, conversion) for the columns whose values need one; key positions too
+        self.convert = [(i, needed[n]) for i, n in enumerate(self.columns) if n in needed]
+        self.key_positions = [self.columns.index(k) for k in self.keys]
+        self.key_convert = {self.key_positions.index(i): f for i, f in self.convert if i in self.key_positions}
         # Write through the destination's own column types, only the mirrored columns.
         self.write_table = sa.Table(
             self.target.name, sa.MetaData(),
@@ -136,20 +202,29 @@ class Drain:
         source.rollback()
         destination.rollback()
 
-        width = len(self.source_keys)
-        batch = (
-            sa.select(self.changes.c.seq.label("pdr_seq"),
-                      *[self.changes.c[f"key_{i}"].label(f"pdr_key_{i}") for i in range(1, width + 1)])
-            .order_by(self.changes.c.seq).limit(sa.bindparam("batch_size")).subquery("pdr_batch")
-        )
-        on = [src.same_key(source_table.c[k], batch.c[f"pdr_key_{i}"]) for i, k in enumerate(self.source_keys, 1)]
+        changes, keys = self.changes, [self.changes.c[f"key_{i}"] for i in range(1, self.width + 1)]
+        oldest = sa.select(changes.c.seq, *keys).order_by(changes.c.seq).limit(sa.bindparam("limit"))
+        self.oldest = {False: oldest, True: oldest.where(changes.c.seq > sa.bindparam("after"))}
+        # The current source rows of the keys asked for, found by the source's key index.
+        key_columns = [source_table.c[k] for k in self.source_keys]
+        self.lookup = None
+        if self.width == 1 or src.row_values:
+            target = key_columns[0] if self.width == 1 else sa.tuple_(*key_columns)
+            self.lookup = (sa.select(*key_columns, *self.selected())
+                           .where(target.in_(sa.bindparam("keys", expanding=True))))
+            if self.plan.condition is not None:
+                self.lookup = self.lookup.where(self.plan.condition)
+        # The current source row of each change row asked for (by seq), absent if gone or filtered
+        # out: exact where the lookup above may not be (collations that ignore case or padding).
+        on = [src.same_key(source_table.c[k], column) for k, column in zip(self.source_keys, keys)]
         if self.plan.condition is not None:  # a row that stops matching reads as absent: it leaves the mirror
             on.append(self.plan.condition)
         present = source_table.c[self.source_keys[0]].isnot(None).label("pdr_present")
-        self.read = sa.select(
-            batch.c.pdr_seq, present, *[batch.c[f"pdr_key_{i}"] for i in range(1, width + 1)],
-            *self.selected(),
-        ).select_from(batch.outerjoin(source_table, sa.and_(*on)))
+        self.current = (
+            sa.select(changes.c.seq, present, *self.selected())
+            .select_from(changes.outerjoin(source_table, sa.and_(*on)))
+            .where(changes.c.seq.in_(sa.bindparam("seqs", expanding=True)))
+        )
 
     def selected(self) -> list[sa.ColumnElement]:
         return [planned.expression.label(f"col_{i}") for i, planned in enumerate(self.plan.columns)]
@@ -162,32 +237,70 @@ class Drain:
         )
         return query if self.plan.condition is None else query.where(self.plan.condition)
 
-    def row(self, values) -> dict:
-        return {name: values[i] for i, name in enumerate(self.columns)}
+    def as_dict(self, row: Sequence) -> dict:
+        """A row (values in the order of `columns`) by destination column name."""
+        return dict(zip(self.columns, row))
 
-    def read_batch(self, source: Connection, batch_size: int):
-        rows = source.execute(self.read, {"batch_size": batch_size}).all()
+    def changes_after(self, source: Connection, after: int | None, limit: int) -> list:
+        """Up to `limit` change rows (seq, key...) in seq order, from the oldest or after seq `after`."""
+        return source.execute(self.oldest[after is not None], {"limit": limit, "after": after}).all()
+
+    def read_batch(self, source: Connection, window: Window, batch_size: int) -> Batch:
+        """The next batch: the oldest keys of the window, up to `batch_size` change rows with every
+        change of theirs the window holds, and the current state of each key.
+
+        Keys are looked up in the source table directly; a key the lookup does not return as
+        such (gone, filtered out, or stored differently in the source, such as 'A' for 'a' under
+        a collation that ignores case) is decided by joining its change row to the source, as
+        exactly as the capture trigger compares keys."""
+        window.fill(source)
+        taken = window.take(batch_size)
+        width, found = self.width, {}
+        if self.lookup is not None:
+            for part in chunks(list(taken), self.src.max_parameters // width):
+                keys = [key[0] for key in part] if width == 1 else list(part)
+                for row in source.execute(self.lookup, {"keys": keys}).all():
+                    found[row[:width]] = row[width:]
+        upserts = [found[key] for key in taken if key in found]
+        unsure = {seqs[0]: key for key, seqs in taken.items() if key not in found}
+        decided = {}
+        for part in chunks(list(unsure), self.src.max_parameters):
+            decided.update((row[0], row) for row in source.execute(self.current, {"seqs": list(part)}).all())
         source.rollback()  # end the read transaction: the next batch must see new commits
-        seqs, upserts, deletes = [], {}, {}
-        width = len(self.source_keys)
-        for row in rows:
-            seqs.append(row[0])
-            key = tuple(row[2 : 2 + width])
-            if row[1]:
-                upserts[key] = self.row(row[2 + width :])
-                deletes.pop(key, None)
-            elif key not in upserts:
-                deletes[key] = key
-        return seqs, list(upserts.values()), list(deletes)
+        if len(decided) != len(unsure):  # only this run deletes change rows, under the channel lock
+            lost = sorted(set(unsure) - set(decided))[:5]
+            raise ChannelChangedError(
+                f"channel {self.channel.name!r}: change rows {lost} vanished during the drain (was the channel "
+                "reinstalled or its change table emptied?); nothing of this batch was acknowledged, run again"
+            )
+        upserts += [row[2:] for row in decided.values() if row[1]]
+        deletes = [unsure[seq] for seq, row in decided.items() if not row[1]]
+        return Batch([seq for seqs in taken.values() for seq in seqs], upserts, deletes)
 
-    def apply(self, destination: Connection, upserts: list[dict], deletes: list[tuple]) -> int:
-        """Write rows and apply deletes (source key tuples) in one transaction; returns rows deleted
-        or, with on_delete=nullify, cleared."""
-        for row in upserts:
-            for name, convert in self.convert.items():
-                row[name] = convert(row[name])
-        key_convert = [self.convert.get(k) for k in self.keys]
-        deletes = [tuple(f(v) if f else v for f, v in zip(key_convert, key)) for key in deletes]
+    def converted(self, rows: list[Sequence]) -> list[Sequence]:
+        """Rows with the values the destination columns need (README: how types travel)."""
+        if not self.convert:
+            return rows
+        out = []
+        for row in rows:
+            row = list(row)
+            for i, convert in self.convert:
+                row[i] = convert(row[i])
+            out.append(row)
+        return out
+
+    def destination_keys(self, keys: list[tuple]) -> list[tuple]:
+        """Source key tuples as the destination's key columns take them."""
+        convert = self.key_convert
+        if not convert:
+            return keys
+        return [tuple(convert[j](v) if j in convert else v for j, v in enumerate(key)) for key in keys]
+
+    def apply(self, destination: Connection, upserts: list[Sequence], deletes: list[tuple]) -> int:
+        """Write rows (values in the order of `columns`) and apply deletes (source key tuples) in
+        one transaction; returns rows deleted or, with on_delete=nullify, cleared."""
+        upserts = self.converted(upserts)
+        deletes = self.destination_keys(deletes)
         removed = 0
         with committing(destination):
             # Deletes first: in a case-insensitive destination, the old key of a case-only key
@@ -216,22 +329,20 @@ class Drain:
     def rejected_row(self, destination: Connection, upserts: list[dict], deletes: list[tuple]) -> str | None:
         """After a rejected batch: apply its rows, then its deletes, one at a time and rolled back,
         to name the first the destination refuses (by key) and why. None if none fails alone."""
-        for row in upserts:
+        for row in self.converted(upserts):
             error = self.trial(destination, lambda row=row: self.upsert_rows(destination, [row]))
             if error is not None:
-                return f"the row {brief_key(self.keys, [row[k] for k in self.keys])} was rejected: {error}"
+                return f"the row {brief_key(self.keys, [row[i] for i in self.key_positions])} was rejected: {error}"
         if self.on_delete != "keep":
-            key_convert = [self.convert.get(k) for k in self.keys]
-            for key in deletes:
-                key = tuple(f(v) if f else v for f, v in zip(key_convert, key))
+            for key in self.destination_keys(deletes):
                 error = self.trial(destination, lambda key=key: self.remove(destination, [key]))
                 if error is not None:
                     return f"the delete of the row {brief_key(self.keys, key)} was rejected: {error}"
         return None
 
-    def upsert_rows(self, destination: Connection, rows: list[dict]) -> None:
+    def upsert_rows(self, destination: Connection, rows: list[Sequence]) -> None:
         if self.statements["upsert"] is not None:
-            destination.execute(self.statements["upsert"], rows)
+            destination.execute(self.statements["upsert"], [self.as_dict(row) for row in rows])
         else:
             self.write(destination, rows)
 
@@ -362,38 +473,14 @@ def reflect(
         ready = True  # False while a copy is unfinished: changes apply after it, on the next run
         # Rows written before new columns existed lack their values; without triggers, changes were lost.
         refill = bool(drain.drift.added or drain.drift.triggers_missing)
+        deadline = None if time_budget is None else started + time_budget
         if initial_load or refill or unfinished(sconn, info.schema, channel):
-            deadline = None if time_budget is None else started + time_budget
             loaded = run_snapshot(sconn, dconn, drain, resync=drain.drift.triggers_missing, restart=refill,
                                   chunk_size=batch_size, deadline=deadline, schema=info.schema)
             result.copied = loaded.copied
             ready = loaded.done
-        while ready:
-            with reaching(where, "source"):
-                seqs, upserts, removed = drain.read_batch(sconn, batch_size)
-            if not seqs:
-                result.drained = True
-                break
-            try:
-                with reaching(where, "destination"):
-                    result.deleted += drain.apply(dconn, upserts, removed)
-            except sa.exc.DBAPIError as error:
-                with reaching(where, "destination"):
-                    culprit = drain.rejected_row(dconn, upserts, removed)
-                raise ApplyError(
-                    f"{where}: the destination rejected a batch of {len(upserts)} upserts and "
-                    f"{len(removed)} deletes, nothing of it was acknowledged: "
-                    f"{culprit or str(error.orig).strip()}"
-                ) from error
-            with reaching(where, "source"):
-                drain.acknowledge(sconn, seqs)
-            result.upserted += len(upserts)
-            result.changes += len(seqs)
-            result.batches += 1
-            if max_batches is not None and result.batches >= max_batches:
-                break
-            if time_budget is not None and time.monotonic() - started >= time_budget:
-                break
+        if ready:
+            Pipeline(drain, sconn, dconn, where, result).run(batch_size, max_batches, deadline)
         with reaching(where, "source"):
             pending = count_pending(sconn, src, info)
         result.lag_seconds = pending.oldest_age_seconds or 0.0
@@ -401,6 +488,63 @@ def reflect(
     log.info("%s: %d upserted, %d deleted in %d batches, lag %.1fs", where, result.upserted,
              result.deleted, result.batches, result.lag_seconds)
     return result
+
+
+class Pipeline:
+    """Applies batches in a worker thread while the next batch is read, so that the source and the
+    destination work at the same time. A batch is acknowledged only after its destination commit,
+    and batches are applied in the order they were read, so a later read (a newer state) always
+    lands last. The drain ends when a read from the oldest change finds nothing, or at a limit."""
+
+    def __init__(self, drain: Drain, source: Connection, destination: Connection, where: str,
+                 result: ReflectResult):
+        self.drain, self.source, self.destination, self.where, self.result = drain, source, destination, where, result
+
+    def run(self, batch_size: int, max_batches: int | None, deadline: float | None) -> None:
+        window = Window(self.drain, WINDOW_BATCHES * batch_size)
+        read = 0
+
+        def more() -> bool:  # the limits stop a drain after a batch, never before the first
+            return read == 0 or ((max_batches is None or read < max_batches)
+                                 and (deadline is None or time.monotonic() < deadline))
+
+        with ThreadPoolExecutor(1, thread_name_prefix="pdr-apply") as writer:
+            flight: tuple[Batch, Future] | None = None
+            while True:
+                batch = None
+                if more():
+                    with reaching(self.where, "source"):
+                        batch = self.drain.read_batch(self.source, window, batch_size)
+                if flight is not None:
+                    self.finish(*flight)
+                    flight = None
+                if batch is None or (not batch.seqs and window.fresh):
+                    return
+                if not batch.seqs:
+                    window.restart()  # dry: look again from the oldest change
+                    continue
+                read += 1
+                flight = batch, writer.submit(self.drain.apply, self.destination, batch.upserts, batch.deletes)
+
+    def finish(self, batch: Batch, applying: Future) -> None:
+        """Wait for the batch's destination commit, then acknowledge exactly its change rows."""
+        where, drain = self.where, self.drain
+        try:
+            with reaching(where, "destination"):
+                self.result.deleted += applying.result()
+        except sa.exc.DBAPIError as error:
+            with reaching(where, "destination"):
+                culprit = drain.rejected_row(self.destination, batch.upserts, batch.deletes)
+            raise ApplyError(
+                f"{where}: the destination rejected a batch of {len(batch.upserts)} upserts and "
+                f"{len(batch.deletes)} deletes, nothing of it was acknowledged: "
+                f"{culprit or str(error.orig).strip()}"
+            ) from error
+        with reaching(where, "source"):
+            drain.acknowledge(self.source, batch.seqs)
+        self.result.upserted += len(batch.upserts)
+        self.result.changes += len(batch.seqs)
+        self.result.batches += 1
 
 
 def brief_key(names, values) -> str:

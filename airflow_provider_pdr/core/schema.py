@@ -139,21 +139,24 @@ def _boolean(value):
     return bool(value) if isinstance(value, int) else value
 
 
-def value_converters(table: sa.Table) -> dict[str, Callable]:
+def value_converters(table: sa.Table, sources: dict[str, sa.types.TypeEngine] | None = None) -> dict[str, Callable]:
     """Per destination column, the conversion its values need (README: how types travel).
 
     Time zone aware values going into a column without time zone are stored in UTC; naive
     values going into a column with time zone are taken as UTC; integers into a boolean
     column become booleans; UUIDs into a text column take their canonical text form, JSON
-    documents JSON text.
+    documents JSON text. With `sources` (the type each column's values are read with), a
+    boolean or text column fed by a boolean or text source needs none.
     """
     converters = {}
     for column in table.columns:
-        type_ = column.type
-        if isinstance(type_, sa.DateTime):
+        type_, source = column.type, (sources or {}).get(column.name)
+        if isinstance(type_, sa.DateTime):  # always: some aware types do not say so (DATETIMEOFFSET)
             converters[column.name] = _aware if type_.timezone else _naive_utc
         elif isinstance(type_, sa.Boolean):
-            converters[column.name] = _boolean
+            if not isinstance(source, sa.Boolean):
+                converters[column.name] = _boolean
         elif isinstance(type_, sa.String):
-            converters[column.name] = _text
+            if not isinstance(source, sa.String):
+                converters[column.name] = _text
     return converters

@@ -43,6 +43,10 @@ class EngineModule:
     max_identifier_length: int = 63
     # How long a lock wait may block in one call before we check the deadline again.
     lock_poll_seconds: float = 1.0
+    # Values one statement may bind in an IN list (Firebird takes 1500, SQL Server 2100 parameters).
+    max_parameters: int = 1000
+    # Row values, (a, b) IN ((1, 2), ...), for looking up composite keys (not in Firebird or SQL Server).
+    row_values: bool = False
 
     def __init__(self, dialect: sa.engine.Dialect):
         self.dialect = dialect
@@ -100,9 +104,11 @@ class EngineModule:
         raise NotImplementedError
 
     def upserter(self, dialect: sa.engine.Dialect, table: sa.Table, key_columns: Sequence[str]):
-        """A function ``write(conn, rows)`` upserting row dicts into `table`, prepared once for many
-        batches. Engines whose driver has a native bulk path compile the statement once here."""
-        return lambda conn, rows: self.upsert(conn, table, key_columns, rows)
+        """A function ``write(conn, rows)`` upserting rows (values in the order of the table's
+        columns) into `table`, prepared once for many batches. Engines whose driver has a native
+        bulk path compile the statement once here."""
+        names = [c.name for c in table.columns]
+        return lambda conn, rows: self.upsert(conn, table, key_columns, [dict(zip(names, row)) for row in rows])
 
     def delete_keys(self, conn: Connection, table: sa.Table, key_columns: Sequence[str], keys: list[tuple]) -> int:
         """Delete rows by key; returns how many rows were removed."""
@@ -145,16 +151,37 @@ def bind_processors(dialect: sa.engine.Dialect, table: sa.Table) -> list:
     return [column.type.dialect_impl(dialect).bind_processor(dialect) for column in table.columns]
 
 
-def driver_rows(rows: list[dict], names: Sequence[str], processors: Sequence) -> list[list]:
-    """Row dicts as value lists in column order, each value through its column's bind processor."""
+def driver_rows(rows: list[Sequence], order: Sequence[int], processors: Sequence) -> list[Sequence]:
+    """Rows as the driver takes them: the values at positions `order` of each row, each through
+    its bind processor (None where there is none)."""
     convert = [(i, p) for i, p in enumerate(processors) if p is not None]
-    out = []
-    for row in rows:
-        values = [row[name] for name in names]
+    if list(order) == list(range(len(order))):
+        if not convert:
+            return rows
+        out = [list(row) for row in rows]
+    else:
+        out = [[row[i] for i in order] for row in rows]
+    for values in out:
         for i, process in convert:
             values[i] = process(values[i])
-        out.append(values)
     return out
+
+
+def executemany_upserter(statement: sa.Insert, dialect: sa.engine.Dialect, table: sa.Table):
+    """``write(conn, rows)`` through the driver's own executemany, the statement compiled once
+    (names quoted by the dialect); None where the compiled form has no positional binds."""
+    compiled = statement.compile(dialect=dialect)
+    if compiled.positiontup is None:
+        return None
+    keys = [c.key for c in table.columns]
+    order = [keys.index(key) for key in compiled.positiontup]
+    processors = [table.columns[i].type.dialect_impl(dialect).bind_processor(dialect) for i in order]
+
+    def write(conn, rows):
+        with driver_cursor(conn, compiled.string) as cursor:
+            cursor.executemany(compiled.string, driver_rows(rows, order, processors))
+
+    return write
 
 
 @contextlib.contextmanager
@@ -199,4 +226,5 @@ def key_mismatch(old: str, new: str, columns: Sequence[str], quote, cast) -> str
     )
 
 
-__all__ = ["CaptureTarget", "EngineModule", "SourceTable", "bind_processors", "chunks", "driver_cursor", "driver_rows", "names"]
+__all__ = ["CaptureTarget", "EngineModule", "SourceTable", "bind_processors", "chunks", "driver_cursor", "driver_rows",
+           "executemany_upserter", "names"]

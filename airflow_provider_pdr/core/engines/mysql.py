@@ -11,7 +11,7 @@ from sqlalchemy.dialects import mysql
 
 from airflow_provider_pdr.core import names
 from airflow_provider_pdr.core.engines.base import (
-    CaptureTarget, EngineModule, SourceTable, driver_cursor, driver_rows, key_mismatch, release,
+    CaptureTarget, EngineModule, SourceTable, executemany_upserter, key_mismatch, release,
 )
 from airflow_provider_pdr.core.errors import ConfigurationError, UnsupportedTypeError
 
@@ -22,6 +22,8 @@ MAX_LOCK_NAME = 64
 class MysqlEngine(EngineModule):
     name = "mysql"
     max_identifier_length = 64
+    row_values = True
+    max_parameters = 30000
 
     def check_name(self, name, what):
         # SQLAlchemy's MySQL reflection keeps a quoted backtick doubled: the name read back is wrong.
@@ -102,20 +104,13 @@ class MysqlEngine(EngineModule):
         return statement.on_duplicate_key_update(updates)
 
     def upserter(self, dialect, table, key_columns):
-        compiled = self.upsert_statement(table, key_columns).compile(dialect=dialect)
         refuse_percent(table)
-        if dialect.driver != "mysqldb" or compiled.positiontup is None:
-            return super().upserter(dialect, table, key_columns)
         # mysqlclient's executemany rewrites INSERT ... VALUES (...) ON DUPLICATE KEY UPDATE
-        # into multi-row statements itself: compiled once, rows as lists in bind order.
-        names = [next(c.name for c in table.columns if c.key == key) for key in compiled.positiontup]
-        processors = [table.c[name].type.dialect_impl(dialect).bind_processor(dialect) for name in names]
-
-        def write(conn, rows):
-            with driver_cursor(conn, compiled.string) as cursor:
-                cursor.executemany(compiled.string, driver_rows(rows, names, processors))
-
-        return write
+        # into multi-row statements itself.
+        write = None
+        if dialect.driver == "mysqldb":
+            write = executemany_upserter(self.upsert_statement(table, key_columns), dialect, table)
+        return write or super().upserter(dialect, table, key_columns)
 
     def upsert(self, conn, table: sa.Table, key_columns, rows) -> None:
         refuse_percent(table)

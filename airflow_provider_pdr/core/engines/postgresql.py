@@ -26,7 +26,9 @@ EVENTS = {
 class PostgresEngine(EngineModule):
     name = "postgresql"
     max_identifier_length = 63
+    row_values = True
     upsert_page_rows = 5000  # rows per INSERT statement (the parameter count limit still applies)
+    max_parameters = 30000
 
     def changed_at_column(self) -> sa.Column:
         return sa.Column("changed_at", postgresql.TIMESTAMP(timezone=True), nullable=False,
@@ -124,10 +126,11 @@ class PostgresEngine(EngineModule):
         if "%(" in template:
             return super().upserter(dialect, table, key_columns)
         processors = bind_processors(dialect, table)
+        order = range(len(names))
 
         def write(conn, rows):
             with driver_cursor(conn, sql) as cursor:
-                execute_values(cursor, sql, driver_rows(rows, names, processors), template=template,
+                execute_values(cursor, sql, driver_rows(rows, order, processors), template=template,
                                page_size=len(rows))
 
         return write

@@ -15,7 +15,9 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import sqlite
 
 from airflow_provider_pdr.core import names
-from airflow_provider_pdr.core.engines.base import CaptureTarget, EngineModule, SourceTable, key_mismatch
+from airflow_provider_pdr.core.engines.base import (
+    CaptureTarget, EngineModule, SourceTable, executemany_upserter, key_mismatch,
+)
 
 _memory_locks: dict[str, threading.Lock] = {}
 
@@ -79,6 +81,7 @@ class Untyped(sa.types.UserDefinedType):
 class SqliteEngine(EngineModule):
     name = "sqlite"
     max_identifier_length = 128  # SQLite has no limit; stay within what the others accept
+    row_values = True
 
     def __init__(self, dialect):
         super().__init__(dialect)
@@ -127,14 +130,22 @@ class SqliteEngine(EngineModule):
         prefix = names.PREFIX + names.table_tag(table.schema, table.name)
         return {name.rsplit("_", 1)[0] for (name,) in rows if name.startswith(prefix)}
 
-    def upsert(self, conn, table: sa.Table, key_columns, rows) -> None:
+    @staticmethod
+    def upsert_statement(table: sa.Table, key_columns):
         statement = sqlite.insert(table)
         updates = {c.name: statement.excluded[c.name] for c in table.columns if c.name not in key_columns}
         if updates:
-            statement = statement.on_conflict_do_update(index_elements=list(key_columns), set_=updates)
-        else:
-            statement = statement.on_conflict_do_nothing(index_elements=list(key_columns))
-        conn.execute(statement, rows)
+            return statement.on_conflict_do_update(index_elements=list(key_columns), set_=updates)
+        return statement.on_conflict_do_nothing(index_elements=list(key_columns))
+
+    def upserter(self, dialect, table, key_columns):
+        write = None
+        if dialect.driver == "pysqlite":
+            write = executemany_upserter(self.upsert_statement(table, key_columns), dialect, table)
+        return write or super().upserter(dialect, table, key_columns)
+
+    def upsert(self, conn, table: sa.Table, key_columns, rows) -> None:
+        conn.execute(self.upsert_statement(table, key_columns), rows)
 
     @contextlib.contextmanager
     def channel_lock(self, engine, schema, channel, timeout):
