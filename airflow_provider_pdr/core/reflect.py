@@ -68,7 +68,7 @@ class Window:
 
     def __init__(self, drain: Drain, size: int):
         self.drain, self.size = drain, size
-        self.keys: OrderedDict[tuple, list[int]] = OrderedDict()  # its first key found in O(1)
+        self.keys: OrderedDict[tuple, list[int]] = OrderedDict()  # its oldest key removed in O(1)
         self.held = 0  # change rows in the window
         self.top: int | None = None  # highest seq read; None: the next fill starts from the oldest
         self.fresh = True  # the last fill started from the oldest change
@@ -78,8 +78,9 @@ class Window:
             return
         self.fresh = self.top is None
         rows = self.drain.changes_after(source, self.top, self.size - self.held)
-        for seq, *key in rows:
-            self.keys.setdefault(tuple(key), []).append(seq)
+        group = self.keys.setdefault
+        for row in rows:
+            group(row[1:], []).append(row[0])
         if rows:
             self.top = rows[-1][0]
             self.held += len(rows)
@@ -87,12 +88,13 @@ class Window:
     def take(self, limit: int) -> dict[tuple, list[int]]:
         """The oldest keys and their seqs: up to `limit` change rows, or one key's, if it has more."""
         taken, count = {}, 0
-        while self.keys:
-            key = next(iter(self.keys))
-            if taken and count + len(self.keys[key]) > limit:
+        for key, seqs in self.keys.items():
+            if taken and count + len(seqs) > limit:
                 break
-            key, taken[key] = self.keys.popitem(last=False)
-            count += len(taken[key])
+            taken[key] = seqs
+            count += len(seqs)
+        for _ in taken:
+            self.keys.popitem(last=False)
         self.held -= count
         return taken
 
@@ -490,6 +492,25 @@ def reflect(
     return result
 
 
+class InPlace:
+    """An executor that runs what it is given at once, in the calling thread."""
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+    @staticmethod
+    def submit(function, *args) -> Future:
+        done = Future()
+        try:
+            done.set_result(function(*args))
+        except BaseException as error:
+            done.set_exception(error)
+        return done
+
+
 class Pipeline:
     """Applies batches in a worker thread while the next batch is read, so that the source and the
     destination work at the same time. A batch is acknowledged only after its destination commit,
@@ -508,7 +529,10 @@ class Pipeline:
             return read == 0 or ((max_batches is None or read < max_batches)
                                  and (deadline is None or time.monotonic() < deadline))
 
-        with ThreadPoolExecutor(1, thread_name_prefix="pdr-apply") as writer:
+        # SQLite's driver gives up the interpreter lock for every row, so it crawls beside a busy
+        # thread: with it on either side, each batch is applied in turn.
+        overlap = self.drain.src.overlaps and self.drain.dst.overlaps
+        with ThreadPoolExecutor(1, thread_name_prefix="pdr-apply") if overlap else InPlace() as writer:
             flight: tuple[Batch, Future] | None = None
             while True:
                 batch = None

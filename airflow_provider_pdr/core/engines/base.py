@@ -45,6 +45,8 @@ class EngineModule:
     lock_poll_seconds: float = 1.0
     # Values one statement may bind in an IN list (Firebird takes 1500, SQL Server 2100 parameters).
     max_parameters: int = 1000
+    # Whether a drain may read from it in one thread while writing into the other in another.
+    overlaps: bool = True
     # Row values, (a, b) IN ((1, 2), ...), for looking up composite keys (not in Firebird or SQL Server).
     row_values: bool = False
 

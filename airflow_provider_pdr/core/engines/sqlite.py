@@ -82,6 +82,7 @@ class SqliteEngine(EngineModule):
     name = "sqlite"
     max_identifier_length = 128  # SQLite has no limit; stay within what the others accept
     row_values = True
+    overlaps = False  # sqlite3 releases the interpreter lock per row: another busy thread stalls it
 
     def __init__(self, dialect):
         super().__init__(dialect)
