@@ -88,3 +88,16 @@ def write_backlog(engine: sa.Engine, table: sa.Table, changes: int) -> int:
                 conn.execute(delete, {"lo": (k - 6) * BLOCK, "hi": (k - 5) * BLOCK - 1})
             conn.commit()
     return blocks
+
+
+def analyze(engine: sa.Engine, table: sa.Table, change_table: str) -> None:
+    """Refresh the planner's statistics of the source and its change table, as autovacuum (or an
+    operator) keeps them on a production database: a backlog drains from analyzed tables."""
+    quote = engine.dialect.identifier_preparer.quote
+    with engine.begin() as conn:
+        if engine.dialect.name == "sqlite":
+            conn.exec_driver_sql("ANALYZE")
+            return
+        statement = "ANALYZE TABLE {}" if engine.dialect.name == "mysql" else "ANALYZE {}"
+        for name in (table.name, change_table):
+            conn.exec_driver_sql(statement.format(quote(name)))
