@@ -328,7 +328,7 @@ class Drain:
             for part in key_chunks(keys, len(columns))
         )
 
-    def rejected_row(self, destination: Connection, upserts: list[dict], deletes: list[tuple]) -> str | None:
+    def rejected_row(self, destination: Connection, upserts: list[Sequence], deletes: list[tuple]) -> str | None:
         """After a rejected batch: apply its rows, then its deletes, one at a time and rolled back,
         to name the first the destination refuses (by key) and why. None if none fails alone."""
         for row in self.converted(upserts):
@@ -493,7 +493,8 @@ def reflect(
 
 
 class InPlace:
-    """An executor that runs what it is given at once, in the calling thread."""
+    """An executor that runs what it is given at once, in the calling thread (an interrupt
+    propagates at once, an error when the result is asked for, as from a worker thread)."""
 
     def __enter__(self):
         return self
@@ -506,7 +507,7 @@ class InPlace:
         done = Future()
         try:
             done.set_result(function(*args))
-        except BaseException as error:
+        except Exception as error:
             done.set_exception(error)
         return done
 
