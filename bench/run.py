@@ -254,7 +254,8 @@ def latency(dbs: Databases, source_kind: str, destination_kind: str, seconds: fl
 def airflow_latency(dbs: Databases, runs: int, baseline: dict) -> dict:
     """Commit -> visible through DAG runs (install, deferred sensor woken by pg_notify, reflect
     task), in a child process with its own Airflow home; against the hand-written loop's p50."""
-    source_url, destination_url = (dbs.url("postgresql").render_as_string(hide_password=False) for _ in "sd")
+    source_url = dbs.url("postgresql").render_as_string(hide_password=False)
+    destination_url = dbs.url("postgresql").render_as_string(hide_password=False)
     child = subprocess.run([sys.executable, "-m", "bench.airflow_latency", source_url, destination_url, str(runs)],
                            capture_output=True, text=True, cwd=Path(__file__).parent.parent, timeout=600)
     if child.returncode:

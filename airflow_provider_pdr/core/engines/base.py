@@ -14,6 +14,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
 from airflow_provider_pdr.core import names
+from airflow_provider_pdr.core.keys import MAX_PARAMETERS
 from airflow_provider_pdr.core.errors import ChannelBusyError
 
 
@@ -43,8 +44,9 @@ class EngineModule:
     max_identifier_length: int = 63
     # How long a lock wait may block in one call before we check the deadline again.
     lock_poll_seconds: float = 1.0
-    # Values one statement may bind in an IN list (Firebird takes 1500, SQL Server 2100 parameters).
-    max_parameters: int = 1000
+    # Values one statement may bind in an IN list: the portable limit of core/keys.py unless the
+    # engine takes more.
+    max_parameters: int = MAX_PARAMETERS
     # Whether a drain may read from it in one thread while writing into the other in another.
     overlaps: bool = True
     # Row values, (a, b) IN ((1, 2), ...), for looking up composite keys (not in Firebird or SQL Server).
