@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import threading
+import uuid
 
 import pytest
 import sqlalchemy as sa
 
 from airflow_provider_pdr.core import ApplyError, ChannelChangedError, install_channel, pending_changes, reflect
 from airflow_provider_pdr.core.reflect import WINDOW_BATCHES, Drain, Window, seq_ranges
+from airflow_provider_pdr.core.engines import engine_module
 from core_tables import create, orders, race_writers, table_rows, write
 
 
@@ -320,10 +323,12 @@ def test_the_next_batch_is_read_while_one_is_applied_and_lands_after_it(source, 
 # MySQL reads the window and the rows in one REPEATABLE READ snapshot: the rows cannot vanish in between.
 @pytest.mark.parametrize("source", ["sqlite", "postgresql"], indirect=True)
 def test_change_rows_that_vanish_under_a_drain_stop_it_and_acknowledge_nothing(source, destination, monkeypatch):
-    table = orders(source)
+    # Date keys are not looked up exactly (only integers everywhere, and a few types in PostgreSQL):
+    # a key the lookup does not find is decided by joining its change row, which is gone.
+    table = create(source, "orders", sa.Column("day", sa.Date, primary_key=True), sa.Column("note", sa.String(10)))
     install_channel(source, "orders", "orders")
-    write(source, table.insert(), [{"id": i} for i in range(3)])
-    write(source, table.delete().where(table.c.id == 0))  # decided by the exact join, by seq
+    write(source, table.insert(), [{"day": dt.date(2026, 1, d)} for d in range(1, 4)])
+    write(source, table.delete().where(table.c.day == dt.date(2026, 1, 1)))
     original = Window.take
 
     def emptied_meanwhile(self, limit):
@@ -335,3 +340,35 @@ def test_change_rows_that_vanish_under_a_drain_stop_it_and_acknowledge_nothing(s
     with pytest.raises(ChannelChangedError, match=r"channel 'orders': change rows \[\d+\] vanished"):
         mirror(source, destination)
     assert table_rows(destination, "mirror") == []
+
+
+def test_a_key_the_exact_lookup_does_not_find_is_deleted_without_a_join(source, destination, monkeypatch):
+    table = orders(source)
+    install_channel(source, "orders", "orders")
+    write(source, table.insert(), [{"id": i} for i in range(5)])
+    mirror(source, destination)
+    write(source, table.delete().where(table.c.id >= 3))
+    monkeypatch.setattr(Drain, "decide", lambda *args: pytest.fail("integer keys are decided by the lookup alone"))
+    assert mirror(source, destination).deleted == 2
+    assert [r[0] for r in table_rows(destination, "mirror")] == [0, 1, 2]
+
+
+def test_postgresql_array_lookups_compare_as_the_column_does(databases):
+    """`= ANY(array)` stands in for IN only where it is the column's own equality: never cut to a
+    varchar's length (which would find another key), never for char (blank-padded) or citext."""
+    engine = databases.new("postgresql")
+    module = engine_module(engine)
+    key = uuid.uuid4()
+    table = create(engine, "keys", sa.Column("n", sa.SmallInteger, primary_key=True), sa.Column("code", sa.String(4)),
+                   sa.Column("padded", sa.CHAR(4)), sa.Column("token", sa.Uuid), sa.Column("amount", sa.Numeric(6, 2)))
+    write(engine, table.insert(), [{"n": 1, "code": "abcd", "padded": "ab", "token": key, "amount": 1.5}])
+    cases = [("n", [1, 2**40], True), ("code", ["abcd"], True), ("code", ["abcdX", "ABCD"], False),
+             ("padded", ["ab"], True), ("token", [key], True), ("amount", [1.5], True), ("amount", [1.499], False)]
+    with engine.connect() as conn:
+        for column, values, found in cases:
+            condition = module.in_list(table.c[column], "values")
+            query = sa.select(table.c.n).where(condition)
+            assert conn.execute(query, {"values": values}).all() == ([(1,)] if found else []), (column, values)
+    forms = {c: "ANY" in str(module.in_list(table.c[c], "v").compile(dialect=engine.dialect)) for c in table.c.keys()}
+    assert forms == {"n": True, "code": True, "padded": False, "token": True, "amount": False}
+    assert {c: module.exact_lookup(table.c[c].type) for c in table.c.keys()} == forms

@@ -211,11 +211,12 @@ class Drain:
         key_columns = [source_table.c[k] for k in self.source_keys]
         self.lookup = None
         if self.width == 1 or src.row_values:
-            target = key_columns[0] if self.width == 1 else sa.tuple_(*key_columns)
-            self.lookup = (sa.select(*key_columns, *self.selected())
-                           .where(target.in_(sa.bindparam("keys", expanding=True))))
+            listed = (src.in_list(key_columns[0], "keys") if self.width == 1
+                      else sa.tuple_(*key_columns).in_(sa.bindparam("keys", expanding=True)))
+            self.lookup = sa.select(*key_columns, *self.selected()).where(listed)
             if self.plan.condition is not None:
                 self.lookup = self.lookup.where(self.plan.condition)
+        self.exact_lookup = self.lookup is not None and all(src.exact_lookup(c.type) for c in key_columns)
         # The current source row of each change row asked for (by seq), absent if gone or filtered
         # out: exact where the lookup above may not be (collations that ignore case or padding).
         on = [src.same_key(source_table.c[k], column) for k, column in zip(self.source_keys, keys)]
@@ -225,7 +226,7 @@ class Drain:
         self.current = (
             sa.select(changes.c.seq, present, *self.selected())
             .select_from(changes.outerjoin(source_table, sa.and_(*on)))
-            .where(changes.c.seq.in_(sa.bindparam("seqs", expanding=True)))
+            .where(src.in_list(changes.c.seq, "seqs"))
         )
 
     def selected(self) -> list[sa.ColumnElement]:
@@ -251,10 +252,11 @@ class Drain:
         """The next batch: the oldest keys of the window, up to `batch_size` change rows with every
         change of theirs the window holds, and the current state of each key.
 
-        Keys are looked up in the source table directly; a key the lookup does not return as
-        such (gone, filtered out, or stored differently in the source, such as 'A' for 'a' under
-        a collation that ignores case) is decided by joining its change row to the source, as
-        exactly as the capture trigger compares keys."""
+        Keys are looked up in the source table directly. Where that lookup is exact (integer
+        keys, and others the engine vouches for), a key it does not find is gone; otherwise a key
+        it does not return as such (gone, filtered out, or stored differently in the source, such
+        as 'A' for 'a' under a collation that ignores case) is decided by joining its change row
+        to the source, as exactly as the capture trigger compares keys."""
         window.fill(source)
         taken = window.take(batch_size)
         width, found = self.width, {}
@@ -264,20 +266,29 @@ class Drain:
                 for row in source.execute(self.lookup, {"keys": keys}).all():
                     found[row[:width]] = row[width:]
         upserts = [found[key] for key in taken if key in found]
-        unsure = {seqs[0]: key for key, seqs in taken.items() if key not in found}
+        missing = {seqs[0]: key for key, seqs in taken.items() if key not in found}
+        if self.exact_lookup:
+            deletes = list(missing.values())
+        else:
+            deletes = self.decide(source, missing, upserts)
+        source.rollback()  # end the read transaction: the next batch must see new commits
+        return Batch([seq for seqs in taken.values() for seq in seqs], upserts, deletes)
+
+    def decide(self, source: Connection, unsure: dict[int, tuple], upserts: list) -> list[tuple]:
+        """Keys (by the seq of one of their change rows) joined to their source rows: the rows found
+        are added to `upserts`; returns the keys that are gone."""
         decided = {}
         for part in chunks(list(unsure), self.src.max_parameters):
             decided.update((row[0], row) for row in source.execute(self.current, {"seqs": list(part)}).all())
-        source.rollback()  # end the read transaction: the next batch must see new commits
         if len(decided) != len(unsure):  # only this run deletes change rows, under the channel lock
+            source.rollback()
             lost = sorted(set(unsure) - set(decided))[:5]
             raise ChannelChangedError(
                 f"channel {self.channel.name!r}: change rows {lost} vanished during the drain (was the channel "
                 "reinstalled or its change table emptied?); nothing of this batch was acknowledged, run again"
             )
         upserts += [row[2:] for row in decided.values() if row[1]]
-        deletes = [unsure[seq] for seq, row in decided.items() if not row[1]]
-        return Batch([seq for seqs in taken.values() for seq in seqs], upserts, deletes)
+        return [unsure[seq] for seq, row in decided.items() if not row[1]]
 
     def converted(self, rows: list[Sequence]) -> list[Sequence]:
         """Rows with the values the destination columns need (README: how types travel)."""

@@ -114,12 +114,25 @@ class EngineModule:
         names = [c.name for c in table.columns]
         return lambda conn, rows: self.upsert(conn, table, key_columns, [dict(zip(names, row)) for row in rows])
 
+    def in_list(self, column: sa.ColumnElement, name: str) -> sa.ColumnElement:
+        """`column` IN the list of values bound as `name`, in the form this engine reads fastest."""
+        return column.in_(sa.bindparam(name, expanding=True))
+
+    def exact_lookup(self, type_: sa.types.TypeEngine) -> bool:
+        """Whether keys of this type, read back from the change table and looked up by `in_list`,
+        find exactly the rows `same_key` joins to: then a key the lookup does not find is gone.
+        Integers travel and compare exactly everywhere."""
+        return isinstance(type_, sa.Integer)
+
     def delete_keys(self, conn: Connection, table: sa.Table, key_columns: Sequence[str], keys: list[tuple]) -> int:
         """Delete rows by key; returns how many rows were removed."""
         columns = [table.c[name] for name in key_columns]
-        target = columns[0] if len(columns) == 1 else sa.tuple_(*columns)
-        values = [key[0] for key in keys] if len(columns) == 1 else keys
-        return sum(conn.execute(sa.delete(table).where(target.in_(chunk))).rowcount for chunk in chunks(values, 500))
+        if len(columns) == 1:
+            statement, values = sa.delete(table).where(self.in_list(columns[0], "keys")), [key[0] for key in keys]
+        else:
+            statement, values = sa.delete(table).where(sa.tuple_(*columns).in_(sa.bindparam("keys", expanding=True))), keys
+        return sum(conn.execute(statement, {"keys": list(part)}).rowcount
+                   for part in chunks(values, self.max_parameters // len(columns)))
 
     # -- locking --------------------------------------------------------------------------
     @contextlib.contextmanager
