@@ -72,18 +72,44 @@ def executemany(placeholder: str, conflict, new: str):
     return run
 
 
-# Per destination dialect, the driver's own fastest bulk forms.
+def psycopg_copy(conn, table, keys, rows, batch):
+    """COPY each batch into a temporary table, then upsert it with one INSERT ... SELECT."""
+    quote = conn.dialect.identifier_preparer.quote
+    columns = ", ".join(quote(c.name) for c in table.columns)
+    target = conn.dialect.identifier_preparer.format_table(table)
+    updates = ", ".join(f"{quote(c.name)} = EXCLUDED.{quote(c.name)}" for c in table.columns if c.name not in keys)
+    upsert = (f"INSERT INTO {target} ({columns}) SELECT {columns} FROM staging "
+              f"ON CONFLICT ({', '.join(quote(k) for k in keys)}) DO UPDATE SET {updates}")
+    values = driver_rows(conn, table, rows)
+    raw = conn.connection.dbapi_connection
+    with raw.cursor() as cursor:
+        cursor.execute(f"CREATE TEMPORARY TABLE staging AS SELECT {columns} FROM {target} WITH NO DATA")
+        for start in range(0, len(values), batch):
+            with cursor.copy(f"COPY staging ({columns}) FROM STDIN") as copy:
+                for row in values[start : start + batch]:
+                    copy.write_row(row)
+            cursor.execute(upsert)
+            cursor.execute("TRUNCATE staging")
+            raw.commit()
+        cursor.execute("DROP TABLE staging")
+        raw.commit()
+
+
+# Per destination dialect and driver, the driver's own fastest bulk forms.
+MYSQL = {"mysqlclient executemany": executemany("%s", "ON DUPLICATE KEY UPDATE", "VALUES({})")}
 DRIVER_METHODS = {
-    "postgresql": {"psycopg2 execute_values page 1000": postgres_values(1000),
-                   "psycopg2 execute_values page 5000": postgres_values(5000)},
-    "mysql": {"mysqlclient executemany": executemany("%s", "ON DUPLICATE KEY UPDATE", "VALUES({})")},
-    "mariadb": {"mysqlclient executemany": executemany("%s", "ON DUPLICATE KEY UPDATE", "VALUES({})")},
-    "sqlite": {"sqlite3 executemany": executemany("?", "ON CONFLICT ({}) DO UPDATE SET", "excluded.{}")},
+    "postgresql+psycopg2": {"psycopg2 execute_values page 1000": postgres_values(1000),
+                            "psycopg2 execute_values page 5000": postgres_values(5000)},
+    "postgresql+psycopg": {"psycopg executemany": executemany("%s", "ON CONFLICT ({}) DO UPDATE SET", "EXCLUDED.{}"),
+                           "psycopg COPY + INSERT ... SELECT": psycopg_copy},
+    "mysql+mysqldb": MYSQL,
+    "mariadb+mysqldb": MYSQL,
+    "sqlite+pysqlite": {"sqlite3 executemany": executemany("?", "ON CONFLICT ({}) DO UPDATE SET", "excluded.{}")},
 }
 
 
 def fastest(destination: sa.Engine, name: str, rows: list[dict], batch: int) -> dict:
-    methods = DRIVER_METHODS[destination.dialect.name]
+    methods = DRIVER_METHODS[f"{destination.dialect.name}+{destination.dialect.driver}"]
     tried = {}
     with destination.connect() as conn:
         mirror = reflect_table(conn, engine_module(destination), name, None)

@@ -13,7 +13,8 @@ SERVERS = {
     "postgresql": os.environ.get("PDR_TEST_POSTGRES_URL", "postgresql+psycopg2://postgres@127.0.0.1:5432/postgres"),
     "mysql": os.environ.get("PDR_TEST_MYSQL_URL", "mysql+mysqldb://root@127.0.0.1:3306/?charset=utf8mb4"),
 }
-LABELS = {"postgresql": "PostgreSQL", "mysql": "MariaDB", "sqlite": "SQLite"}
+# "psycopg": PostgreSQL through psycopg 3, the driver Airflow's postgres hook gives.
+LABELS = {"postgresql": "PostgreSQL", "psycopg": "PostgreSQL (psycopg 3)", "mysql": "MariaDB", "sqlite": "SQLite"}
 
 
 class Databases:
@@ -28,6 +29,8 @@ class Databases:
         name = f"pdr_bench_{uuid.uuid4().hex[:10]}"
         if kind == "sqlite":
             return sa.make_url(f"sqlite:///{os.path.join(self.tmp, name)}.db")
+        if kind == "psycopg":
+            return self.url("postgresql").set(drivername="postgresql+psycopg")
         server = sa.create_engine(SERVERS[kind], isolation_level="AUTOCOMMIT")
         quote = server.dialect.identifier_preparer.quote_identifier
         with server.connect() as conn:

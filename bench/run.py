@@ -27,7 +27,8 @@ from bench import baselines
 from bench.databases import LABELS, Databases
 from bench.workload import TABLES, analyze, narrow, write_backlog
 
-PAIRS = [("postgresql", "mysql"), ("mysql", "postgresql"), ("postgresql", "postgresql"), ("sqlite", "sqlite")]
+PAIRS = [("postgresql", "mysql"), ("mysql", "postgresql"), ("postgresql", "postgresql"), ("psycopg", "psycopg"),
+         ("sqlite", "sqlite")]
 SIZES = {
     "quick": {"changes": 2000, "single": 40, "blocks": 2, "chunks": 4, "latency_s": 1.0,
               "memory": (2_000, 20_000), "latency_pairs": PAIRS[2:], "airflow_runs": 1},

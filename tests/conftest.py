@@ -20,6 +20,8 @@ FIREBIRD_PASSWORD_FILE = "/etc/firebird/3.0/SYSDBA.password"  # written by Debia
 FIREBIRD_DIR = os.environ.get("PDR_TEST_FIREBIRD_DIR", "/tmp/pdr-firebird-tests")
 
 LIVE_ENGINES = ["sqlite", "postgresql", "mysql"]
+# Destinations also include PostgreSQL through psycopg 3, the driver Airflow's postgres hook gives.
+DESTINATIONS = LIVE_ENGINES + ["psycopg"]
 
 
 def unique_name(prefix: str = "pdr_test") -> str:
@@ -39,11 +41,12 @@ class Databases:
             engine = sa.create_engine(f"sqlite:///{self.tmp_path / name}.db")
             self.cleanup.append(engine.dispose)
             return engine
-        if kind == "postgresql":
+        if kind in ("postgresql", "psycopg"):
             server = sa.create_engine(POSTGRES_URL, isolation_level="AUTOCOMMIT")
             with server.connect() as conn:
                 conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
-            engine = sa.create_engine(sa.make_url(POSTGRES_URL).set(database=name))
+            url = sa.make_url(POSTGRES_URL).set(database=name)
+            engine = sa.create_engine(url.set(drivername="postgresql+psycopg") if kind == "psycopg" else url)
 
             def drop():
                 engine.dispose()
@@ -127,7 +130,7 @@ def source(request, databases):
     return databases.new(request.param)
 
 
-@pytest.fixture(params=LIVE_ENGINES)
+@pytest.fixture(params=DESTINATIONS)
 def destination(request, databases):
     """A fresh destination database on each live engine."""
     return databases.new(request.param)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import decimal
 import uuid
 
+import pytest
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
 
@@ -13,8 +14,9 @@ from airflow_provider_pdr.core import install_channel, reflect
 TABLE = "odd%s VALUES (x)"
 
 
-def test_percent_and_values_in_names_reach_postgresql_exactly(databases):
-    source, destination = databases.new("postgresql"), databases.new("postgresql")
+@pytest.mark.parametrize("driver", ["postgresql", "psycopg"])  # psycopg2's execute_values, psycopg 3's COPY
+def test_percent_and_values_in_names_reach_postgresql_exactly(databases, driver):
+    source, destination = databases.new(driver), databases.new(driver)
     table = sa.Table(
         TABLE, sa.MetaData(),
         sa.Column("k%(ey)s", sa.BigInteger, primary_key=True),

@@ -94,7 +94,7 @@ def test_wide_decimals_keep_every_digit(source, destination):
 
 
 @pytest.mark.parametrize("source", ["mysql"], indirect=True)
-@pytest.mark.parametrize("destination", ["postgresql"], indirect=True)
+@pytest.mark.parametrize("destination", ["postgresql", "psycopg"], indirect=True)
 def test_naive_timestamps_into_a_time_zone_column_are_taken_as_utc(source, destination):
     table = create(source, "events",
                    sa.Column("id", sa.Integer, primary_key=True, autoincrement=False),
@@ -146,7 +146,7 @@ def test_sqlite_numeric_affinity_values_keep_their_scale(source, destination):
 
 
 @pytest.mark.parametrize("source", ["postgresql"], indirect=True)
-@pytest.mark.parametrize("destination", ["mysql", "sqlite", "postgresql"], indirect=True)
+@pytest.mark.parametrize("destination", ["mysql", "sqlite", "postgresql", "psycopg"], indirect=True)
 def test_json_documents_arrive_as_json(source, destination):
     """MariaDB's JSON is LONGTEXT with a validity check: a document must arrive as JSON text."""
     import json

@@ -318,7 +318,7 @@ def test_postgresql_key_edges_never_fail_a_write(source, destination):
     assert pending_changes(source, "edges").count == 0
 
 
-@pytest.mark.parametrize("destination", ["postgresql"], indirect=True)
+@pytest.mark.parametrize("destination", ["postgresql", "psycopg"], indirect=True)
 @pytest.mark.parametrize("source", ["sqlite"], indirect=True)
 def test_sqlite_key_edges_never_fail_a_write(source, destination):
     execute(source, "CREATE TABLE edges (k TEXT PRIMARY KEY, note TEXT)")
@@ -333,7 +333,7 @@ def test_sqlite_key_edges_never_fail_a_write(source, destination):
     assert table_rows(destination, "edges") == table_rows(source, "edges") == [("1!", "e")]
 
 
-@pytest.mark.parametrize("destination", ["postgresql"], indirect=True)
+@pytest.mark.parametrize("destination", ["postgresql", "psycopg"], indirect=True)
 @pytest.mark.parametrize("source", ["mysql"], indirect=True)
 def test_mysql_set_and_enum_keys_mirror_as_text(source, destination):
     execute(source, "CREATE TABLE s (k SET('a','b','c') NOT NULL, e ENUM('x','y') NOT NULL, v INT, PRIMARY KEY (k, e))")

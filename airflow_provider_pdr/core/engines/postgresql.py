@@ -100,14 +100,18 @@ class PostgresEngine(EngineModule):
         return {name.rsplit("_", 1)[0] for (name,) in rows}
 
     @staticmethod
-    def upsert_statement(table: sa.Table, key_columns):
+    def upsert_statement(table: sa.Table, key_columns, rows_from: sa.Select | None = None):
         statement = postgresql.insert(table)
+        if rows_from is not None:
+            statement = statement.from_select([c.name for c in table.columns], rows_from)
         updates = {c.name: statement.excluded[c.name] for c in table.columns if c.name not in key_columns}
         if updates:
             return statement.on_conflict_do_update(index_elements=list(key_columns), set_=updates)
         return statement.on_conflict_do_nothing(index_elements=list(key_columns))
 
     def upserter(self, dialect, table, key_columns):
+        if dialect.driver == "psycopg":
+            return self.copy_upserter(dialect, table, key_columns)
         if dialect.driver != "psycopg2":
             return super().upserter(dialect, table, key_columns)
         from psycopg2.extras import execute_values
@@ -132,6 +136,48 @@ class PostgresEngine(EngineModule):
             with driver_cursor(conn, sql) as cursor:
                 execute_values(cursor, sql, driver_rows(rows, order, processors), template=template,
                                page_size=len(rows))
+
+        return write
+
+    def copy_upserter(self, dialect, table, key_columns):
+        """psycopg 3 (Airflow's PostgreSQL driver): each batch is COPYed into a temporary table with
+        the destination columns' own types, then upserted from it in one INSERT ... SELECT: about
+        three times faster than psycopg's executemany, and values are checked by the columns' own
+        input functions (a string too long for its varchar is refused, never cut)."""
+        import psycopg
+        from psycopg import sql
+
+        names_ = [c.name for c in table.columns]
+        shape = names.short_hash(table.schema or "", table.name, *[f"{c.name} {c.type!r}" for c in table.columns])
+        staging = sa.Table(f"{names.PREFIX}in_{shape}", sa.MetaData(), *[sa.Column(n) for n in names_], schema="pg_temp")
+        # psycopg's own quoting here: COPY takes no parameters, so it would not read the dialect's %% as %.
+        columns = sql.SQL(", ").join(map(sql.Identifier, names_))
+        staged = sql.Identifier(staging.schema, staging.name)
+        target = sql.Identifier(*[part for part in (table.schema, table.name) if part])
+        # CREATE ... AS takes the column types only (no constraints, no defaults); once per session.
+        create = sql.SQL("CREATE TEMPORARY TABLE IF NOT EXISTS {} AS SELECT {} FROM {} WITH NO DATA").format(
+            sql.Identifier(staging.name), columns, target)
+        copy = sql.SQL("COPY {} ({}) FROM STDIN").format(staged, columns)
+        empty = sql.SQL("TRUNCATE {}").format(staged)  # a later write in the same transaction starts empty
+        upsert = self.upsert_statement(table, key_columns, sa.select(staging)).compile(dialect=dialect).string
+        processors = bind_processors(dialect, table)
+        order = range(len(names_))
+
+        def write(conn, rows):
+            with driver_cursor(conn, upsert) as cursor:
+                cursor.execute(create)
+                try:
+                    with cursor.copy(copy) as stream:
+                        for row in driver_rows(rows, order, processors):
+                            stream.write_row(row)
+                except psycopg.Error as error:
+                    # The server's context line quotes the refused value: row values stay out of
+                    # messages and logs, as they do for every other statement (hide_parameters).
+                    if error.diag.context is None:
+                        raise
+                    raise type(error)(f"{error.diag.message_primary} (COPY into the staging table)") from None
+                cursor.execute(upsert, ())  # given parameters, psycopg reads the compiled %% as %
+                cursor.execute(empty)
 
         return write
 
