@@ -143,7 +143,8 @@ class PostgresEngine(EngineModule):
         """psycopg 3 (Airflow's PostgreSQL driver): each batch is COPYed into a temporary table with
         the destination columns' own types, then upserted from it in one INSERT ... SELECT: about
         three times faster than psycopg's executemany, and values are checked by the columns' own
-        input functions (a string too long for its varchar is refused, never cut)."""
+        input functions (a string too long for its varchar is refused, never cut). Where the role
+        may not create temporary tables, rows go through SQLAlchemy's multi-row insert instead."""
         import psycopg
         from psycopg import sql
 
@@ -162,8 +163,15 @@ class PostgresEngine(EngineModule):
         upsert = self.upsert_statement(table, key_columns, sa.select(staging)).compile(dialect=dialect).string
         processors = bind_processors(dialect, table)
         order = range(len(names_))
+        fallback = super().upserter(dialect, table, key_columns)
+        temporary_allowed: list[bool] = []  # learnt at the first write: a database may refuse TEMP
 
         def write(conn, rows):
+            if not temporary_allowed:
+                temporary_allowed.append(conn.scalar(sa.text(
+                    "SELECT has_database_privilege(current_database(), 'TEMPORARY')")))
+            if not temporary_allowed[0]:
+                return fallback(conn, rows)
             with driver_cursor(conn, upsert) as cursor:
                 cursor.execute(create)
                 try:
