@@ -371,8 +371,8 @@ def test_postgresql_array_lookups_compare_as_the_column_does(databases):
              ("amount", [1.499], []), ("label", hostile, list(range(2, 2 + len(hostile)))), ("label", ["a", "b"], [])]
     with engine.connect() as conn:
         for column, values, found in cases:
-            query = sa.select(table.c.n).where(module.in_list(table.c[column], "values")).order_by(table.c.n)
+            query = sa.select(table.c.n).where(module.in_list([table.c[column]], "values")).order_by(table.c.n)
             assert conn.scalars(query, {"values": values}).all() == found, (column, values)
-    forms = {c: "ANY" in str(module.in_list(table.c[c], "v").compile(dialect=engine.dialect)) for c in table.c.keys()}
+    forms = {c: "ANY" in str(module.in_list([table.c[c]], "v").compile(dialect=engine.dialect)) for c in table.c.keys()}
     assert forms == {"n": True, "code": True, "padded": False, "token": True, "amount": False, "label": True}
     assert {c: module.exact_lookup(table.c[c].type) for c in table.c.keys()} == forms

@@ -211,9 +211,7 @@ class Drain:
         key_columns = [source_table.c[k] for k in self.source_keys]
         self.lookup = None
         if self.width == 1 or src.row_values:
-            listed = (src.in_list(key_columns[0], "keys") if self.width == 1
-                      else sa.tuple_(*key_columns).in_(sa.bindparam("keys", expanding=True)))
-            self.lookup = sa.select(*key_columns, *self.selected()).where(listed)
+            self.lookup = sa.select(*key_columns, *self.selected()).where(src.in_list(key_columns, "keys"))
             if self.plan.condition is not None:
                 self.lookup = self.lookup.where(self.plan.condition)
         self.exact_lookup = self.lookup is not None and all(src.exact_lookup(c.type) for c in key_columns)
@@ -226,7 +224,7 @@ class Drain:
         self.current = (
             sa.select(changes.c.seq, present, *self.selected())
             .select_from(changes.outerjoin(source_table, sa.and_(*on)))
-            .where(src.in_list(changes.c.seq, "seqs"))
+            .where(src.in_list([changes.c.seq], "seqs"))
         )
 
     def selected(self) -> list[sa.ColumnElement]:
@@ -531,7 +529,8 @@ class Pipeline:
 
     def __init__(self, drain: Drain, source: Connection, destination: Connection, where: str,
                  result: ReflectResult):
-        self.drain, self.source, self.destination, self.where, self.result = drain, source, destination, where, result
+        self.drain, self.source, self.destination = drain, source, destination
+        self.where, self.result = where, result
 
     def run(self, batch_size: int, max_batches: int | None, deadline: float | None) -> None:
         window = Window(self.drain, WINDOW_BATCHES * batch_size)

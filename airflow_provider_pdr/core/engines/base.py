@@ -114,9 +114,11 @@ class EngineModule:
         names = [c.name for c in table.columns]
         return lambda conn, rows: self.upsert(conn, table, key_columns, [dict(zip(names, row)) for row in rows])
 
-    def in_list(self, column: sa.ColumnElement, name: str) -> sa.ColumnElement:
-        """`column` IN the list of values bound as `name`, in the form this engine reads fastest."""
-        return column.in_(sa.bindparam(name, expanding=True))
+    def in_list(self, columns: Sequence[sa.ColumnElement], name: str) -> sa.ColumnElement:
+        """`columns` IN the list bound as `name` (values for one column, tuples for several: row
+        values, where `row_values`), in the form this engine reads fastest."""
+        target = columns[0] if len(columns) == 1 else sa.tuple_(*columns)
+        return target.in_(sa.bindparam(name, expanding=True))
 
     def exact_lookup(self, type_: sa.types.TypeEngine) -> bool:
         """Whether keys of this type, read back from the change table and looked up by `in_list`,
@@ -127,10 +129,8 @@ class EngineModule:
     def delete_keys(self, conn: Connection, table: sa.Table, key_columns: Sequence[str], keys: list[tuple]) -> int:
         """Delete rows by key; returns how many rows were removed."""
         columns = [table.c[name] for name in key_columns]
-        if len(columns) == 1:
-            statement, values = sa.delete(table).where(self.in_list(columns[0], "keys")), [key[0] for key in keys]
-        else:
-            statement, values = sa.delete(table).where(sa.tuple_(*columns).in_(sa.bindparam("keys", expanding=True))), keys
+        statement = sa.delete(table).where(self.in_list(columns, "keys"))
+        values = [key[0] for key in keys] if len(columns) == 1 else keys
         return sum(conn.execute(statement, {"keys": list(part)}).rowcount
                    for part in chunks(values, self.max_parameters // len(columns)))
 
@@ -182,6 +182,14 @@ def driver_rows(rows: list[Sequence], order: Sequence[int], processors: Sequence
         for i, process in convert:
             values[i] = process(values[i])
     return out
+
+
+def on_conflict_upsert(statement, table: sa.Table, key_columns: Sequence[str]):
+    """A PostgreSQL or SQLite INSERT that, for a key already there, updates the other columns."""
+    updates = {c.name: statement.excluded[c.name] for c in table.columns if c.name not in key_columns}
+    if updates:
+        return statement.on_conflict_do_update(index_elements=list(key_columns), set_=updates)
+    return statement.on_conflict_do_nothing(index_elements=list(key_columns))
 
 
 def executemany_upserter(statement: sa.Insert, dialect: sa.engine.Dialect, table: sa.Table):
@@ -244,4 +252,4 @@ def key_mismatch(old: str, new: str, columns: Sequence[str], quote, cast) -> str
 
 
 __all__ = ["CaptureTarget", "EngineModule", "SourceTable", "bind_processors", "chunks", "driver_cursor", "driver_rows",
-           "executemany_upserter", "names"]
+           "executemany_upserter", "names", "on_conflict_upsert"]

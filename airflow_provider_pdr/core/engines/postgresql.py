@@ -12,7 +12,7 @@ from sqlalchemy.dialects import postgresql
 
 from airflow_provider_pdr.core import names
 from airflow_provider_pdr.core.engines.base import (
-    CaptureTarget, EngineModule, SourceTable, bind_processors, driver_cursor, driver_rows, release,
+    CaptureTarget, EngineModule, SourceTable, bind_processors, driver_cursor, driver_rows, on_conflict_upsert, release,
 )
 
 # One trigger per event: transition tables may not be shared by multi-event triggers.
@@ -104,10 +104,7 @@ class PostgresEngine(EngineModule):
         statement = postgresql.insert(table)
         if rows_from is not None:
             statement = statement.from_select([c.name for c in table.columns], rows_from)
-        updates = {c.name: statement.excluded[c.name] for c in table.columns if c.name not in key_columns}
-        if updates:
-            return statement.on_conflict_do_update(index_elements=list(key_columns), set_=updates)
-        return statement.on_conflict_do_nothing(index_elements=list(key_columns))
+        return on_conflict_upsert(statement, table, key_columns)
 
     def upserter(self, dialect, table, key_columns):
         if dialect.driver == "psycopg":
@@ -150,7 +147,8 @@ class PostgresEngine(EngineModule):
 
         names_ = [c.name for c in table.columns]
         shape = names.short_hash(table.schema or "", table.name, *[f"{c.name} {c.type!r}" for c in table.columns])
-        staging = sa.Table(f"{names.PREFIX}in_{shape}", sa.MetaData(), *[sa.Column(n) for n in names_], schema="pg_temp")
+        staging = sa.Table(f"{names.PREFIX}in_{shape}", sa.MetaData(), *[sa.Column(n) for n in names_],
+                           schema="pg_temp")
         # psycopg's own quoting here: COPY takes no parameters, so it would not read the dialect's %% as %.
         columns = sql.SQL(", ").join(map(sql.Identifier, names_))
         staged = sql.Identifier(staging.schema, staging.name)
@@ -197,13 +195,13 @@ class PostgresEngine(EngineModule):
         statement = statement.returning(*[table.c[k] for k in key_columns])
         conn.execute(statement.execution_options(insertmanyvalues_page_size=self.upsert_page_rows), rows).close()
 
-    def in_list(self, column, name):
+    def in_list(self, columns, name):
         # `column = ANY(array)`: PostgreSQL parses and plans a long IN list value by value, an array
         # at once (five times faster at 500 keys).
-        element = array_element(column.type)
+        element = array_element(columns[0].type) if len(columns) == 1 else None
         if element is None:
-            return super().in_list(column, name)
-        return column == sa.any_(sa.cast(sa.bindparam(name, type_=ArrayLiteral()), postgresql.ARRAY(element)))
+            return super().in_list(columns, name)
+        return columns[0] == sa.any_(sa.cast(sa.bindparam(name, type_=ArrayLiteral()), postgresql.ARRAY(element)))
 
     def exact_lookup(self, type_):
         return array_element(type_) is not None
@@ -261,8 +259,8 @@ def array_element(type_: sa.types.TypeEngine) -> sa.types.TypeEngine | None:
 
 class ArrayLiteral(sa.types.TypeDecorator):
     """A list bound as one array literal, '{1,2}' or '{"a","b"}', to be cast to its array type.
-    psycopg2 would send ARRAY[1, 2, ...], adapting element by element, and the server would then
-    parse and plan each element as a constant: three times slower at 3,000 keys."""
+    psycopg2 would send a list as ARRAY[1, 2, ...], adapting element by element, and the server
+    would then parse and plan each element as a constant: three times slower at 3,000 keys."""
 
     impl = sa.Text
     cache_ok = True

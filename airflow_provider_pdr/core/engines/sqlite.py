@@ -16,7 +16,7 @@ from sqlalchemy.dialects import sqlite
 
 from airflow_provider_pdr.core import names
 from airflow_provider_pdr.core.engines.base import (
-    CaptureTarget, EngineModule, SourceTable, executemany_upserter, key_mismatch,
+    CaptureTarget, EngineModule, SourceTable, executemany_upserter, key_mismatch, on_conflict_upsert,
 )
 
 _memory_locks: dict[str, threading.Lock] = {}
@@ -133,11 +133,7 @@ class SqliteEngine(EngineModule):
 
     @staticmethod
     def upsert_statement(table: sa.Table, key_columns):
-        statement = sqlite.insert(table)
-        updates = {c.name: statement.excluded[c.name] for c in table.columns if c.name not in key_columns}
-        if updates:
-            return statement.on_conflict_do_update(index_elements=list(key_columns), set_=updates)
-        return statement.on_conflict_do_nothing(index_elements=list(key_columns))
+        return on_conflict_upsert(sqlite.insert(table), table, key_columns)
 
     def upserter(self, dialect, table, key_columns):
         write = None
