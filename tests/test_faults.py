@@ -101,10 +101,10 @@ def test_destination_unreachable_then_back(source, destination, monkeypatch):
 
     proxy.up()
     with monkeypatch.context() as patch:  # lost in the middle of a drain
-        cut_at_batch(patch, "apply", 3, proxy)
+        cut_at_batch(patch, "apply", 6, proxy)  # the second batch of the second span of 40 change rows
         with pytest.raises(UnreachableError, match=r"channel 'orders'.*destination"):
             reflect(source, via_proxy, "orders", "mirror", batch_size=10)
-    assert pending_changes(source, "orders").count == 70, "only the two applied batches are acknowledged"
+    assert pending_changes(source, "orders").count == 50, "only the first span, applied whole, is acknowledged"
     write(source, table.update().where(table.c.id < 50).values(note="meanwhile"))
     write(source, table.delete().where(table.c.id >= 95))
 
@@ -116,8 +116,10 @@ def test_destination_unreachable_then_back(source, destination, monkeypatch):
 
 
 @pytest.mark.parametrize("source,destination", [("postgresql", "sqlite"), ("mysql", "sqlite")], indirect=True)
-@pytest.mark.parametrize("method", ["read_batch", "acknowledge"])
-def test_source_unreachable_during_a_drain(source, destination, monkeypatch, method):
+@pytest.mark.parametrize("method,spans,left", [("read_span", True, 60), ("acknowledge", True, 20),
+                                               ("read_batch", False, 60), ("acknowledge", False, 50)])
+def test_source_unreachable_during_a_drain(source, destination, monkeypatch, method, spans, left):
+    monkeypatch.setattr(Drain, "read_spans", spans)
     table = orders(source)
     install_channel(source, "orders", "orders")
     proxy = TcpProxy(*server(source))
@@ -127,10 +129,10 @@ def test_source_unreachable_during_a_drain(source, destination, monkeypatch, met
         cut_at_batch(patch, method, 2, proxy)
         with pytest.raises(UnreachableError, match=r"channel 'orders'.*source"):
             reflect(via_proxy, destination, "orders", "mirror", create_table=True, batch_size=10)
-    # The second batch is read while the first is applied, and the first is acknowledged after
-    # that read: cut at the read, nothing was acknowledged; cut at the second acknowledgement,
-    # only the first batch was.
-    assert pending_changes(source, "orders").count == {"read_batch": 60, "acknowledge": 50}[method]
+    # The second batch (a span of 20 change rows after one of 40, or the second batch of 10) is
+    # read while the first is applied, and the first is acknowledged after that read: cut at the
+    # read, nothing was acknowledged; cut at the second acknowledgement, only the first batch was.
+    assert pending_changes(source, "orders").count == left
 
     with pytest.raises(UnreachableError, match=r"channel 'orders'.*source"):
         reflect(via_proxy, destination, "orders", "mirror")  # still down: fails at once, clearly
@@ -167,10 +169,10 @@ def test_a_rejected_row_is_named_by_key_and_blocks_only_its_channel(source, dest
     assert "channel 'orders'" in message
     assert "id=37" in message, message
     assert "amount_not_negative" in message.lower() or "check" in message.lower(), message
-    # Batches before the bad one are applied and acknowledged; nothing of its batch is applied
-    # and nothing after it is acknowledged.
+    # The batches before the bad one are applied, nothing of its batch is, and nothing of the span
+    # of 40 change rows that holds them is acknowledged: the next run applies it again.
     assert [r[0] for r in table_rows(destination, "strict")] == list(range(30))
-    assert pending_changes(source, "orders").count == 21  # 20 rows + the update of row 37
+    assert pending_changes(source, "orders").count == 51  # 50 rows + the update of row 37
 
     # Another channel of the same table keeps working meanwhile.
     reflect(source, destination, "audit", "audit_copy", create_table=True)

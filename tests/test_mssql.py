@@ -218,6 +218,27 @@ def test_decimals_beyond_sql_server_are_refused_naming_the_column(generic):
         MODULE.ddl_type(generic, "t.c")
 
 
+def test_the_drain_reads_compile_as_t_sql(databases):
+    """The span read (one row per key, its presence told by the source key, never a boolean
+    column, which T-SQL cannot select) and the exact path's join, built for integer keys as on
+    any engine, then compiled by the mssql dialect."""
+    from airflow_provider_pdr.core.reflect import open_drain
+
+    source, destination = databases.new("sqlite"), databases.new("sqlite")
+    core.orders(source)
+    core.install_channel(source, "orders", "orders")
+    with open_drain(source, destination, "orders", "mirror", None, create_table=True, deletes=True,
+                    mapping=None) as (drain, _, _):
+        statements = [*drain.span_queries.values(), drain.current, drain.lookup]
+    for statement in statements:
+        sql = statement.compile(dialect=DIALECT).string
+        assert " IS NOT NULL AS " not in sql, sql
+        (parsed,) = parse(re.sub(r"__\[POSTCOMPILE_(\w+)\]", r"(@\1)", re.sub(r":(\w+)", r"@\1", sql)))
+        assert isinstance(parsed, exp.Select)
+    span = drain.span_queries[True].compile(dialect=DIALECT).string
+    assert "OFFSET 0 ROWS" in span and "FETCH FIRST @limit ROWS ONLY" in re.sub(r":(\w+)", r"@\1", span)
+
+
 def test_a_destination_table_compiles_from_any_source_columns():
     source = sa.Table(
         "src", sa.MetaData(),

@@ -1,10 +1,17 @@
 """Draining a channel into a destination table, batch by batch.
 
-One batch: take the oldest N change rows joined to the current source rows (one query),
-upsert the keys that still exist and delete those that do not (one destination
-transaction), then delete from the change table exactly the sequence numbers that were
-read. Never "everything up to N": a transaction that took a lower number may commit later,
-and its change row must still be there for the next batch.
+Where keys compare exactly (integers everywhere, a few more types in PostgreSQL), the source
+groups the work itself: one statement reads a span of the oldest change rows as one row per
+key, with the key's current state. Its rows are upserted (keys that exist) or deleted (keys
+that do not) in destination transactions of at most batch_size rows, then the span is
+acknowledged by one range delete that must remove exactly as many change rows as were read:
+a transaction that took a lower number and committed later would make it remove more, so it
+is rolled back and the drain goes on reading change rows one by one (the exact path).
+
+The exact path (every other key, and after such a rollback) reads (seq, key) change rows,
+looks the keys up, and deletes from the change table exactly the sequence numbers read.
+Never "everything up to N" unchecked: a late commit's change row must still be there for the
+next batch.
 
 A run holds the channel's lock for its whole drain: without it, a run that read a row and
 stalled could write that stale state over a newer one applied by another run.
@@ -85,6 +92,9 @@ class Window:
             self.top = rows[-1][0]
             self.held += len(rows)
 
+    def next(self, source: Connection, batch_size: int, batches_left: int | None) -> Batch:
+        return self.drain.read_batch(source, self, batch_size)
+
     def take(self, limit: int) -> dict[tuple, list[int]]:
         """The oldest keys and their seqs: up to `limit` change rows, or one key's, if it has more."""
         taken, count = {}, 0
@@ -103,10 +113,57 @@ class Window:
         self.held, self.top = 0, None
 
 
+class Span(NamedTuple):
+    """Change rows read as a range: `count` rows with seqs from `first` to `last`."""
+
+    first: int
+    last: int
+    count: int
+
+    @property
+    def gapless(self) -> bool:
+        """Every number from first to last was read: no other transaction can hold one of them."""
+        return self.count == self.last - self.first + 1
+
+
 class Batch(NamedTuple):
-    seqs: list[int]  # the change rows read, to acknowledge once applied
     upserts: list[tuple]  # current rows of the keys that exist, values in the order of Drain.columns
     deletes: list[tuple]  # source keys whose row is gone (or no longer matches the filter)
+    seqs: list[int]  # exact path: the change rows read, to acknowledge once applied
+    span: Span | None = None  # span path: the change rows read, as a range
+
+    @property
+    def changes(self) -> int:
+        return self.span.count if self.span else len(self.seqs)
+
+
+class Spans:
+    """Reads spans of change rows, each after the last (see Drain.read_span); starts again from
+    the oldest change when one comes back empty (a change that commits late is read then)."""
+
+    def __init__(self, drain: Drain):
+        self.drain = drain
+        self.last: int | None = None
+        self.fresh = True  # the last read started from the oldest change
+
+    def next(self, source: Connection, batch_size: int, batches_left: int | None) -> Batch:
+        self.fresh = self.last is None
+        reach = WINDOW_BATCHES if batches_left is None else max(1, min(WINDOW_BATCHES, batches_left))
+        batch = self.drain.read_span(source, self.last, reach * batch_size)
+        if batch.span:
+            self.last = batch.span.last
+        return batch
+
+    def restart(self) -> None:
+        self.last = None
+
+
+def parts(batch: Batch, size: int):
+    """The batch's rows as (upserts, deletes) of at most `size` rows together, deletes first."""
+    upserts, deletes = batch.upserts, batch.deletes
+    first = len(deletes)
+    for start in range(0, first + len(upserts), size):
+        yield upserts[max(start - first, 0) : max(start + size - first, 0)], deletes[start : start + size]
 
 
 @contextlib.contextmanager
@@ -152,6 +209,8 @@ class Drain:
     The source query selects the mapping's fields (plain or computed columns) of the rows
     that match its filter; a changed key whose row is gone or no longer matches is a delete.
     """
+
+    read_spans = True  # where keys compare exactly; False: every drain takes the exact path
 
     def __init__(self, source: Connection, destination: Connection, src: EngineModule, dst: EngineModule,
                  channel: Channel, table: str, schema: str | None, create_table: bool, deletes: bool,
@@ -214,18 +273,60 @@ class Drain:
             self.lookup = sa.select(*key_columns, *self.selected()).where(src.in_list(key_columns, "keys"))
             if self.plan.condition is not None:
                 self.lookup = self.lookup.where(self.plan.condition)
-        self.exact_lookup = self.lookup is not None and all(src.exact_lookup(c.type) for c in key_columns)
+        exact_keys = all(src.exact_lookup(c.type) for c in key_columns)
+        self.exact_lookup = self.lookup is not None and exact_keys
+        # Spans group change rows by key in the source: only keys that compare exactly can be
+        # grouped so (a collation that ignores case would take 'a' and 'A' for one key), and the
+        # range delete's count must be exact.
+        self.span_queries = None
+        if self.read_spans and exact_keys and source.dialect.supports_sane_rowcount:
+            self.span_queries = {after: self.span_rows(query) for after, query in self.oldest.items()}
         # The current source row of each change row asked for (by seq), absent if gone or filtered
         # out: exact where the lookup above may not be (collations that ignore case or padding).
         on = [src.same_key(source_table.c[k], column) for k, column in zip(self.source_keys, keys)]
         if self.plan.condition is not None:  # a row that stops matching reads as absent: it leaves the mirror
             on.append(self.plan.condition)
-        present = source_table.c[self.source_keys[0]].isnot(None).label("pdr_present")
+        # The source key itself tells presence (NULL: no row); SQL Server selects no boolean.
+        present = source_table.c[self.source_keys[0]].label("pdr_present")
         self.current = (
             sa.select(changes.c.seq, present, *self.selected())
             .select_from(changes.outerjoin(source_table, sa.and_(*on)))
             .where(src.in_list([changes.c.seq], "seqs"))
         )
+
+    def span_rows(self, oldest: sa.Select) -> sa.Select:
+        """One row per key of a span of change rows: how many change rows it has there, their lowest
+        and highest seq, whether its source row is present (and matches the filter), its key and fields."""
+        span = oldest.subquery("pdr_span")
+        keys = [span.c[f"key_{i}"] for i in range(1, self.width + 1)]
+        grouped = (
+            sa.select(*keys, sa.func.count().label("pdr_changes"), sa.func.min(span.c.seq).label("pdr_first"),
+                      sa.func.max(span.c.seq).label("pdr_last"))
+            .group_by(*keys).subquery("pdr_keys")
+        )
+        on = [self.src.same_key(self.source_table.c[k], grouped.c[f"key_{i}"])
+              for i, k in enumerate(self.source_keys, 1)]
+        if self.plan.condition is not None:
+            on.append(self.plan.condition)
+        present = self.source_table.c[self.source_keys[0]].label("pdr_present")  # NULL: no row
+        return (
+            sa.select(grouped.c.pdr_changes, grouped.c.pdr_first, grouped.c.pdr_last, present,
+                      *[grouped.c[f"key_{i}"] for i in range(1, self.width + 1)], *self.selected())
+            .select_from(grouped.outerjoin(self.source_table, sa.and_(*on)))
+        )
+
+    def read_span(self, source: Connection, after: int | None, limit: int) -> Batch:
+        """Up to `limit` change rows from the oldest or after seq `after`, read by the source as
+        one row per key with its current state, all in one statement (one consistent read)."""
+        rows = source.execute(self.span_queries[after is not None], {"limit": limit, "after": after}).all()
+        source.rollback()  # end the read transaction: the next read must see new commits
+        if not rows:
+            return Batch([], [], [])
+        start = 4 + self.width
+        upserts = [row[start:] for row in rows if row[3] is not None]
+        deletes = [tuple(row[4:start]) for row in rows if row[3] is None]
+        span = Span(min(row[1] for row in rows), max(row[2] for row in rows), sum(row[0] for row in rows))
+        return Batch(upserts, deletes, [], span)
 
     def selected(self) -> list[sa.ColumnElement]:
         return [planned.expression.label(f"col_{i}") for i, planned in enumerate(self.plan.columns)]
@@ -270,7 +371,7 @@ class Drain:
         else:
             deletes = self.decide(source, missing, upserts)
         source.rollback()  # end the read transaction: the next batch must see new commits
-        return Batch([seq for seqs in taken.values() for seq in seqs], upserts, deletes)
+        return Batch(upserts, deletes, [seq for seqs in taken.values() for seq in seqs])
 
     def decide(self, source: Connection, unsure: dict[int, tuple], upserts: list) -> list[tuple]:
         """Keys (by the seq of one of their change rows) joined to their source rows: the rows found
@@ -285,8 +386,8 @@ class Drain:
                 f"channel {self.channel.name!r}: change rows {lost} vanished during the drain (was the channel "
                 "reinstalled or its change table emptied?); nothing of this batch was acknowledged, run again"
             )
-        upserts += [row[2:] for row in decided.values() if row[1]]
-        return [unsure[seq] for seq, row in decided.items() if not row[1]]
+        upserts += [row[2:] for row in decided.values() if row[1] is not None]
+        return [unsure[seq] for seq, row in decided.items() if row[1] is None]
 
     def converted(self, rows: list[Sequence]) -> list[Sequence]:
         """Rows with the values the destination columns need (README: how types travel)."""
@@ -374,7 +475,43 @@ class Drain:
             if destination.in_transaction():
                 destination.rollback()
 
-    def acknowledge(self, source: Connection, seqs: list[int]) -> None:
+    def apply_batch(self, destination: Connection, batch: Batch, size: int) -> tuple[int, int]:
+        """The batch in destination transactions of at most `size` rows; returns (rows removed, transactions)."""
+        removed = transactions = 0
+        for upserts, deletes in parts(batch, size):
+            removed += self.apply(destination, upserts, deletes)
+            transactions += 1
+        return removed, transactions
+
+    def acknowledge(self, source: Connection, batch: Batch) -> bool:
+        """Delete the batch's change rows; False (and nothing deleted) where a span cannot be: it has
+        gaps that another transaction's change row may fill (one that committed after the read, or
+        has yet to: a MySQL delete would wait for it), to be read again one by one."""
+        span = batch.span
+        if span is None:
+            self.acknowledge_seqs(source, batch.seqs)
+            return True
+        if not (span.gapless or self.src.deletes_pass_uncommitted):
+            return False
+        try:
+            within = self.changes.c.seq.between(span.first, span.last)
+            removed = source.execute(sa.delete(self.changes).where(within)).rowcount
+        except BaseException:
+            source.rollback()
+            raise
+        if removed != span.count:
+            source.rollback()
+            if removed < span.count:  # only this run deletes change rows, under the channel lock
+                raise ChannelChangedError(
+                    f"channel {self.channel.name!r}: {span.count - removed} of the {span.count} change rows read "
+                    "vanished during the drain (was the channel reinstalled or its change table emptied?); "
+                    "nothing of this batch was acknowledged, run again"
+                )
+            return False
+        source.commit()
+        return True
+
+    def acknowledge_seqs(self, source: Connection, seqs: list[int]) -> None:
         ranges = seq_ranges(seqs)
         with committing(source):
             for start in range(0, len(ranges), 200):
@@ -533,40 +670,52 @@ class Pipeline:
         self.where, self.result = where, result
 
     def run(self, batch_size: int, max_batches: int | None, deadline: float | None) -> None:
-        window = Window(self.drain, WINDOW_BATCHES * batch_size)
-        read = 0
+        drain = self.drain
+        reader: Spans | Window = Spans(drain) if drain.span_queries else Window(drain, WINDOW_BATCHES * batch_size)
+        planned = 0  # destination transactions of the batches read
 
         def more() -> bool:  # the limits stop a drain after a batch, never before the first
-            return read == 0 or ((max_batches is None or read < max_batches)
-                                 and (deadline is None or time.monotonic() < deadline))
+            return planned == 0 or ((max_batches is None or planned < max_batches)
+                                    and (deadline is None or time.monotonic() < deadline))
+
+        def batches_left() -> int | None:  # how many batches a span may hold: one, past the deadline
+            if deadline is not None and time.monotonic() >= deadline:
+                return 1
+            return None if max_batches is None else max_batches - planned
 
         # SQLite's driver gives up the interpreter lock for every row, so it crawls beside a busy
         # thread: with it on either side, each batch is applied in turn.
-        overlap = self.drain.src.overlaps and self.drain.dst.overlaps
+        overlap = drain.src.overlaps and drain.dst.overlaps
         with ThreadPoolExecutor(1, thread_name_prefix="pdr-apply") if overlap else InPlace() as writer:
             flight: tuple[Batch, Future] | None = None
             while True:
                 batch = None
                 if more():
                     with reaching(self.where, "source"):
-                        batch = self.drain.read_batch(self.source, window, batch_size)
+                        batch = reader.next(self.source, batch_size, batches_left())
                 if flight is not None:
-                    self.finish(*flight)
+                    acknowledged = self.finish(*flight)
                     flight = None
-                if batch is None or (not batch.seqs and window.fresh):
+                    if not acknowledged:
+                        log.info("%s: changes committed out of order while they were applied; reading the "
+                                 "rest of this run's changes one by one", self.where)
+                        reader = Window(drain, WINDOW_BATCHES * batch_size)  # from the oldest, exactly
+                        continue  # the batch in hand is read again
+                if batch is None or (not batch.changes and reader.fresh):
                     return
-                if not batch.seqs:
-                    window.restart()  # dry: look again from the oldest change
+                if not batch.changes:
+                    reader.restart()  # dry: look again from the oldest change
                     continue
-                read += 1
-                flight = batch, writer.submit(self.drain.apply, self.destination, batch.upserts, batch.deletes)
+                planned += -(-(len(batch.upserts) + len(batch.deletes)) // batch_size)
+                flight = batch, writer.submit(drain.apply_batch, self.destination, batch, batch_size)
 
-    def finish(self, batch: Batch, applying: Future) -> None:
-        """Wait for the batch's destination commit, then acknowledge exactly its change rows."""
+    def finish(self, batch: Batch, applying: Future) -> bool:
+        """Wait for the batch's destination commits, then acknowledge exactly its change rows;
+        False if they could not be (Drain.acknowledge)."""
         where, drain = self.where, self.drain
         try:
             with reaching(where, "destination"):
-                self.result.deleted += applying.result()
+                removed, transactions = applying.result()
         except sa.exc.DBAPIError as error:
             with reaching(where, "destination"):
                 culprit = drain.rejected_row(self.destination, batch.upserts, batch.deletes)
@@ -575,11 +724,14 @@ class Pipeline:
                 f"{len(batch.deletes)} deletes, nothing of it was acknowledged: "
                 f"{culprit or str(error.orig).strip()}"
             ) from error
-        with reaching(where, "source"):
-            drain.acknowledge(self.source, batch.seqs)
+        self.result.deleted += removed
         self.result.upserted += len(batch.upserts)
-        self.result.changes += len(batch.seqs)
-        self.result.batches += 1
+        self.result.batches += transactions
+        with reaching(where, "source"):
+            if not drain.acknowledge(self.source, batch):
+                return False
+        self.result.changes += batch.changes
+        return True
 
 
 def brief_key(names, values) -> str:

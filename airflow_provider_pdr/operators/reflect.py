@@ -37,7 +37,8 @@ class ReflectOperator(BaseOperator):
 
     It keeps draining while changes keep arriving, up to `time_budget` (a busy table does not
     pay a task start-up per batch); what is left waits for the next run. Each batch is one
-    destination transaction, acknowledged in the source only after it committed.
+    destination transaction of at most `batch_size` rows; change rows are acknowledged in the
+    source only after the batches that apply them committed.
 
     The destination table is the task's Asset outlet (``pdr://<destination_conn_id>/[<schema>/]<table>``,
     see :func:`airflow_provider_pdr.assets.table_asset`) unless the names are templated or
