@@ -2,11 +2,13 @@
 
 Where keys compare exactly (integers everywhere, a few more types in PostgreSQL), the source
 groups the work itself: one statement reads a span of the oldest change rows as one row per
-key, with the key's current state. Its rows are upserted (keys that exist) or deleted (keys
-that do not) in destination transactions of at most batch_size rows, then the span is
-acknowledged by one range delete that must remove exactly as many change rows as were read:
-a transaction that took a lower number and committed later would make it remove more, so it
-is rolled back and the drain goes on reading change rows one by one (the exact path).
+key, with the key's current state. A span waits for the next one to be read and leaves to it
+the keys it holds again (written once, with the newer state). Its rows are upserted (keys
+that exist) or deleted (keys that do not) in destination transactions of at most batch_size
+rows, then the span is acknowledged by one range delete that must remove exactly as many
+change rows as were read: a transaction that took a lower number and committed later would
+make it remove more, so it is rolled back and the drain goes on reading change rows one by
+one (the exact path).
 
 The exact path (every other key, and after such a rollback) reads (seq, key) change rows,
 looks the keys up, and deletes from the change table exactly the sequence numbers read.
@@ -131,10 +133,21 @@ class Batch(NamedTuple):
     deletes: list[tuple]  # source keys whose row is gone (or no longer matches the filter)
     seqs: list[int]  # exact path: the change rows read, to acknowledge once applied
     span: Span | None = None  # span path: the change rows read, as a range
+    keys: list[tuple] = []  # span path: the source key of each upsert
 
     @property
     def changes(self) -> int:
         return self.span.count if self.span else len(self.seqs)
+
+    def without(self, later: Batch | None) -> Batch:
+        """This span without the keys that `later`, read after it, writes again with a newer state:
+        their change rows there are still pending until `later` is applied."""
+        if later is None or not later.keys and not later.deletes:
+            return self
+        again = {*later.keys, *later.deletes}
+        kept = [(key, row) for key, row in zip(self.keys, self.upserts) if key not in again]
+        return self._replace(upserts=[row for _, row in kept], keys=[key for key, _ in kept],
+                             deletes=[key for key in self.deletes if key not in again])
 
 
 class Spans:
@@ -323,10 +336,10 @@ class Drain:
         if not rows:
             return Batch([], [], [])
         start = 4 + self.width
-        upserts = [row[start:] for row in rows if row[3] is not None]
+        present = [row for row in rows if row[3] is not None]
         deletes = [tuple(row[4:start]) for row in rows if row[3] is None]
         span = Span(min(row[1] for row in rows), max(row[2] for row in rows), sum(row[0] for row in rows))
-        return Batch(upserts, deletes, [], span)
+        return Batch([row[start:] for row in present], deletes, [], span, [tuple(row[4:start]) for row in present])
 
     def selected(self) -> list[sa.ColumnElement]:
         return [planned.expression.label(f"col_{i}") for i, planned in enumerate(self.plan.columns)]
@@ -687,27 +700,44 @@ class Pipeline:
         # thread: with it on either side, each batch is applied in turn.
         overlap = drain.src.overlaps and drain.dst.overlaps
         with ThreadPoolExecutor(1, thread_name_prefix="pdr-apply") if overlap else InPlace() as writer:
+
+            def apply(batch: Batch) -> tuple[Batch, Future]:
+                return batch, writer.submit(drain.apply_batch, self.destination, batch, batch_size)
+
+            def exactly() -> Window:
+                log.info("%s: changes committed out of order while they were applied; reading the rest "
+                         "of this run's changes one by one", self.where)
+                return Window(drain, WINDOW_BATCHES * batch_size)  # from the oldest: nothing is in flight
+
             flight: tuple[Batch, Future] | None = None
+            held: Batch | None = None  # a span read, applied once the next read tells which keys come again
             while True:
                 batch = None
                 if more():
                     with reaching(self.where, "source"):
                         batch = reader.next(self.source, batch_size, batches_left())
                 if flight is not None:
-                    acknowledged = self.finish(*flight)
-                    flight = None
+                    acknowledged, flight = self.finish(*flight), None
                     if not acknowledged:
-                        log.info("%s: changes committed out of order while they were applied; reading the "
-                                 "rest of this run's changes one by one", self.where)
-                        reader = Window(drain, WINDOW_BATCHES * batch_size)  # from the oldest, exactly
-                        continue  # the batch in hand is read again
-                if batch is None or (not batch.changes and reader.fresh):
-                    return
-                if not batch.changes:
+                        reader, held = exactly(), None  # the spans in hand are read again
+                        continue
+                if held is not None:
+                    flight, held = apply(held.without(batch)), None
+                if batch is None or not batch.changes:
+                    if flight is not None:  # it lands before the drain stops or reads from the oldest again
+                        acknowledged, flight = self.finish(*flight), None
+                        if not acknowledged:
+                            reader = exactly()
+                            continue
+                    if batch is None or reader.fresh:
+                        return
                     reader.restart()  # dry: look again from the oldest change
                     continue
                 planned += -(-(len(batch.upserts) + len(batch.deletes)) // batch_size)
-                flight = batch, writer.submit(drain.apply_batch, self.destination, batch, batch_size)
+                if batch.span is not None:
+                    held = batch
+                else:
+                    flight = apply(batch)
 
     def finish(self, batch: Batch, applying: Future) -> bool:
         """Wait for the batch's destination commits, then acknowledge exactly its change rows;
