@@ -133,7 +133,7 @@ class Batch(NamedTuple):
     deletes: list[tuple]  # source keys whose row is gone (or no longer matches the filter)
     seqs: list[int]  # exact path: the change rows read, to acknowledge once applied
     span: Span | None = None  # span path: the change rows read, as a range
-    keys: list[tuple] = []  # span path: the source key of each upsert
+    keys: Sequence[tuple] = ()  # span path: the source key of each upsert
 
     @property
     def changes(self) -> int:
@@ -289,8 +289,8 @@ class Drain:
         exact_keys = all(src.exact_lookup(c.type) for c in key_columns)
         self.exact_lookup = self.lookup is not None and exact_keys
         # Spans group change rows by key in the source: only keys that compare exactly can be
-        # grouped so (a collation that ignores case would take 'a' and 'A' for one key), and the
-        # range delete's count must be exact.
+        # grouped so (a collation that ignores case would take 'a' and 'A' for one key), and only
+        # a driver that counts deleted rows exactly can check the range delete.
         self.span_queries = None
         if self.read_spans and exact_keys and source.dialect.supports_sane_rowcount:
             self.span_queries = {after: self.span_rows(query) for after, query in self.oldest.items()}
@@ -330,7 +330,9 @@ class Drain:
 
     def read_span(self, source: Connection, after: int | None, limit: int) -> Batch:
         """Up to `limit` change rows from the oldest or after seq `after`, read by the source as
-        one row per key with its current state, all in one statement (one consistent read)."""
+        one row per key with its current state, in one statement: no key's state is read before
+        its change rows, so a later change of it leaves a change row after `last`, or in the span
+        (which the range delete's count then shows)."""
         rows = source.execute(self.span_queries[after is not None], {"limit": limit, "after": after}).all()
         source.rollback()  # end the read transaction: the next read must see new commits
         if not rows:
