@@ -707,8 +707,8 @@ class Pipeline:
                 return batch, writer.submit(drain.apply_batch, self.destination, batch, batch_size)
 
             def exactly() -> Window:
-                log.info("%s: changes committed out of order while they were applied; reading the rest "
-                         "of this run's changes one by one", self.where)
+                log.info("%s: another transaction committed late, or is still open, inside the span of "
+                         "changes just applied; reading the rest of this run's changes one by one", self.where)
                 return Window(drain, WINDOW_BATCHES * batch_size)  # from the oldest: nothing is in flight
 
             flight: tuple[Batch, Future] | None = None
