@@ -5,10 +5,11 @@ groups the work itself: one statement reads a span of the oldest change rows as 
 key, with the key's current state. A span waits for the next one to be read and leaves to it
 the keys it holds again (written once, with the newer state). Its rows are upserted (keys
 that exist) or deleted (keys that do not) in destination transactions of at most batch_size
-rows, then the span is acknowledged by one range delete that must remove exactly as many
-change rows as were read: a transaction that took a lower number and committed later would
-make it remove more, so it is rolled back and the drain goes on reading change rows one by
-one (the exact path).
+rows, then the span is acknowledged by deleting its range. A span with a gap (a number another
+transaction may hold) has its numbers read again first: if a transaction that took one of
+them committed meanwhile, nothing is deleted and the drain goes on reading change rows one by
+one (the exact path); one still open is left alone. The delete must remove exactly as many
+change rows as were read.
 
 The exact path (every other key, and after such a rollback) reads (seq, key) change rows,
 looks the keys up, and deletes from the change table exactly the sequence numbers read.
@@ -499,41 +500,50 @@ class Drain:
         return removed, transactions
 
     def acknowledge(self, source: Connection, batch: Batch) -> bool:
-        """Delete the batch's change rows; False (and nothing deleted) where a span cannot be: it has
-        gaps that another transaction's change row may fill (one that committed after the read, or
-        has yet to: a MySQL delete would wait for it), to be read again one by one."""
+        """Delete the batch's change rows; False (and nothing deleted) if a span's range now holds
+        a change that committed after the span was read: it is read again, one change row at a time."""
         span = batch.span
         if span is None:
-            self.acknowledge_seqs(source, batch.seqs)
+            with committing(source):
+                self.delete_runs(source, seq_ranges(batch.seqs))
             return True
-        if not (span.gapless or self.src.deletes_pass_uncommitted):
-            return False
+        seq = self.changes.c.seq
         try:
-            within = self.changes.c.seq.between(span.first, span.last)
-            removed = source.execute(sa.delete(self.changes).where(within)).rowcount
+            runs = [(span.first, span.last)]
+            if not span.gapless:
+                # Another transaction may hold a number in a gap. Read the numbers again: one that
+                # committed since shows here; one still open does not, and no delete touches it.
+                now = source.scalars(sa.select(seq).where(seq.between(span.first, span.last))).all()
+                if len(now) > span.count:
+                    source.rollback()
+                    return False
+                runs = seq_ranges(now)
+            removed = self.delete_runs(source, runs)
         except BaseException:
             source.rollback()
             raise
-        if removed != span.count:
+        if removed != span.count:  # only this run deletes change rows, under the channel lock
             source.rollback()
-            if removed < span.count:  # only this run deletes change rows, under the channel lock
-                raise ChannelChangedError(
-                    f"channel {self.channel.name!r}: {span.count - removed} of the {span.count} change rows read "
-                    "vanished during the drain (was the channel reinstalled or its change table emptied?); "
-                    "nothing of this batch was acknowledged, run again"
-                )
-            return False
+            raise ChannelChangedError(
+                f"channel {self.channel.name!r}: {span.count - removed} of the {span.count} change rows read "
+                "vanished during the drain (was the channel reinstalled or its change table emptied?); "
+                "nothing of this batch was acknowledged, run again"
+            )
         source.commit()
         return True
 
-    def acknowledge_seqs(self, source: Connection, seqs: list[int]) -> None:
-        ranges = seq_ranges(seqs)
-        with committing(source):
-            for start in range(0, len(ranges), 200):
-                part = ranges[start : start + 200]
-                source.execute(
-                    sa.delete(self.changes).where(sa.or_(*[self.changes.c.seq.between(a, b) for a, b in part]))
-                )
+    def delete_runs(self, source: Connection, runs: list[tuple[int, int]]) -> int:
+        """Delete the change rows of runs of consecutive seqs (first, last); returns how many. A run
+        goes as [first, last) and then last: a range scan that ends past its last row locks the
+        next row in MySQL, which may be another transaction's uncommitted change row, and waits."""
+        seq, removed = self.changes.c.seq, 0
+        for start in range(0, len(runs), 200):
+            part = runs[start : start + 200]
+            below = [sa.and_(seq >= first, seq < last) for first, last in part if first < last]
+            if below:
+                removed += source.execute(sa.delete(self.changes).where(sa.or_(*below))).rowcount
+            removed += source.execute(sa.delete(self.changes).where(seq.in_([last for _, last in part]))).rowcount
+        return removed
 
 
 @contextlib.contextmanager

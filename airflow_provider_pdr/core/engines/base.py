@@ -51,10 +51,6 @@ class EngineModule:
     overlaps: bool = True
     # Row values, (a, b) IN ((1, 2), ...), for looking up composite keys (not in Firebird or SQL Server).
     row_values: bool = False
-    # Whether a range delete passes over rows another transaction inserted and has not committed,
-    # rather than waiting for it: then a span of change rows with gaps is acknowledged by one
-    # range delete, checked by its count (core/reflect.py).
-    deletes_pass_uncommitted: bool = False
 
     def __init__(self, dialect: sa.engine.Dialect):
         self.dialect = dialect

@@ -27,7 +27,6 @@ class PostgresEngine(EngineModule):
     name = "postgresql"
     max_identifier_length = 63
     row_values = True
-    deletes_pass_uncommitted = True  # MVCC: an uncommitted row is invisible to the delete
     upsert_page_rows = 5000  # rows per INSERT statement (the parameter count limit still applies)
     max_parameters = 30000
 

@@ -83,7 +83,6 @@ class SqliteEngine(EngineModule):
     max_identifier_length = 128  # SQLite has no limit; stay within what the others accept
     row_values = True
     overlaps = False  # sqlite3 releases the interpreter lock per row: another busy thread stalls it
-    deletes_pass_uncommitted = True  # one writer at a time: no other transaction holds an uncommitted row
 
     def __init__(self, dialect):
         super().__init__(dialect)
