@@ -297,16 +297,23 @@ class Drain:
             self.span_queries = {after: self.span_rows(query) for after, query in self.oldest.items()}
         # The current source row of each change row asked for (by seq), absent if gone or filtered
         # out: exact where the lookup above may not be (collations that ignore case or padding).
-        on = [src.same_key(source_table.c[k], column) for k, column in zip(self.source_keys, keys)]
-        if self.plan.condition is not None:  # a row that stops matching reads as absent: it leaves the mirror
-            on.append(self.plan.condition)
-        # The source key itself tells presence (NULL: no row); SQL Server selects no boolean.
-        present = source_table.c[self.source_keys[0]].label("pdr_present")
         self.current = (
-            sa.select(changes.c.seq, present, *self.selected())
-            .select_from(changes.outerjoin(source_table, sa.and_(*on)))
+            sa.select(changes.c.seq, self.present(), *self.selected())
+            .select_from(changes.outerjoin(source_table, self.same_row(keys)))
             .where(src.in_list([changes.c.seq], "seqs"))
         )
+
+    def same_row(self, keys: Sequence[sa.ColumnElement]) -> sa.ColumnElement:
+        """Joins change-row keys to their source row, as exactly as the capture trigger compares
+        keys; a row that stops matching the filter reads as absent: it leaves the mirror."""
+        on = [self.src.same_key(self.source_table.c[k], key) for k, key in zip(self.source_keys, keys)]
+        if self.plan.condition is not None:
+            on.append(self.plan.condition)
+        return sa.and_(*on)
+
+    def present(self) -> sa.ColumnElement:
+        """The joined source row's first key column: NULL where there is no row (SQL Server selects no boolean)."""
+        return self.source_table.c[self.source_keys[0]].label("pdr_present")
 
     def span_rows(self, oldest: sa.Select) -> sa.Select:
         """One row per key of a span of change rows: how many change rows it has there, their lowest
@@ -318,15 +325,11 @@ class Drain:
                       sa.func.max(span.c.seq).label("pdr_last"))
             .group_by(*keys).subquery("pdr_keys")
         )
-        on = [self.src.same_key(self.source_table.c[k], grouped.c[f"key_{i}"])
-              for i, k in enumerate(self.source_keys, 1)]
-        if self.plan.condition is not None:
-            on.append(self.plan.condition)
-        present = self.source_table.c[self.source_keys[0]].label("pdr_present")  # NULL: no row
+        grouped_keys = [grouped.c[key.name] for key in keys]
         return (
-            sa.select(grouped.c.pdr_changes, grouped.c.pdr_first, grouped.c.pdr_last, present,
-                      *[grouped.c[f"key_{i}"] for i in range(1, self.width + 1)], *self.selected())
-            .select_from(grouped.outerjoin(self.source_table, sa.and_(*on)))
+            sa.select(grouped.c.pdr_changes, grouped.c.pdr_first, grouped.c.pdr_last, self.present(),
+                      *grouped_keys, *self.selected())
+            .select_from(grouped.outerjoin(self.source_table, self.same_row(grouped_keys)))
         )
 
     def read_span(self, source: Connection, after: int | None, limit: int) -> Batch:
