@@ -330,6 +330,7 @@ class Drain:
             sa.select(grouped.c.pdr_changes, grouped.c.pdr_first, grouped.c.pdr_last, self.present(),
                       *grouped_keys, *self.selected())
             .select_from(grouped.outerjoin(self.source_table, self.same_row(grouped_keys)))
+            .order_by(grouped.c.pdr_first)  # keys land in the order they first changed
         )
 
     def read_span(self, source: Connection, after: int | None, limit: int) -> Batch:
