@@ -25,10 +25,16 @@ def describe(table_name: str, schema: str | None) -> str:
 
 def reflect_table(conn: Connection, module: EngineModule, name: str, schema: str | None) -> sa.Table:
     """The table with io types that carry values exactly; SchemaError if it does not exist."""
-    if not sa.inspect(conn).has_table(name, schema=schema):
+    inspector = sa.inspect(conn)
+    if not inspector.has_table(name, schema=schema):
         raise SchemaError(f"table {describe(name, schema)!r} does not exist in the {module.name} database")
     module.check_name(name, "table")
-    table = sa.Table(name, sa.MetaData(), autoload_with=conn, schema=schema)
+    # Columns and primary key only: every reflect reads them, and the other kinds of schema
+    # information (indexes, foreign keys, comments...) would cost a catalog query each.
+    columns = inspector.get_columns(name, schema=schema)
+    key = inspector.get_pk_constraint(name, schema=schema)["constrained_columns"]
+    items = [sa.Column(c["name"], c["type"], nullable=c["nullable"]) for c in columns]
+    table = sa.Table(name, sa.MetaData(), *items, *([sa.PrimaryKeyConstraint(*key)] if key else []), schema=schema)
     for column in table.columns:
         module.check_name(column.name, f"column of table {describe(name, schema)!r}")
         type_ = module.io_type(column.type)
