@@ -23,6 +23,7 @@ stalled could write that stale state over a newer one applied by another run.
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import time
 from collections import OrderedDict
@@ -668,8 +669,8 @@ def reflect(
 
 
 class InPlace:
-    """An executor that runs what it is given at once, in the calling thread (an interrupt
-    propagates at once, an error when the result is asked for, as from a worker thread)."""
+    """An executor that runs what it is given in the calling thread, when its result is asked
+    for: a batch is written after the one before it was acknowledged, as in a plain loop."""
 
     def __enter__(self):
         return self
@@ -678,13 +679,20 @@ class InPlace:
         return False
 
     @staticmethod
-    def submit(function, *args) -> Future:
-        done = Future()
-        try:
-            done.set_result(function(*args))
-        except Exception as error:
-            done.set_exception(error)
-        return done
+    def submit(function, *args) -> Later:
+        return Later(function, args)
+
+
+class Later:
+    """A call made the first time its result is asked for."""
+
+    def __init__(self, function, args):
+        self.call = functools.partial(function, *args)
+
+    def result(self):
+        if self.call is not None:
+            self.value, self.call = self.call(), None
+        return self.value
 
 
 class Pipeline:
@@ -717,7 +725,7 @@ class Pipeline:
         overlap = drain.src.overlaps and drain.dst.overlaps
         with ThreadPoolExecutor(1, thread_name_prefix="pdr-apply") if overlap else InPlace() as writer:
 
-            def apply(batch: Batch) -> tuple[Batch, Future]:
+            def apply(batch: Batch) -> tuple[Batch, Future | Later]:
                 return batch, writer.submit(drain.apply_batch, self.destination, batch, batch_size)
 
             def exactly() -> Window:
@@ -725,24 +733,27 @@ class Pipeline:
                          "changes just applied; reading the rest of this run's changes one by one", self.where)
                 return Window(drain, WINDOW_BATCHES * batch_size)  # from the oldest: nothing is in flight
 
-            flight: tuple[Batch, Future] | None = None
+            flight: tuple[Batch, Future | Later] | None = None
             held: Batch | None = None  # a span read, applied once the next read tells which keys come again
             while True:
                 batch = None
                 if more():
                     with reaching(self.where, "source"):
                         batch = reader.next(self.source, batch_size, batches_left())
-                if flight is not None:
-                    acknowledged, flight = self.finish(*flight), None
-                    if not acknowledged:
-                        reader, held = exactly(), None  # the spans in hand are read again
-                        continue
-                if held is not None:
+                landed = self.land(*flight) if flight is not None else None
+                flight = None
+                if held is not None:  # written while the batch that landed is acknowledged
                     flight, held = apply(held.without(batch)), None
+                if landed is not None and not self.acknowledge(landed):
+                    if flight is not None:  # written, not acknowledged: read again with the rest
+                        self.land(*flight)
+                        flight = None
+                    reader = exactly()
+                    continue
                 if batch is None or not batch.changes:
                     if flight is not None:  # it lands before the drain stops or reads from the oldest again
-                        acknowledged, flight = self.finish(*flight), None
-                        if not acknowledged:
+                        landed, flight = self.land(*flight), None
+                        if not self.acknowledge(landed):
                             reader = exactly()
                             continue
                     if batch is None or reader.fresh:
@@ -755,9 +766,8 @@ class Pipeline:
                 else:
                     flight = apply(batch)
 
-    def finish(self, batch: Batch, applying: Future) -> bool:
-        """Wait for the batch's destination commits, then acknowledge exactly its change rows;
-        False if they could not be (Drain.acknowledge)."""
+    def land(self, batch: Batch, applying: Future | Later) -> Batch:
+        """Wait for the batch's destination commits; ApplyError, naming the row, if refused."""
         where, drain = self.where, self.drain
         try:
             with reaching(where, "destination"):
@@ -773,8 +783,13 @@ class Pipeline:
         self.result.deleted += removed
         self.result.upserted += len(batch.upserts)
         self.result.batches += transactions
-        with reaching(where, "source"):
-            if not drain.acknowledge(self.source, batch):
+        return batch
+
+    def acknowledge(self, batch: Batch) -> bool:
+        """Acknowledge exactly the change rows of a batch that landed; False if they could not be
+        (Drain.acknowledge)."""
+        with reaching(self.where, "source"):
+            if not self.drain.acknowledge(self.source, batch):
                 return False
         self.result.changes += batch.changes
         return True
