@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import gc
 import threading
 import uuid
 
@@ -183,6 +184,30 @@ def test_a_rejected_batch_acknowledges_nothing(source, destination):
         reflect(source, destination, "orders", "narrow")
     assert pending_changes(source, "orders").count == 2
     assert table_rows(destination, "narrow") == []
+
+
+@pytest.mark.parametrize("source", ["postgresql"], indirect=True)
+@pytest.mark.parametrize("destination", ["mysql"], indirect=True)
+def test_the_garbage_collector_is_paused_only_while_a_drain_runs(source, destination, monkeypatch):
+    table = orders(source)
+    install_channel(source, "orders", "orders")
+    write(source, table.insert(), [{"id": i, "note": "fine"} for i in range(3)])
+    during, apply_batch = [], Drain.apply_batch
+    monkeypatch.setattr(Drain, "apply_batch", lambda *args: during.append(gc.isenabled()) or apply_batch(*args))
+    mirror(source, destination)
+    assert during == [False] and gc.isenabled()
+    create(destination, "narrow", sa.Column("id", sa.Integer, primary_key=True, autoincrement=False),
+           sa.Column("note", sa.String(100), nullable=False), sa.Column("amount", sa.Numeric(12, 2)))
+    write(source, table.insert(), {"id": 9, "note": None})
+    with pytest.raises(ApplyError):
+        reflect(source, destination, "orders", "narrow")
+    assert gc.isenabled(), "a failed drain resumes the collector too"
+    gc.disable()
+    try:
+        reflect(source, destination, "orders", "mirror")
+        assert not gc.isenabled(), "a collector the caller had paused stays paused"
+    finally:
+        gc.enable()
 
 
 def test_several_channels_on_one_table_progress_independently(source, destination):

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import gc
 import logging
 import time
 from collections import OrderedDict
@@ -658,7 +659,8 @@ def reflect(
             result.copied = loaded.copied
             ready = loaded.done
         if ready:
-            Pipeline(drain, sconn, dconn, where, result).run(batch_size, max_batches, deadline)
+            with young_collections_only():
+                Pipeline(drain, sconn, dconn, where, result).run(batch_size, max_batches, deadline)
         with reaching(where, "source"):
             pending = count_pending(sconn, src, info)
         result.lag_seconds = pending.oldest_age_seconds or 0.0
@@ -666,6 +668,21 @@ def reflect(
     log.info("%s: %d upserted, %d deleted in %d batches, lag %.1fs", where, result.upserted,
              result.deleted, result.batches, result.lag_seconds)
     return result
+
+
+@contextlib.contextmanager
+def young_collections_only():
+    """Pause the garbage collector's automatic runs while batches are drained; the drain runs a
+    young-generation collection after each batch instead. Every row read is a new object, and
+    the automatic runs that so many new objects set off include full ones, which walk every
+    object of the process (an Airflow task holds millions): a fifth of a narrow drain's time."""
+    paused = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if paused:
+            gc.enable()
 
 
 class InPlace:
@@ -742,6 +759,7 @@ class Pipeline:
                         batch = reader.next(self.source, batch_size, batches_left())
                 landed = self.land(*flight) if flight is not None else None
                 flight = None
+                gc.collect(1)  # the cycles of the batches read so far (young_collections_only)
                 if held is not None:  # written while the batch that landed is acknowledged
                     flight, held = apply(held.without(batch)), None
                 if landed is not None and not self.acknowledge(landed):
