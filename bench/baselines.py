@@ -62,14 +62,19 @@ def executemany(placeholder: str, conflict, new: str):
         quote = conn.dialect.identifier_preparer.quote
         sql = raw_sql(conn, table, keys, lambda n: "(" + ", ".join([placeholder] * n) + ")",
                       conflict.format(", ".join(quote(k) for k in keys)), new)
-        values = driver_rows(conn, table, rows)
-        raw = conn.connection.dbapi_connection
-        cursor = raw.cursor()
-        for start in range(0, len(values), batch):
-            cursor.executemany(sql, values[start : start + batch])
-            raw.commit()
-        cursor.close()
+        executemany_in_batches(conn, table, rows, batch, sql)
     return run
+
+
+def executemany_in_batches(conn, table, rows, batch: int, sql: str) -> None:
+    """The driver's executemany of `sql`, one transaction per batch."""
+    values = driver_rows(conn, table, rows)
+    raw = conn.connection.dbapi_connection
+    cursor = raw.cursor()
+    for start in range(0, len(values), batch):
+        cursor.executemany(sql, values[start : start + batch])
+        raw.commit()
+    cursor.close()
 
 
 def psycopg_copy(conn, table, keys, rows, batch):
@@ -95,6 +100,14 @@ def psycopg_copy(conn, table, keys, rows, batch):
         raw.commit()
 
 
+def firebird_update_or_insert(conn, table, keys, rows, batch):
+    """Firebird's own upsert through fdb's executemany (the statement prepared once)."""
+    quote = conn.dialect.identifier_preparer.quote
+    sql = (f"UPDATE OR INSERT INTO {quote(table.name)} ({', '.join(quote(c.name) for c in table.columns)}) "
+           f"VALUES ({', '.join('?' * len(table.columns))}) MATCHING ({', '.join(quote(k) for k in keys)})")
+    executemany_in_batches(conn, table, rows, batch, sql)
+
+
 # Per destination dialect and driver, the driver's own fastest bulk forms.
 MYSQL = {"mysqlclient executemany": executemany("%s", "ON DUPLICATE KEY UPDATE", "VALUES({})")}
 DRIVER_METHODS = {
@@ -105,6 +118,7 @@ DRIVER_METHODS = {
     "mysql+mysqldb": MYSQL,
     "mariadb+mysqldb": MYSQL,
     "sqlite+pysqlite": {"sqlite3 executemany": executemany("?", "ON CONFLICT ({}) DO UPDATE SET", "excluded.{}")},
+    "firebird+fdb": {"fdb executemany UPDATE OR INSERT": firebird_update_or_insert},
 }
 
 

@@ -7,17 +7,15 @@ PDR_TEST_POSTGRES_URL / PDR_TEST_MYSQL_URL (a server URL; the tests create datab
 from __future__ import annotations
 
 import os
-import re
 import uuid
 
 import pytest
 import sqlalchemy as sa
 
+from bench.databases import new_firebird_database
+
 POSTGRES_URL = os.environ.get("PDR_TEST_POSTGRES_URL", "postgresql+psycopg2://postgres@127.0.0.1:5432/postgres")
 MYSQL_URL = os.environ.get("PDR_TEST_MYSQL_URL", "mysql+mysqldb://root@127.0.0.1:3306/?charset=utf8mb4")
-# Firebird: a server URL without database, and a directory the server may create databases in.
-FIREBIRD_PASSWORD_FILE = "/etc/firebird/3.0/SYSDBA.password"  # written by Debian's firebird3.0-server
-FIREBIRD_DIR = os.environ.get("PDR_TEST_FIREBIRD_DIR", "/tmp/pdr-firebird-tests")
 
 LIVE_ENGINES = ["sqlite", "postgresql", "mysql"]
 # Destinations also include PostgreSQL through psycopg 3, the driver Airflow's postgres hook gives.
@@ -75,46 +73,19 @@ class Databases:
         raise ValueError(kind)
 
     def new_firebird(self, name: str) -> sa.Engine:
-        import fdb
+        url, drop = new_firebird_database(name)
+        engine = sa.create_engine(url)
 
-        from airflow_provider_pdr import dialects
-
-        dialects.register()  # firebird+fdb
-        os.makedirs(FIREBIRD_DIR, exist_ok=True)
-        os.chmod(FIREBIRD_DIR, 0o1777)  # the server process creates the file
-        url = sa.make_url(firebird_server_url()).set(database=f"{FIREBIRD_DIR}/{name}.fdb")
-        fdb.create_database(
-            f"CREATE DATABASE '{url.host}/{url.port or 3050}:{url.database}' USER '{url.username}' "
-            f"PASSWORD '{url.password}' PAGE_SIZE 16384 DEFAULT CHARACTER SET UTF8"
-        ).close()
-        engine = sa.create_engine(url.set(query={"charset": "UTF8"}))
-
-        def drop():
+        def dispose_and_drop():
             engine.dispose()
-            fdb.connect(dsn=f"{url.host}/{url.port or 3050}:{url.database}", user=url.username,
-                        password=url.password).drop_database()
+            drop()
 
-        self.cleanup.append(drop)
+        self.cleanup.append(dispose_and_drop)
         return engine
 
     def close(self):
         for step in reversed(self.cleanup):
             step()
-
-
-def firebird_server_url() -> str:
-    """PDR_TEST_FIREBIRD_URL, or the local server with the SYSDBA password scripts/bootstrap.sh knows."""
-    if os.environ.get("PDR_TEST_FIREBIRD_URL"):
-        return os.environ["PDR_TEST_FIREBIRD_URL"]
-    try:
-        with open(FIREBIRD_PASSWORD_FILE) as handle:
-            password = re.search(r'^ISC_PASSWORD="?([^"\n]*)"?', handle.read(), re.M).group(1)
-    except (OSError, AttributeError) as error:
-        raise RuntimeError(
-            f"no SYSDBA password readable in {FIREBIRD_PASSWORD_FILE} ({error}): run scripts/bootstrap.sh "
-            "as root, or set PDR_TEST_FIREBIRD_URL=firebird+fdb://user:password@host:3050"
-        ) from None
-    return sa.URL.create("firebird+fdb", "SYSDBA", password, "127.0.0.1", 3050).render_as_string(hide_password=False)
 
 
 @pytest.fixture

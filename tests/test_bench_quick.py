@@ -22,7 +22,8 @@ def test_quick_benchmark_runs_and_writes_every_figure(tmp_path):
     assert {(t["pair"], t["width"]) for t in results["throughput"]} == {
         (pair, width)
         for pair in ("PostgreSQL -> MariaDB", "MariaDB -> PostgreSQL", "PostgreSQL -> PostgreSQL",
-                     "PostgreSQL (psycopg 3) -> PostgreSQL (psycopg 3)", "SQLite -> SQLite")
+                     "PostgreSQL (psycopg 3) -> PostgreSQL (psycopg 3)", "SQLite -> SQLite",
+                     "PostgreSQL -> Firebird", "Firebird -> PostgreSQL")
         for width in ("narrow", "wide")
     }
     assert all(t["ratio"] > 0 and t["rows"] > 0 and t["baseline"]["rows_per_s"] > 0 for t in results["throughput"])
