@@ -248,14 +248,15 @@ def test_firebird_connection_type_builds_the_fdb_url(monkeypatch):
 @pytest.mark.airflow
 def test_airflow_lists_the_provider():
     from airflow.providers_manager import ProvidersManager
+    from airflow.sdk.providers_manager_runtime import ProvidersManagerTaskRuntime
 
     result = subprocess.run([os.path.join(os.path.dirname(sys.executable), "airflow"), "providers", "list"],
                             capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr
     assert "airflow-provider-pdr" in result.stdout
-    manager = ProvidersManager()
-    assert manager.hooks["firebird"].hook_class_name == "airflow_provider_pdr.hooks.firebird.FirebirdHook"
-    triggers = {info.trigger_class_name for info in manager.trigger}
+    hooks = ProvidersManagerTaskRuntime().hooks  # what a task resolves a connection type with
+    assert hooks["firebird"].hook_class_name == "airflow_provider_pdr.hooks.firebird.FirebirdHook"
+    triggers = {info.trigger_class_name for info in ProvidersManager().trigger}
     assert "airflow_provider_pdr.triggers.pending" in triggers
 
 
