@@ -347,6 +347,49 @@ def test_a_change_that_commits_inside_a_span_after_it_was_read_is_not_lost(sourc
 
 
 @pytest.mark.parametrize("source", ["postgresql", "mysql"], indirect=True)
+def test_a_late_commit_found_while_the_next_span_is_written_loses_nothing(source, destination, monkeypatch):
+    """The first span's acknowledgement, made while the second span is being written, finds a
+    change that committed in its gap: the second span lands unacknowledged, and everything is
+    read again one change row at a time."""
+    table = orders(source)
+    install_channel(source, "orders", "orders")
+    write(source, table.insert(), {"id": 1, "note": "first"})
+    early = source.connect()
+    early.execute(table.insert(), {"id": 2, "note": "early, commits late"})  # takes the gap
+    write(source, table.insert(), [{"id": i, "note": "on time"} for i in range(3, 13)])
+    read_span, apply_batch, read_batch, order, exact = Drain.read_span, Drain.apply_batch, Drain.read_batch, [], []
+
+    def commit_the_early_one_after_the_read(self, conn, after, limit):
+        batch = read_span(self, conn, after, limit)
+        if early.in_transaction():
+            early.commit()
+        return batch
+
+    def writing(self, conn, batch, size):
+        order.append(("write", batch.span))  # the exact path's batches have no span
+        return apply_batch(self, conn, batch, size)
+
+    def reading_exactly(self, conn, window, batch_size):
+        batch = read_batch(self, conn, window, batch_size)
+        exact.append(sorted(batch.seqs))
+        return batch
+
+    monkeypatch.setattr(Drain, "read_span", commit_the_early_one_after_the_read)
+    monkeypatch.setattr(Drain, "apply_batch", writing)
+    monkeypatch.setattr(Drain, "read_batch", reading_exactly)
+    result = mirror(source, destination, batch_size=1)  # spans of 4 change rows
+    early.close()
+    spans = [span for _, span in order if span is not None]
+    assert len(spans) == 2, "span 2 was written while span 1 was acknowledged, then the spans stopped"
+    assert spans[0].first == 1 and not spans[0].gapless, "span 1 has the gap of the late change"
+    assert spans[1].first > spans[0].last
+    assert exact and exact[0][0] == 1, "the exact path starts again from the oldest change"
+    assert table_rows(destination, "mirror") == table_rows(source, "orders")
+    assert [r[0] for r in table_rows(destination, "mirror")] == list(range(1, 13))
+    assert result.drained and pending_changes(source, "orders").count == 0
+
+
+@pytest.mark.parametrize("source", ["postgresql", "mysql"], indirect=True)
 def test_transactions_left_open_inside_and_just_after_a_span_neither_stall_it_nor_are_lost(
         source, destination, monkeypatch):
     table = orders(source)
