@@ -35,7 +35,7 @@ FIREBIRD_PAIRS = [("postgresql", "firebird"), ("firebird", "postgresql")]
 SIZES = {
     "quick": {"changes": 2000, "firebird_changes": 2000, "single": 40, "blocks": 2, "chunks": 4,
               "latency_s": 1.0, "memory": (2_000, 20_000), "latency_pairs": PAIRS[2:], "airflow_runs": 1},
-    "full": {"changes": 200_000, "firebird_changes": 20_000, "single": 2000, "blocks": 20, "chunks": 40,
+    "full": {"changes": 200_000, "firebird_changes": 20_000, "single": 6000, "blocks": 20, "chunks": 60,
              "latency_s": 6.0, "memory": (100_000, 1_000_000), "latency_pairs": PAIRS, "airflow_runs": 5},
 }
 BATCH_SIZE = 5000
