@@ -312,6 +312,36 @@ def test_a_key_left_to_the_next_span_stays_pending_until_that_one_lands(source, 
     assert table_rows(destination, "mirror")[0][1] == "second"
 
 
+def committing_after_the_first_span(source, table, monkeypatch):
+    """A connection whose open transaction holds the next change number (key 2) and commits
+    right after the first span is read."""
+    early = source.connect()
+    early.execute(table.insert(), {"id": 2, "note": "early, commits late"})
+    read_span = Drain.read_span
+
+    def commit_the_early_one_after_the_read(self, conn, after, limit):
+        batch = read_span(self, conn, after, limit)
+        if early.in_transaction():
+            early.commit()
+        return batch
+
+    monkeypatch.setattr(Drain, "read_span", commit_the_early_one_after_the_read)
+    return early
+
+
+def exact_batches(monkeypatch) -> list[list[int]]:
+    """The sequence numbers of every batch the exact path reads, as the drain goes."""
+    read_batch, seen = Drain.read_batch, []
+
+    def reading_exactly(self, conn, window, batch_size):
+        batch = read_batch(self, conn, window, batch_size)
+        seen.append(sorted(batch.seqs))
+        return batch
+
+    monkeypatch.setattr(Drain, "read_batch", reading_exactly)
+    return seen
+
+
 @pytest.mark.parametrize("source", ["postgresql", "mysql"], indirect=True)
 def test_a_change_that_commits_inside_a_span_after_it_was_read_is_not_lost(source, destination, monkeypatch):
     """A span with a gap: a transaction holds the missing number and commits after the read. Its
@@ -320,29 +350,14 @@ def test_a_change_that_commits_inside_a_span_after_it_was_read_is_not_lost(sourc
     table = orders(source)
     install_channel(source, "orders", "orders")
     write(source, table.insert(), {"id": 1, "note": "first"})
-    early = source.connect()
-    early.execute(table.insert(), {"id": 2, "note": "early, commits late"})  # takes the gap
+    early = committing_after_the_first_span(source, table, monkeypatch)
     write(source, table.insert(), {"id": 3, "note": "on time"})
-    read_span, read_batch, exact = Drain.read_span, Drain.read_batch, []
-
-    def commit_the_early_one_after_the_read(self, conn, after, limit):
-        batch = read_span(self, conn, after, limit)
-        if early.in_transaction():
-            early.commit()
-        return batch
-
-    def reading_exactly(self, conn, window, batch_size):
-        batch = read_batch(self, conn, window, batch_size)
-        exact.append(len(batch.seqs))
-        return batch
-
-    monkeypatch.setattr(Drain, "read_span", commit_the_early_one_after_the_read)
-    monkeypatch.setattr(Drain, "read_batch", reading_exactly)
+    exact = exact_batches(monkeypatch)
     result = mirror(source, destination)
     early.close()
     assert table_rows(destination, "mirror") == table_rows(source, "orders")
     assert [r[0] for r in table_rows(destination, "mirror")] == [1, 2, 3]
-    assert exact[0] == 3, "the span was read again, with the late change, one change row at a time"
+    assert len(exact[0]) == 3, "the span was read again, with the late change, one change row at a time"
     assert result.drained and pending_changes(source, "orders").count == 0
 
 
@@ -354,32 +369,14 @@ def test_a_late_commit_found_while_the_next_span_is_written_loses_nothing(source
     table = orders(source)
     install_channel(source, "orders", "orders")
     write(source, table.insert(), {"id": 1, "note": "first"})
-    early = source.connect()
-    early.execute(table.insert(), {"id": 2, "note": "early, commits late"})  # takes the gap
+    early = committing_after_the_first_span(source, table, monkeypatch)
     write(source, table.insert(), [{"id": i, "note": "on time"} for i in range(3, 13)])
-    read_span, apply_batch, read_batch, order, exact = Drain.read_span, Drain.apply_batch, Drain.read_batch, [], []
-
-    def commit_the_early_one_after_the_read(self, conn, after, limit):
-        batch = read_span(self, conn, after, limit)
-        if early.in_transaction():
-            early.commit()
-        return batch
-
-    def writing(self, conn, batch, size):
-        order.append(("write", batch.span))  # the exact path's batches have no span
-        return apply_batch(self, conn, batch, size)
-
-    def reading_exactly(self, conn, window, batch_size):
-        batch = read_batch(self, conn, window, batch_size)
-        exact.append(sorted(batch.seqs))
-        return batch
-
-    monkeypatch.setattr(Drain, "read_span", commit_the_early_one_after_the_read)
-    monkeypatch.setattr(Drain, "apply_batch", writing)
-    monkeypatch.setattr(Drain, "read_batch", reading_exactly)
+    exact, apply_batch, written = exact_batches(monkeypatch), Drain.apply_batch, []
+    monkeypatch.setattr(Drain, "apply_batch", lambda self, conn, batch, size: written.append(batch.span)
+                        or apply_batch(self, conn, batch, size))
     result = mirror(source, destination, batch_size=1)  # spans of 4 change rows
     early.close()
-    spans = [span for _, span in order if span is not None]
+    spans = [span for span in written if span is not None]  # the exact path's batches have no span
     assert len(spans) == 2, "span 2 was written while span 1 was acknowledged, then the spans stopped"
     assert spans[0].first == 1 and not spans[0].gapless, "span 1 has the gap of the late change"
     assert spans[1].first > spans[0].last
