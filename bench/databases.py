@@ -7,6 +7,7 @@ import re
 import shutil
 import tempfile
 import uuid
+from collections.abc import Callable
 
 import sqlalchemy as sa
 
@@ -64,7 +65,7 @@ class Databases:
 
     def __init__(self):
         self.tmp = tempfile.mkdtemp(prefix="pdr_bench_")
-        self.dropped: list = []
+        self.drops: list[Callable[[], None]] = []
         self.engines: list[sa.Engine] = []
 
     def url(self, kind: str) -> sa.URL:
@@ -75,7 +76,7 @@ class Databases:
             return self.url("postgresql").set(drivername="postgresql+psycopg")
         if kind == "firebird":
             url, drop = new_firebird_database(name)
-            self.dropped.append((None, drop))
+            self.drops.append(drop)
             return url
         server = sa.create_engine(SERVERS[kind], isolation_level="AUTOCOMMIT")
         quote = server.dialect.identifier_preparer.quote_identifier
@@ -83,7 +84,13 @@ class Databases:
             extra = " CHARACTER SET utf8mb4 COLLATE utf8mb4_bin" if kind == "mysql" else ""
             conn.exec_driver_sql(f"CREATE DATABASE {quote(name)}{extra}")
         force = " WITH (FORCE)" if kind == "postgresql" else ""
-        self.dropped.append((server, f"DROP DATABASE IF EXISTS {quote(name)}{force}"))
+
+        def drop():
+            with server.connect() as conn:
+                conn.exec_driver_sql(f"DROP DATABASE IF EXISTS {quote(name)}{force}")
+            server.dispose()
+
+        self.drops.append(drop)
         return sa.make_url(SERVERS[kind]).set(database=name)
 
     def new(self, kind: str) -> sa.Engine:
@@ -94,12 +101,7 @@ class Databases:
     def close(self):
         for engine in self.engines:
             engine.dispose()
-        for server, statement in reversed(self.dropped):
-            if server is None:  # a database file dropped by a function of its own
-                statement()
-                continue
-            with server.connect() as conn:
-                conn.exec_driver_sql(statement)
-            server.dispose()
-        self.dropped.clear()
+        for drop in reversed(self.drops):
+            drop()
+        self.drops.clear()
         shutil.rmtree(self.tmp, ignore_errors=True)
