@@ -93,9 +93,9 @@ def write_backlog(engine: sa.Engine, table: sa.Table, changes: int) -> int:
 def analyze(engine: sa.Engine, table: sa.Table, change_table: str) -> None:
     """Refresh the planner's statistics of the source and its change table, as autovacuum (or an
     operator) keeps them on a production database: a backlog drains from analyzed tables."""
-    quote = engine.dialect.identifier_preparer.quote
     if engine.dialect.name == "firebird":
         return  # Firebird keeps index statistics by itself
+    quote = engine.dialect.identifier_preparer.quote
     with engine.begin() as conn:
         if engine.dialect.name == "sqlite":
             conn.exec_driver_sql("ANALYZE")
