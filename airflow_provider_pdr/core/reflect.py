@@ -40,6 +40,7 @@ from airflow_provider_pdr.core import drift
 from airflow_provider_pdr.core.channel import Channel, change_table, count_pending, install_channel, load_channel
 from airflow_provider_pdr.core.engines import EngineModule, engine_module
 from airflow_provider_pdr.core.engines.base import chunks
+from airflow_provider_pdr.core.inside import Inside, verbatim
 from airflow_provider_pdr.core.errors import (
     ApplyError, ChannelChangedError, ConfigurationError, SchemaError, UnreachableError,
 )
@@ -658,9 +659,10 @@ def reflect(
                                   chunk_size=batch_size, deadline=deadline, schema=info.schema)
             result.copied = loaded.copied
             ready = loaded.done
-        if ready:
+        if ready and not drain_inside(drain, sconn, destination, where, result, batch_size, max_batches, deadline):
+            left = None if max_batches is None else max_batches - result.batches
             with young_collections_only():
-                Pipeline(drain, sconn, dconn, where, result).run(batch_size, max_batches, deadline)
+                Pipeline(drain, sconn, dconn, where, result).run(batch_size, left, deadline)
         with reaching(where, "source"):
             pending = count_pending(sconn, src, info)
         result.lag_seconds = pending.oldest_age_seconds or 0.0
@@ -668,6 +670,37 @@ def reflect(
     log.info("%s: %d upserted, %d deleted in %d batches, lag %.1fs", where, result.upserted,
              result.deleted, result.batches, result.lag_seconds)
     return result
+
+
+def drain_inside(drain: Drain, source: Connection, destination: Engine, where: str, result: ReflectResult,
+                 batch_size: int, max_batches: int | None, deadline: float | None) -> bool:
+    """Apply spans of `batch_size` changes inside the source database while it can (core/inside.py);
+    True when that ended the drain (dry, or at a limit), False when the row path takes the rest."""
+    if drain.span_queries is None:
+        return False
+    with reaching(where, "source"), drain.src.sharing(source, destination) as schema:
+        if schema is None or not verbatim(drain, source.dialect):
+            return False
+        inside = Inside(drain, schema)
+        log.info("%s: applying changes inside the source database, which reaches the destination table", where)
+        spans = 0
+        while spans == 0 or ((max_batches is None or spans < max_batches)
+                             and (deadline is None or time.monotonic() < deadline)):
+            applied = inside.apply(source, batch_size)
+            if applied is None:  # the destination refused a row: the row path names it
+                return False
+            first, last, count, upserted, deleted = applied
+            if not count:
+                return True
+            spans += 1
+            result.upserted, result.deleted, result.batches = (
+                result.upserted + upserted, result.deleted + deleted, result.batches + 1)
+            if not drain.acknowledge(source, Batch([], [], [], Span(first, last, count))):
+                log.info("%s: another transaction committed late inside the span of changes just applied; "
+                         "the rest of this run goes row by row", where)
+                return False
+            result.changes += count
+        return True
 
 
 @contextlib.contextmanager

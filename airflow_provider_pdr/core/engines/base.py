@@ -134,6 +134,12 @@ class EngineModule:
         return sum(conn.execute(statement, {"keys": list(part)}).rowcount
                    for part in chunks(values, self.max_parameters // len(columns)))
 
+    @contextlib.contextmanager
+    def sharing(self, conn: Connection, other: Engine) -> Iterator[str | None]:
+        """The schema under which `conn` reaches the tables of `other`'s database while the block
+        runs, so that a drain can apply changes inside the source database; None where it cannot."""
+        yield None
+
     # -- locking --------------------------------------------------------------------------
     @contextlib.contextmanager
     def channel_lock(self, engine: Engine, schema: str | None, channel: str, timeout: float) -> Iterator[None]:

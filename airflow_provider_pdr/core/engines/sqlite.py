@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import decimal
 import fcntl
+import logging
 import os
 import threading
 import time
@@ -19,6 +20,7 @@ from airflow_provider_pdr.core.engines.base import (
     CaptureTarget, EngineModule, SourceTable, executemany_upserter, key_mismatch, on_conflict_upsert,
 )
 
+log = logging.getLogger(__name__)
 _memory_locks: dict[str, threading.Lock] = {}
 
 
@@ -78,6 +80,14 @@ class Untyped(sa.types.UserDefinedType):
         return "BLOB"
 
 
+def database_file(url: sa.URL) -> str | None:
+    """The path of a plain SQLite database file; None for memory databases and URI filenames."""
+    path = url.database
+    if not path or path == ":memory:" or path.startswith("file:") or url.query:
+        return None
+    return path
+
+
 class SqliteEngine(EngineModule):
     name = "sqlite"
     max_identifier_length = 128  # SQLite has no limit; stay within what the others accept
@@ -132,8 +142,11 @@ class SqliteEngine(EngineModule):
         return {name.rsplit("_", 1)[0] for (name,) in rows if name.startswith(prefix)}
 
     @staticmethod
-    def upsert_statement(table: sa.Table, key_columns):
-        return on_conflict_upsert(sqlite.insert(table), table, key_columns)
+    def upsert_statement(table: sa.Table, key_columns, rows_from: sa.Select | None = None):
+        statement = sqlite.insert(table)
+        if rows_from is not None:
+            statement = statement.from_select([c.name for c in table.columns], rows_from)
+        return on_conflict_upsert(statement, table, key_columns)
 
     def upserter(self, dialect, table, key_columns):
         write = None
@@ -143,6 +156,37 @@ class SqliteEngine(EngineModule):
 
     def upsert(self, conn, table: sa.Table, key_columns, rows) -> None:
         conn.execute(self.upsert_statement(table, key_columns), rows)
+
+    @contextlib.contextmanager
+    def sharing(self, conn, other):
+        """Another SQLite file is attached to the connection (outside any transaction, as SQLite
+        requires) and detached after; the same file is reached as it is."""
+        here, there = database_file(conn.engine.url), database_file(other.url)
+        same_driver = (other.dialect.name, other.dialect.driver) == (self.name, conn.dialect.driver)
+        if not same_driver or here is None or there is None:
+            yield None
+            return
+        if os.path.exists(there) and os.path.samefile(here, there):
+            yield "main"
+            return
+        alias = f"{names.PREFIX}destination"
+        conn.rollback()
+        try:
+            conn.exec_driver_sql(f"ATTACH DATABASE ? AS {self.quote(alias)}", (there,))
+        except sa.exc.DBAPIError as error:  # e.g. an engine set up to begin every transaction itself
+            conn.rollback()
+            log.info("could not attach the destination database %s (%s); applying changes row by row",
+                     there, str(error.orig).strip())
+            yield None
+            return
+        try:
+            yield alias
+        finally:
+            try:
+                conn.rollback()
+                conn.exec_driver_sql(f"DETACH DATABASE {self.quote(alias)}")
+            except sa.exc.DBAPIError:
+                conn.invalidate()  # never back to the pool with the other file attached
 
     @contextlib.contextmanager
     def channel_lock(self, engine, schema, channel, timeout):

@@ -1,0 +1,82 @@
+"""Draining inside the source database, where its connection also reaches the destination table
+(a SQLite destination file is attached to the source's connection) and every value would pass
+through Python unchanged: each span of change rows is applied by statements the database runs
+itself, and no row is read into Python.
+
+A span is the oldest `batch_size` change rows. One destination transaction deletes the keys
+whose source row is gone (or no longer matches the filter), upserts the current rows of the
+others, and reads the span's bounds, all in the source's one snapshot. After its commit the
+span is acknowledged as the row path acknowledges one (Drain.acknowledge). Anything that path
+would handle differently (a late commit in a span's gap) hands the rest of the drain to it.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+log = logging.getLogger(__name__)
+
+
+def verbatim(drain, dialect: sa.engine.Dialect) -> bool:
+    """Whether the row path would carry every value as it is: no conversion, and source and
+    destination column types that are declared alike and processed by neither side."""
+    custom = any(statement is not None for statement in drain.statements.values())
+    if drain.convert or custom or drain.on_delete not in ("delete", "keep"):
+        return False
+    for planned in drain.plan.columns:
+        types = (planned.expression.type, drain.write_table.c[planned.name].type)
+        try:
+            declared = {type_.compile(dialect=dialect) for type_ in types}
+        except sa.exc.CompileError:  # a computed field of no known type
+            return False
+        if len(declared) != 1 or any(type_._cached_bind_processor(dialect) or
+                                     type_._cached_result_processor(dialect, None) for type_ in types):
+            return False
+    return True
+
+
+class Inside:
+    """The statements that apply one span inside the source database, the destination table
+    reached under `schema`."""
+
+    def __init__(self, drain, schema: str):
+        changes = drain.changes
+        keys = [changes.c[f"key_{i}"] for i in range(1, drain.width + 1)]
+        oldest = sa.select(changes.c.seq, *keys).order_by(changes.c.seq).limit(sa.bindparam("limit"))
+        span = oldest.subquery("pdr_span")
+        distinct = sa.select(*[span.c[key.name] for key in keys]).distinct().subquery("pdr_keys")
+        span_keys = [distinct.c[key.name] for key in keys]
+        target = drain.write_table.to_metadata(sa.MetaData(), schema=schema)
+        self.delete = None
+        if drain.on_delete == "delete":
+            gone = (sa.select(*span_keys)
+                    .select_from(distinct.outerjoin(drain.source_table, drain.same_row(span_keys)))
+                    .where(drain.present().is_(None)))
+            self.delete = sa.delete(target).where(sa.tuple_(*[target.c[k] for k in drain.keys]).in_(gone))
+        current = (sa.select(*drain.selected())
+                   .select_from(distinct.join(drain.source_table, drain.same_row(span_keys)))
+                   .where(sa.true()))  # SQLite would read a bare join's ON CONFLICT as part of the join
+        self.upsert = drain.dst.upsert_statement(target, drain.keys, current)
+        self.bounds = sa.select(sa.func.min(span.c.seq), sa.func.max(span.c.seq), sa.func.count())
+
+    def apply(self, source: Connection, limit: int) -> tuple[int, int, int, int, int] | None:
+        """Apply the oldest `limit` change rows in one transaction; returns their (first seq, last seq,
+        count, rows upserted, rows deleted), count 0 when there are none; None, with nothing
+        written, if the destination refused a row (the row path then names it)."""
+        values = {"limit": limit}
+        try:
+            deleted = source.execute(self.delete, values).rowcount if self.delete is not None else 0
+            upserted = source.execute(self.upsert, values).rowcount
+            first, last, count = source.execute(self.bounds, values).one()
+        except sa.exc.DBAPIError as error:
+            source.rollback()
+            if error.connection_invalidated:
+                raise
+            log.info("the destination refused a span applied inside the source database (%s); "
+                     "applying it row by row", str(error.orig).strip())
+            return None
+        source.commit()
+        return first, last, count, upserted, deleted

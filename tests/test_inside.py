@@ -1,0 +1,241 @@
+"""Draining inside the source database: SQLite -> SQLite with values that pass unchanged applies
+each span of changes by statements SQLite runs itself, the destination file attached to the
+source's connection. It must end exactly where the row path ends, under the same faults."""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import random
+import sqlite3
+
+import pytest
+import sqlalchemy as sa
+
+from airflow_provider_pdr.core import ApplyError, install_channel, pending_changes, reflect
+from airflow_provider_pdr.core.reflect import Drain
+from airflow_provider_pdr.core.transform import Field, Mapping
+from core_tables import create, race_writers, table_rows, write
+
+INSIDE = "applying changes inside the source database"
+
+
+@pytest.fixture
+def pair(databases):
+    return databases.new("sqlite"), databases.new("sqlite")
+
+
+def plain(engine: sa.Engine, name: str = "items") -> sa.Table:
+    """Only types whose values neither side converts (integers and text), and integer keys: the
+    ones that compare exactly, so that change rows may be grouped by key in the database."""
+    return create(
+        engine, name,
+        sa.Column("shard", sa.Integer, primary_key=True, autoincrement=False),
+        sa.Column("id", sa.Integer, primary_key=True, autoincrement=False),
+        sa.Column("note", sa.String(100)),
+        sa.Column("qty", sa.Integer),
+    )
+
+
+def inside_used(caplog) -> bool:
+    used = any(INSIDE in record.getMessage() for record in caplog.records)
+    caplog.clear()
+    return used
+
+
+def test_it_ends_exactly_where_the_row_path_ends(pair, caplog, monkeypatch):
+    """Two channels on one table: one drained inside SQLite, one through Python rows, both again
+    and again while inserts, updates, key updates and deletes go on; every mirror equals the source."""
+    source, destination = pair
+    table = plain(source)
+    install_channel(source, "inside", "items")
+    install_channel(source, "rows", "items")
+    rng = random.Random(7)
+    caplog.set_level(logging.INFO, "airflow_provider_pdr")
+    for round_ in range(6):
+        with source.begin() as conn:
+            for _ in range(40):
+                key = {"shard": rng.choice((1, 2)), "id": rng.randrange(30)}
+                where = sa.and_(table.c.shard == key["shard"], table.c.id == key["id"])
+                if conn.execute(sa.select(table.c.id).where(where)).first() is None:
+                    conn.execute(table.insert(), {**key, "note": f"r{round_}", "qty": rng.randrange(9)})
+                elif rng.random() < 0.2:
+                    conn.execute(table.delete().where(where))
+                elif rng.random() < 0.2:  # a key update: the old key must leave the mirror
+                    new_id = rng.randrange(30, 60)
+                    if conn.execute(sa.select(table.c.id).where(table.c.shard == key["shard"],
+                                                                table.c.id == new_id)).first() is None:
+                        conn.execute(table.update().where(where).values(id=new_id))
+                else:
+                    conn.execute(table.update().where(where).values(note=f"u{round_}", qty=table.c.qty + 1))
+        result = reflect(source, destination, "inside", "by_sql", create_table=True, batch_size=7)
+        assert inside_used(caplog) and result.drained
+        with monkeypatch.context() as patch:
+            patch.setattr(importlib.import_module("airflow_provider_pdr.core.reflect"), "verbatim",
+                          lambda drain, dialect: False)
+            reflect(source, destination, "rows", "by_rows", create_table=True, batch_size=7)
+        assert not inside_used(caplog)
+        assert table_rows(destination, "by_sql") == table_rows(destination, "by_rows") == table_rows(source, "items")
+    assert pending_changes(source, "inside").count == 0
+
+
+def test_each_span_is_one_transaction_of_at_most_batch_size_rows_and_limits_stop_after_one(pair):
+    source, destination = pair
+    table = plain(source)
+    install_channel(source, "items", "items")
+    write(source, table.insert(), [{"shard": 1, "id": i, "note": "n"} for i in range(10)])
+    result = reflect(source, destination, "items", create_table=True, batch_size=3, max_batches=2)
+    assert (result.batches, result.changes, result.upserted, result.drained) == (2, 6, 6, False)
+    assert pending_changes(source, "items").count == 4
+    result = reflect(source, destination, "items", batch_size=3, time_budget=0)
+    assert (result.batches, result.changes) == (1, 3)
+    result = reflect(source, destination, "items", batch_size=3)
+    assert (result.batches, result.changes, result.drained) == (1, 1, True)
+    assert table_rows(destination, "items") == table_rows(source, "items")
+    with source.connect() as conn:  # the pooled connection went back without the destination attached
+        assert "pdr_destination" not in [row[1] for row in conn.exec_driver_sql("PRAGMA database_list")]
+
+
+def test_a_crash_between_the_destination_commit_and_the_acknowledgement_converges(pair, monkeypatch):
+    source, destination = pair
+    table = plain(source)
+    install_channel(source, "items", "items")
+    write(source, table.insert(), [{"shard": 1, "id": i, "note": "first"} for i in range(5)])
+
+    def crash(self, conn, batch):
+        raise KeyboardInterrupt("process died after the destination commit")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(Drain, "acknowledge", crash)
+        with pytest.raises(KeyboardInterrupt):
+            reflect(source, destination, "items", create_table=True)
+    assert len(table_rows(destination, "items")) == 5, "the destination had committed"
+    assert pending_changes(source, "items").count == 5, "nothing was acknowledged"
+    write(source, table.update().where(table.c.id == 0).values(note="second"))
+    reflect(source, destination, "items")
+    assert table_rows(destination, "items") == table_rows(source, "items")
+    assert pending_changes(source, "items").count == 0
+
+
+def test_a_row_the_destination_refuses_is_named_and_nothing_is_acknowledged(pair, caplog):
+    source, destination = pair
+    table = plain(source)
+    install_channel(source, "items", "items")
+    create(destination, "items",
+           sa.Column("shard", sa.Integer, primary_key=True, autoincrement=False),
+           sa.Column("id", sa.Integer, primary_key=True, autoincrement=False),
+           sa.Column("note", sa.String(100), nullable=False),
+           sa.Column("qty", sa.Integer))
+    write(source, table.insert(), [{"shard": 1, "id": 1, "note": "fine"}, {"shard": 1, "id": 2, "note": None}])
+    caplog.set_level(logging.INFO, "airflow_provider_pdr")
+    with pytest.raises(ApplyError, match=r"the row shard=1, id=2 was rejected: NOT NULL"):
+        reflect(source, destination, "items")
+    assert inside_used(caplog), "tried inside first, then row by row to name the row"
+    assert pending_changes(source, "items").count == 2
+    assert table_rows(destination, "items") == []
+
+
+def test_concurrent_writers_lose_nothing(pair):
+    source, destination = pair
+    table = create(source, "orders", sa.Column("id", sa.Integer, primary_key=True, autoincrement=False),
+                   sa.Column("note", sa.String(100)))
+    install_channel(source, "orders", "orders")
+    errors = race_writers(source, table, lambda: reflect(source, destination, "orders", create_table=True,
+                                                         batch_size=7))
+    reflect(source, destination, "orders")
+    assert not errors
+    assert table_rows(destination, "orders") == table_rows(source, "orders")
+    assert table_rows(source, "orders")
+
+
+@pytest.mark.parametrize("on_delete, left", [("delete", [(1, 3, "changed", 3, 6)]),
+                                              ("keep", [(1, 1, "n1", 1, 2), (1, 2, "n2", 2, 4), (1, 3, "changed", 3, 6)])])
+def test_filters_renames_and_computed_fields(pair, caplog, on_delete, left):
+    """The mirror has the source's name and a column the filter names: the filter must still
+    mean the source's row, in every statement."""
+    source, destination = pair
+    table = plain(source)
+    install_channel(source, "items", "items")
+    mapping = Mapping(fields=(Field("shard"), Field("id"), Field("label", source="note"), Field("qty"),
+                              Field("double", expression="qty * 2", type="integer")),
+                      filter="items.qty > 0", on_delete=on_delete)
+    write(source, table.insert(), [{"shard": 1, "id": i, "note": f"n{i}", "qty": i} for i in range(4)])
+    caplog.set_level(logging.INFO, "airflow_provider_pdr")
+    reflect(source, destination, "items", create_table=True, mapping=mapping)
+    assert inside_used(caplog)
+    assert table_rows(destination, "items") == [(1, i, f"n{i}", i, 2 * i) for i in (1, 2, 3)]
+    write(source, table.update().where(table.c.id == 1).values(qty=0))  # no longer matches the filter
+    write(source, table.delete().where(table.c.id == 2))
+    write(source, table.update().where(table.c.id == 3).values(note="changed"))
+    reflect(source, destination, "items", mapping=mapping)
+    assert inside_used(caplog) and "refused" not in caplog.text
+    assert table_rows(destination, "items") == left
+    assert pending_changes(source, "items").count == 0
+
+
+def test_a_destination_table_in_the_source_file_itself(databases, caplog):
+    source = databases.new("sqlite")
+    table = plain(source)
+    install_channel(source, "items", "items")
+    write(source, table.insert(), [{"shard": 1, "id": i, "note": "n"} for i in range(3)])
+    write(source, table.delete().where(table.c.id == 1))
+    caplog.set_level(logging.INFO, "airflow_provider_pdr")
+    reflect(source, source, "items", "items_copy", create_table=True)
+    assert inside_used(caplog)
+    assert table_rows(source, "items_copy") == table_rows(source, "items")
+
+
+def test_values_the_row_path_converts_stay_on_the_row_path(pair, caplog):
+    """Decimals travel as text in a mirror SQLite table, timestamps are parsed: copying the stored
+    value would differ from what the row path writes, so those tables drain row by row."""
+    source, destination = pair
+    for name, type_ in (("prices", sa.Numeric(12, 2)), ("stamps", sa.DateTime)):
+        table = create(source, name, sa.Column("id", sa.Integer, primary_key=True, autoincrement=False),
+                       sa.Column("value", type_))
+        install_channel(source, name, name)
+        write(source, table.insert(), {"id": 1})
+        caplog.set_level(logging.INFO, "airflow_provider_pdr")
+        reflect(source, destination, name, create_table=True)
+        assert not inside_used(caplog), name
+        assert table_rows(destination, name) == [(1, None)]
+
+
+def test_an_engine_that_begins_its_own_transactions_drains_inside_and_detaches(pair, caplog):
+    """SQLAlchemy's recipe for SQLite transactions: the driver in autocommit, BEGIN before the first
+    statement of each transaction."""
+    source, destination = pair
+
+    @sa.event.listens_for(source, "connect")
+    def driver_autocommit(dbapi_connection, record):
+        dbapi_connection.isolation_level = None
+
+    @sa.event.listens_for(source, "begin")
+    def begin(conn):
+        conn.exec_driver_sql("BEGIN")
+
+    table = plain(source)
+    install_channel(source, "items", "items")
+    write(source, table.insert(), [{"shard": 1, "id": i, "note": "n"} for i in range(5)])
+    write(source, table.delete().where(table.c.id == 3))
+    caplog.set_level(logging.INFO, "airflow_provider_pdr")
+    reflect(source, destination, "items", create_table=True, batch_size=2)
+    assert inside_used(caplog)
+    assert table_rows(destination, "items") == table_rows(source, "items")
+    with source.connect() as conn:
+        assert "pdr_destination" not in [row[1] for row in conn.exec_driver_sql("PRAGMA database_list")]
+
+
+def test_a_connection_that_may_not_attach_drains_row_by_row(pair, caplog):
+    source, destination = pair
+
+    @sa.event.listens_for(source, "connect")
+    def no_attachments(dbapi_connection, record):
+        dbapi_connection.setlimit(sqlite3.SQLITE_LIMIT_ATTACHED, 0)
+
+    table = plain(source)
+    install_channel(source, "items", "items")
+    write(source, table.insert(), [{"shard": 1, "id": i, "note": "n"} for i in range(3)])
+    caplog.set_level(logging.INFO, "airflow_provider_pdr")
+    reflect(source, destination, "items", create_table=True)
+    assert "could not attach the destination database" in caplog.text and not inside_used(caplog)
+    assert table_rows(destination, "items") == table_rows(source, "items")
