@@ -159,8 +159,8 @@ class SqliteEngine(EngineModule):
 
     @contextlib.contextmanager
     def sharing(self, conn, other):
-        """Another SQLite file is attached to the connection (outside any transaction, as SQLite
-        requires) and detached after; the same file is reached as it is."""
+        """Another SQLite file is attached to the connection for the block and detached after; the
+        same file is reached as it is."""
         here, there = database_file(conn.engine.url), database_file(other.url)
         same_driver = (other.dialect.name, other.dialect.driver) == (self.name, conn.dialect.driver)
         if not same_driver or here is None or there is None:
@@ -173,7 +173,7 @@ class SqliteEngine(EngineModule):
         conn.rollback()
         try:
             conn.exec_driver_sql(f"ATTACH DATABASE ? AS {self.quote(alias)}", (there,))
-        except sa.exc.DBAPIError as error:  # e.g. an engine set up to begin every transaction itself
+        except sa.exc.DBAPIError as error:  # e.g. the connection's limit of attached databases
             conn.rollback()
             log.info("could not attach the destination database %s (%s); applying changes row by row",
                      there, str(error.orig).strip())
@@ -182,11 +182,12 @@ class SqliteEngine(EngineModule):
         try:
             yield alias
         finally:
-            try:
-                conn.rollback()
-                conn.exec_driver_sql(f"DETACH DATABASE {self.quote(alias)}")
-            except sa.exc.DBAPIError:
-                conn.invalidate()  # never back to the pool with the other file attached
+            if not conn.invalidated:  # an invalidated connection is closed, not pooled
+                try:
+                    conn.rollback()
+                    conn.exec_driver_sql(f"DETACH DATABASE {self.quote(alias)}")
+                except sa.exc.DBAPIError:
+                    conn.invalidate()  # never back to the pool with the other file attached
 
     @contextlib.contextmanager
     def channel_lock(self, engine, schema, channel, timeout):
