@@ -56,7 +56,7 @@ class Inside:
                     .select_from(distinct.outerjoin(drain.source_table, drain.same_row(span_keys)))
                     .where(drain.present().is_(None)))
             self.delete = sa.delete(target).where(sa.tuple_(*[target.c[k] for k in drain.keys]).in_(gone))
-        current = (sa.select(*drain.selected())
+        current = (sa.select(*[planned.expression for planned in drain.plan.columns])
                    .select_from(distinct.join(drain.source_table, drain.same_row(span_keys)))
                    .where(sa.true()))  # SQLite would read a bare join's ON CONFLICT as part of the join
         self.upsert = drain.dst.upsert_statement(target, drain.keys, current)

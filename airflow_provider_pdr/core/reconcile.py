@@ -109,7 +109,7 @@ class Reconciler:
             return last, False
         last = tuple(rows[-1][: self.width])
         wanted = {}
-        for row, converted in zip(rows, drain.converted([row[self.width :] for row in rows])):
+        for row, converted in zip(rows, drain.converted(drain.merged([row[self.width :] for row in rows]))):
             values = drain.as_dict(converted)
             wanted[tuple(comparable(values[k]) for k in drain.keys)] = (tuple(row[: self.width]), values)
         have = {}

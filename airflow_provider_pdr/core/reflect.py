@@ -247,6 +247,7 @@ class Drain:
         if self.drift and not (mapping.evolve and self.drift.evolvable):
             raise drift.refuse(channel, self.drift, mapping.evolve)
         self.plan = plan(mapping, source_table, self.source_keys)
+        self.forms, self.extras = src.read_forms([planned.expression for planned in self.plan.columns])
         self.keys = self.plan.keys
         self.on_delete = self.plan.on_delete if deletes else "keep"
         self.changes = change_table(src, channel, [source_table.c[k].type for k in self.source_keys])
@@ -349,10 +350,27 @@ class Drain:
         present = [row for row in rows if row[3] is not None]
         deletes = [tuple(row[4:start]) for row in rows if row[3] is None]
         span = Span(min(row[1] for row in rows), max(row[2] for row in rows), sum(row[0] for row in rows))
-        return Batch([row[start:] for row in present], deletes, [], span, [tuple(row[4:start]) for row in present])
+        return Batch(self.merged([row[start:] for row in present]), deletes, [], span,
+                     [tuple(row[4:start]) for row in present])
 
     def selected(self) -> list[sa.ColumnElement]:
-        return [planned.expression.label(f"col_{i}") for i, planned in enumerate(self.plan.columns)]
+        """The fields as the source reads them, one each, then the extras that `merged` folds in."""
+        return ([form.label(f"col_{i}") for i, form in enumerate(self.forms)]
+                + [form.label(f"col_{i}_more") for i, form in self.extras])
+
+    def merged(self, rows: list[Sequence]) -> list[Sequence]:
+        """Rows read by `selected` (from its first field on) as one value per field: an extra's
+        value, where there is one, replaces its field's (EngineModule.read_forms)."""
+        if not self.extras:
+            return rows
+        count, out = len(self.forms), []
+        for row in rows:
+            values = list(row[:count])
+            for (i, _), extra in zip(self.extras, row[count:]):
+                if extra is not None:
+                    values[i] = extra
+            out.append(values)
+        return out
 
     def source_rows(self) -> sa.Select:
         """Source key and fields of every row that matches the filter (initial load, reconcile)."""
@@ -385,8 +403,8 @@ class Drain:
         if self.lookup is not None:
             for part in chunks(list(taken), self.src.max_parameters // width):
                 keys = [key[0] for key in part] if width == 1 else list(part)
-                for row in source.execute(self.lookup, {"keys": keys}).all():
-                    found[row[:width]] = row[width:]
+                rows = source.execute(self.lookup, {"keys": keys}).all()
+                found.update(zip((row[:width] for row in rows), self.merged([row[width:] for row in rows])))
         upserts = [found[key] for key in taken if key in found]
         missing = {seqs[0]: key for key, seqs in taken.items() if key not in found}
         if self.exact_lookup:
@@ -409,7 +427,7 @@ class Drain:
                 f"channel {self.channel.name!r}: change rows {lost} vanished during the drain (was the channel "
                 "reinstalled or its change table emptied?); nothing of this batch was acknowledged, run again"
             )
-        upserts += [row[2:] for row in decided.values() if row[1] is not None]
+        upserts += self.merged([row[2:] for row in decided.values() if row[1] is not None])
         return [unsure[seq] for seq, row in decided.items() if row[1] is None]
 
     def converted(self, rows: list[Sequence]) -> list[Sequence]:

@@ -195,7 +195,7 @@ def run_snapshot(source: Connection, destination: Connection, drain: Drain, *, r
             if not rows:
                 progress.phase, progress.last = (SWEEP if progress.resync else DONE), None
             else:
-                drain.apply(destination, [r[width:] for r in rows], [])
+                drain.apply(destination, drain.merged([r[width:] for r in rows]), [])
                 progress.last = tuple(rows[-1][:width])
                 progress.copied += len(rows)
                 result.copied += len(rows)

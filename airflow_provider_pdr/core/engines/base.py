@@ -120,6 +120,12 @@ class EngineModule:
         target = columns[0] if len(columns) == 1 else sa.tuple_(*columns)
         return target.in_(sa.bindparam(name, expanding=True))
 
+    def read_forms(self, values: Sequence[sa.ColumnElement]) -> tuple[list, list[tuple[int, sa.ColumnElement]]]:
+        """What a query selects to read `values`: an expression for each, and extra expressions
+        to select after them, each with the position of the value its non-NULL result replaces
+        (Drain.merged). Here the values themselves and no extras."""
+        return list(values), []
+
     def exact_lookup(self, type_: sa.types.TypeEngine) -> bool:
         """Whether keys of this type, read back from the change table and looked up by `in_list`,
         find exactly the rows `same_key` joins to: then a key the lookup does not find is gone.
