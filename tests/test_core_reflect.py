@@ -212,7 +212,8 @@ def test_the_garbage_collector_is_paused_only_while_a_drain_runs(source, destina
 
 def test_a_primary_key_declared_in_another_order_than_its_columns_keeps_its_own_order(source, destination):
     """Reflection reads the key from the primary key constraint, in its order (b, a), not in
-    column order: the channel records it so, and the drift check finds it unchanged."""
+    column order: the channel records it so, the drift check finds it unchanged, and a created
+    mirror declares it so."""
     table = create(source, "pairs",
                    sa.Column("a", sa.Integer, nullable=False), sa.Column("b", sa.String(20), nullable=False),
                    sa.Column("v", sa.Integer), sa.PrimaryKeyConstraint("b", "a"))
@@ -224,6 +225,8 @@ def test_a_primary_key_declared_in_another_order_than_its_columns_keeps_its_own_
     write(source, table.delete().where(table.c.b == "y"))
     assert mirror(source, destination, channel="pairs").drained, "no drift is seen in the key's order"
     assert sorted(table_rows(destination, "mirror")) == sorted(table_rows(source, "pairs")) == [(1, "x", 1), (2, "x", 20)]
+    with destination.connect() as conn:  # the mirror's key (and its index) keeps the source's order
+        assert sa.inspect(conn).get_pk_constraint("mirror")["constrained_columns"] == ["b", "a"]
 
 
 def test_several_channels_on_one_table_progress_independently(source, destination):

@@ -95,12 +95,13 @@ def create_destination_table(
             sa.Column(
                 column.name,
                 module.ddl_type(generic_type(column, where), where),
-                primary_key=column.name in key_columns,
                 nullable=column.nullable and column.name not in key_columns,
                 autoincrement=False,
             )
         )
-    sa.Table(name, sa.MetaData(), *columns, schema=schema).create(conn, checkfirst=True)
+    # The key in the source's order (its index serves lookups by a leading part of it).
+    key = sa.PrimaryKeyConstraint(*key_columns)
+    sa.Table(name, sa.MetaData(), *columns, key, schema=schema).create(conn, checkfirst=True)
 
 
 def check_destination(conn: Connection, source: sa.Table, destination: sa.Table, key_columns: Sequence[str]) -> None:
