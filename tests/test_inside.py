@@ -152,8 +152,10 @@ def test_concurrent_writers_lose_nothing(pair, journal):
     assert table_rows(source, "orders")
 
 
-@pytest.mark.parametrize("on_delete, left", [("delete", [(1, 3, "changed", 3, 6)]),
-                                              ("keep", [(1, 1, "n1", 1, 2), (1, 2, "n2", 2, 4), (1, 3, "changed", 3, 6)])])
+@pytest.mark.parametrize("on_delete, left", [
+    ("delete", [(1, 3, "changed", 3, 6)]),
+    ("keep", [(1, 1, "n1", 1, 2), (1, 2, "n2", 2, 4), (1, 3, "changed", 3, 6)]),
+])
 def test_filters_renames_and_computed_fields(pair, caplog, on_delete, left):
     """The mirror has the source's name and a column the filter names: the filter must still
     mean the source's row, in every statement."""
