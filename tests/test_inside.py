@@ -245,3 +245,27 @@ def test_a_connection_that_may_not_attach_drains_row_by_row(pair, caplog):
     reflect(source, destination, "items", create_table=True)
     assert "could not attach the destination database" in caplog.text and not inside_used(caplog)
     assert table_rows(destination, "items") == table_rows(source, "items")
+
+
+def test_a_span_that_cannot_be_acknowledged_hands_the_rest_to_the_row_path(pair, caplog, monkeypatch):
+    """SQLite commits one writer at a time, so no late commit can land in a span's gap; the hand-over
+    is exercised by refusing the first acknowledgement as Drain.acknowledge does on a late commit."""
+    source, destination = pair
+    table = plain(source)
+    install_channel(source, "items", "items")
+    write(source, table.insert(), [{"shard": 1, "id": i, "note": "n"} for i in range(10)])
+    refused, acknowledge = [], Drain.acknowledge
+
+    def late_commit_once(self, conn, batch):
+        if not refused:
+            refused.append(batch.span)
+            return False  # nothing deleted, as when a late commit is found
+        return acknowledge(self, conn, batch)
+
+    monkeypatch.setattr(Drain, "acknowledge", late_commit_once)
+    caplog.set_level(logging.INFO, "airflow_provider_pdr")
+    result = reflect(source, destination, "items", create_table=True, batch_size=4)
+    assert refused[0].count == 4 and "the rest of this run goes row by row" in caplog.text
+    assert result.drained and result.changes == 10
+    assert table_rows(destination, "items") == table_rows(source, "items")
+    assert pending_changes(source, "items").count == 0
