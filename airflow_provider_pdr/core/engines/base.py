@@ -196,8 +196,11 @@ def driver_rows(rows: list[Sequence], order: Sequence[int], processors: Sequence
     return out
 
 
-def on_conflict_upsert(statement, table: sa.Table, key_columns: Sequence[str]):
-    """A PostgreSQL or SQLite INSERT that, for a key already there, updates the other columns."""
+def on_conflict_upsert(statement, table: sa.Table, key_columns: Sequence[str], rows_from: sa.Select | None = None):
+    """A PostgreSQL or SQLite INSERT (of the rows `rows_from` selects, if given) that, for a key
+    already there, updates the other columns."""
+    if rows_from is not None:
+        statement = statement.from_select([c.name for c in table.columns], rows_from)
     updates = {c.name: statement.excluded[c.name] for c in table.columns if c.name not in key_columns}
     if updates:
         return statement.on_conflict_do_update(index_elements=list(key_columns), set_=updates)

@@ -143,10 +143,7 @@ class SqliteEngine(EngineModule):
 
     @staticmethod
     def upsert_statement(table: sa.Table, key_columns, rows_from: sa.Select | None = None):
-        statement = sqlite.insert(table)
-        if rows_from is not None:
-            statement = statement.from_select([c.name for c in table.columns], rows_from)
-        return on_conflict_upsert(statement, table, key_columns)
+        return on_conflict_upsert(sqlite.insert(table), table, key_columns, rows_from)
 
     def upserter(self, dialect, table, key_columns):
         write = None
