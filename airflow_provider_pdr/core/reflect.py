@@ -711,8 +711,9 @@ def drain_inside(drain: Drain, source: Connection, destination: Engine, where: s
             if not count:
                 return True
             spans += 1
-            result.upserted, result.deleted, result.batches = (
-                result.upserted + upserted, result.deleted + deleted, result.batches + 1)
+            result.upserted += upserted
+            result.deleted += deleted
+            result.batches += 1
             if not drain.acknowledge(source, Batch([], [], [], Span(first, last, count))):
                 log.info("%s: another transaction committed late inside the span of changes just applied; "
                          "the rest of this run goes row by row", where)
