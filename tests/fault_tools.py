@@ -47,8 +47,8 @@ def _work(job: dict) -> None:
         return
     apply, acknowledge = Drain.apply, Drain.acknowledge
 
-    def applied(self, conn, upserts, deletes):
-        removed = apply(self, conn, upserts, deletes)
+    def applied(self, conn, upserts, deletes, *text):
+        removed = apply(self, conn, upserts, deletes, *text)
         _emit("applied")  # the destination committed; the change rows are not yet acknowledged
         return removed
 

@@ -291,9 +291,9 @@ def test_spans_read_at_most_the_window_and_write_batch_size_rows_per_transaction
         spans.append((limit, batch.changes))
         return batch
 
-    def applying(self, conn, upserts, deletes):
+    def applying(self, conn, upserts, deletes, *text):
         writes.append((len(upserts), len(deletes)))
-        return apply(self, conn, upserts, deletes)
+        return apply(self, conn, upserts, deletes, *text)
 
     monkeypatch.setattr(Drain, "read_span", reading)
     monkeypatch.setattr(Drain, "apply", applying)
@@ -485,10 +485,10 @@ def test_a_late_commit_below_the_read_ahead_is_applied_in_the_same_run(source, d
     write(source, table.insert(), [{"id": i, "note": "on time"} for i in range(2, 12)])
     original = Drain.apply
 
-    def commit_the_early_one_meanwhile(self, conn, upserts, deletes):
+    def commit_the_early_one_meanwhile(self, conn, upserts, deletes, *text):
         if early.in_transaction():
             early.commit()
-        return original(self, conn, upserts, deletes)
+        return original(self, conn, upserts, deletes, *text)
 
     monkeypatch.setattr(Drain, "apply", commit_the_early_one_meanwhile)
     result = mirror(source, destination, batch_size=3)
@@ -516,12 +516,12 @@ def test_the_next_batch_is_read_while_one_is_applied_and_lands_after_it(source, 
 
     calls = []
 
-    def slow_first_apply(self, conn, upserts, deletes):
+    def slow_first_apply(self, conn, upserts, deletes, *text):
         calls.append(len(upserts))
         if len(calls) == 1:
             write(source, table.update().where(table.c.id == 1).values(note="second"))
             assert batch_read.wait(10), "the next batch was not read while this one was applied"
-        return original_apply(self, conn, upserts, deletes)
+        return original_apply(self, conn, upserts, deletes, *text)
 
     monkeypatch.setattr(Drain, "read_spans", False)  # batches of two keys, not one span of four
     monkeypatch.setattr(Drain, "read_batch", read)

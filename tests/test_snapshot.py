@@ -35,8 +35,8 @@ def test_writes_during_the_copy_are_not_lost(source, destination, monkeypatch):
     original = Drain.apply
     calls = []
 
-    def apply_and_meanwhile_write(self, conn, upserts, deletes):
-        removed = original(self, conn, upserts, deletes)
+    def apply_and_meanwhile_write(self, conn, upserts, deletes, *text):
+        removed = original(self, conn, upserts, deletes, *text)
         calls.append(len(upserts))
         if len(calls) == 1:  # after the first chunk: change rows already copied and rows still ahead
             write(source, table.update().where(table.c.id.in_([0, 25])).values(note="changed"))
@@ -85,9 +85,9 @@ def test_a_time_budget_pauses_and_the_next_run_continues(engine, databases):
     fetched = []
     original = Drain.apply
 
-    def counting(self, conn, upserts, deletes):
+    def counting(self, conn, upserts, deletes, *text):
         fetched.append(len(upserts))
-        return original(self, conn, upserts, deletes)
+        return original(self, conn, upserts, deletes, *text)
 
     Drain.apply = counting
     try:

@@ -17,25 +17,20 @@ import logging
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from airflow_provider_pdr.core.engines.base import declared_alike
+
 log = logging.getLogger(__name__)
 
 
 def verbatim(drain, dialect: sa.engine.Dialect) -> bool:
     """Whether the row path would carry every value as it is: no conversion, and source and
     destination column types that are declared alike and processed by neither side."""
-    custom = any(statement is not None for statement in drain.statements.values())
-    if drain.convert or custom or drain.on_delete not in ("delete", "keep"):
+    pairs = drain.field_types()
+    if pairs is None or drain.convert:
         return False
-    for planned in drain.plan.columns:
-        types = (planned.expression.type, drain.write_table.c[planned.name].type)
-        try:
-            declared = {type_.compile(dialect=dialect) for type_ in types}
-        except sa.exc.CompileError:  # a computed field of no known type
-            return False
-        if len(declared) != 1 or any(type_._cached_bind_processor(dialect) or
-                                     type_._cached_result_processor(dialect, None) for type_ in types):
-            return False
-    return True
+    return all(declared_alike(pair, dialect) and not any(
+        type_._cached_bind_processor(dialect) or type_._cached_result_processor(dialect, None) for type_ in pair
+    ) for pair in pairs)
 
 
 class Inside:

@@ -138,6 +138,7 @@ class Batch(NamedTuple):
     seqs: list[int]  # exact path: the change rows read, to acknowledge once applied
     span: Span | None = None  # span path: the change rows read, as a range
     keys: Sequence[tuple] = ()  # span path: the source key of each upsert
+    text: bool = False  # each upsert is one line of the engine's text, never parsed (Drain.text)
 
     @property
     def changes(self) -> int:
@@ -278,8 +279,6 @@ class Drain:
             kind: bound_statement(getattr(mapping, f"{kind}_statement"), self.write_table, allowed, kind)
             for kind, allowed in (("upsert", self.columns), ("delete", self.keys))
         }
-        source.rollback()
-        destination.rollback()
 
         changes, keys = self.changes, [self.changes.c[f"key_{i}"] for i in range(1, self.width + 1)]
         oldest = sa.select(changes.c.seq, *keys).order_by(changes.c.seq).limit(sa.bindparam("limit"))
@@ -299,6 +298,16 @@ class Drain:
         self.span_queries = None
         if self.read_spans and exact_keys and source.dialect.supports_sane_rowcount:
             self.span_queries = {after: self.span_rows(query) for after, query in self.oldest.items()}
+        # Where both sides are one engine that can, and every field is declared alike, a span's rows
+        # travel as the engine's own text, never parsed in Python (PostgreSQL, written by psycopg 3).
+        self.text = None
+        pairs = self.field_types()
+        copy = src.text_copy(source, destination) if self.span_queries and src.name == dst.name else None
+        if copy is not None and pairs is not None and all(copy.carries(*pair) for pair in pairs):
+            self.text = copy
+            self.span_queries = {after: self.span_rows(query, [copy.line(self.forms)])
+                                 for after, query in self.oldest.items()}
+            self.write_text = copy.upserter(destination.dialect, self.write_table, self.keys)
         # The current source row of each change row asked for (by seq), absent if gone or filtered
         # out: exact where the lookup above may not be (collations that ignore case or padding).
         self.current = (
@@ -306,6 +315,16 @@ class Drain:
             .select_from(changes.outerjoin(source_table, self.same_row(keys)))
             .where(src.in_list([changes.c.seq], "seqs"))
         )
+        source.rollback()
+        destination.rollback()
+
+    def field_types(self) -> list[tuple] | None:
+        """Each field's (source, destination) types where rows are written as read: no custom
+        statement, and deletes that delete (or none); None otherwise."""
+        custom = any(statement is not None for statement in self.statements.values())
+        if custom or self.on_delete not in ("delete", "keep"):
+            return None
+        return [(planned.expression.type, self.write_table.c[planned.name].type) for planned in self.plan.columns]
 
     def same_row(self, keys: Sequence[sa.ColumnElement]) -> sa.ColumnElement:
         """Joins change-row keys to their source row, as exactly as the capture trigger compares
@@ -319,7 +338,7 @@ class Drain:
         """The joined source row's first key column: NULL where there is no row (SQL Server selects no boolean)."""
         return self.source_table.c[self.source_keys[0]].label("pdr_present")
 
-    def span_rows(self, oldest: sa.Select) -> sa.Select:
+    def span_rows(self, oldest: sa.Select, fields: list[sa.ColumnElement] | None = None) -> sa.Select:
         """One row per key of a span of change rows: how many change rows it has there, their lowest
         and highest seq, whether its source row is present (and matches the filter), its key and fields."""
         span = oldest.subquery("pdr_span")
@@ -332,7 +351,7 @@ class Drain:
         grouped_keys = [grouped.c[key.name] for key in keys]
         return (
             sa.select(grouped.c.pdr_changes, grouped.c.pdr_first, grouped.c.pdr_last, self.present(),
-                      *grouped_keys, *self.selected())
+                      *grouped_keys, *(fields or self.selected()))
             .select_from(grouped.outerjoin(self.source_table, self.same_row(grouped_keys)))
             .order_by(grouped.c.pdr_first)  # keys land in the order they first changed
         )
@@ -342,6 +361,8 @@ class Drain:
         one row per key with its current state, in one statement: no key's state is read before
         its change rows, so a later change of it leaves a change row after `last`, or in the span
         (which the range delete's count then shows)."""
+        if self.text is not None:
+            self.text.prepare(source)
         rows = source.execute(self.span_queries[after is not None], {"limit": limit, "after": after}).all()
         source.rollback()  # end the read transaction: the next read must see new commits
         if not rows:
@@ -350,8 +371,10 @@ class Drain:
         present = [row for row in rows if row[3] is not None]
         deletes = [tuple(row[4:start]) for row in rows if row[3] is None]
         span = Span(min(row[1] for row in rows), max(row[2] for row in rows), sum(row[0] for row in rows))
-        return Batch(self.merged([row[start:] for row in present]), deletes, [], span,
-                     [tuple(row[4:start]) for row in present])
+        keys = [tuple(row[4:start]) for row in present]
+        if self.text is not None:
+            return Batch([row[start] for row in present], deletes, [], span, keys, text=True)
+        return Batch(self.merged([row[start:] for row in present]), deletes, [], span, keys)
 
     def selected(self) -> list[sa.ColumnElement]:
         """The fields as the source reads them, one each, then the extras that `merged` folds in."""
@@ -449,10 +472,12 @@ class Drain:
             return keys
         return [tuple(convert[j](v) if j in convert else v for j, v in enumerate(key)) for key in keys]
 
-    def apply(self, destination: Connection, upserts: list[Sequence], deletes: list[tuple]) -> int:
+    def apply(self, destination: Connection, upserts: list[Sequence], deletes: list[tuple], text: bool = False) -> int:
         """Write rows (values in the order of `columns`) and apply deletes (source key tuples) in
-        one transaction; returns rows deleted or, with on_delete=nullify, cleared."""
-        upserts = self.converted(upserts)
+        one transaction; returns rows deleted or, with on_delete=nullify, cleared. With `text`,
+        each row is a line of text (Batch.text)."""
+        if not text:
+            upserts = self.converted(upserts)
         deletes = self.destination_keys(deletes)
         removed = 0
         with committing(destination):
@@ -461,7 +486,7 @@ class Drain:
             if deletes and self.on_delete != "keep":
                 removed = self.remove(destination, deletes)
             if upserts:
-                self.upsert_rows(destination, upserts)
+                self.upsert_rows(destination, upserts, text)
         return removed
 
     def remove(self, destination: Connection, keys: list[tuple]) -> int:
@@ -479,22 +504,30 @@ class Drain:
             for part in key_chunks(keys, len(columns))
         )
 
-    def rejected_row(self, destination: Connection, upserts: list[Sequence], deletes: list[tuple]) -> str | None:
+    def rejected_row(self, destination: Connection, batch: Batch) -> str | None:
         """After a rejected batch: apply its rows, then its deletes, one at a time and rolled back,
         to name the first the destination refuses (by key) and why. None if none fails alone."""
-        for row in self.converted(upserts):
-            error = self.trial(destination, lambda row=row: self.upsert_rows(destination, [row]))
+        text = batch.text
+        if text:  # lines of text, named by their source keys
+            upserts, named = batch.upserts, self.destination_keys(list(batch.keys))
+        else:
+            upserts = self.converted(batch.upserts)
+            named = [[row[i] for i in self.key_positions] for row in upserts]
+        for row, key in zip(upserts, named):
+            error = self.trial(destination, lambda row=row: self.upsert_rows(destination, [row], text))
             if error is not None:
-                return f"the row {brief_key(self.keys, [row[i] for i in self.key_positions])} was rejected: {error}"
+                return f"the row {brief_key(self.keys, key)} was rejected: {error}"
         if self.on_delete != "keep":
-            for key in self.destination_keys(deletes):
+            for key in self.destination_keys(batch.deletes):
                 error = self.trial(destination, lambda key=key: self.remove(destination, [key]))
                 if error is not None:
                     return f"the delete of the row {brief_key(self.keys, key)} was rejected: {error}"
         return None
 
-    def upsert_rows(self, destination: Connection, rows: list[Sequence]) -> None:
-        if self.statements["upsert"] is not None:
+    def upsert_rows(self, destination: Connection, rows: list[Sequence], text: bool = False) -> None:
+        if text:
+            self.write_text(destination, rows)
+        elif self.statements["upsert"] is not None:
             destination.execute(self.statements["upsert"], [self.as_dict(row) for row in rows])
         else:
             self.write(destination, rows)
@@ -520,7 +553,7 @@ class Drain:
         """The batch in destination transactions of at most `size` rows; returns (rows removed, transactions)."""
         removed = transactions = 0
         for upserts, deletes in parts(batch, size):
-            removed += self.apply(destination, upserts, deletes)
+            removed += self.apply(destination, upserts, deletes, batch.text)
             transactions += 1
         return removed, transactions
 
@@ -679,6 +712,8 @@ def reflect(
             ready = loaded.done
         if ready and not drain_inside(drain, sconn, destination, where, result, batch_size, max_batches, deadline):
             left = None if max_batches is None else max_batches - result.batches
+            if drain.text is not None:
+                log.info("%s: rows travel as the source's own text, never parsed in Python", where)
             with young_collections_only():
                 Pipeline(drain, sconn, dconn, where, result).run(batch_size, left, deadline)
         with reaching(where, "source"):
@@ -844,7 +879,7 @@ class Pipeline:
                 removed, transactions = applying.result()
         except sa.exc.DBAPIError as error:
             with reaching(where, "destination"):
-                culprit = drain.rejected_row(self.destination, batch.upserts, batch.deletes)
+                culprit = drain.rejected_row(self.destination, batch)
             raise ApplyError(
                 f"{where}: the destination rejected a batch of {len(batch.upserts)} upserts and "
                 f"{len(batch.deletes)} deletes, nothing of it was acknowledged: "

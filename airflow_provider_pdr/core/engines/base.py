@@ -140,6 +140,12 @@ class EngineModule:
         return sum(conn.execute(statement, {"keys": list(part)}).rowcount
                    for part in chunks(values, self.max_parameters // len(columns)))
 
+    def text_copy(self, source: Connection, destination: Connection):
+        """Where rows can travel from `source` to `destination`, two connections of this engine, as
+        the engine's own text, never parsed in Python: the means to (see PostgreSQL's TextCopy);
+        None where they cannot."""
+        return None
+
     @contextlib.contextmanager
     def sharing(self, conn: Connection, other: Engine) -> Iterator[str | None]:
         """The schema under which `conn` reaches the tables of `other`'s database while the block
@@ -222,6 +228,14 @@ def executemany_upserter(statement: sa.Insert, dialect: sa.engine.Dialect, table
             cursor.executemany(compiled.string, driver_rows(rows, order, processors))
 
     return write
+
+
+def declared_alike(types: Sequence[sa.types.TypeEngine], dialect: sa.engine.Dialect) -> bool:
+    """Whether the types compile to one declaration; False for a type of no known declaration."""
+    try:
+        return len({type_.compile(dialect=dialect) for type_ in types}) == 1
+    except sa.exc.CompileError:  # a computed field of no known type
+        return False
 
 
 @contextlib.contextmanager

@@ -9,10 +9,12 @@ from collections.abc import Sequence
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
+from sqlalchemy.engine import Connection
 
 from airflow_provider_pdr.core import names
 from airflow_provider_pdr.core.engines.base import (
-    CaptureTarget, EngineModule, SourceTable, bind_processors, driver_cursor, driver_rows, on_conflict_upsert, release,
+    CaptureTarget, EngineModule, SourceTable, bind_processors, declared_alike, driver_cursor, driver_rows,
+    on_conflict_upsert, release,
 )
 
 # One trigger per event: transition tables may not be shared by multi-event triggers.
@@ -133,12 +135,13 @@ class PostgresEngine(EngineModule):
 
         return write
 
-    def copy_upserter(self, dialect, table, key_columns):
+    def copy_upserter(self, dialect, table, key_columns, text: bool = False):
         """psycopg 3 (Airflow's PostgreSQL driver): each batch is COPYed into a temporary table with
         the destination columns' own types, then upserted from it in one INSERT ... SELECT: about
         three times faster than psycopg's executemany, and values are checked by the columns' own
         input functions (a string too long for its varchar is refused, never cut). Where the role
-        may not create temporary tables, rows go through SQLAlchemy's multi-row insert instead."""
+        may not create temporary tables, rows go through SQLAlchemy's multi-row insert instead.
+        With `text`, each row is a line of COPY text (TextCopy.line), written as it is."""
         import psycopg
         from psycopg import sql
 
@@ -163,16 +166,18 @@ class PostgresEngine(EngineModule):
 
         def write(conn, rows):
             if not temporary_allowed:
-                temporary_allowed.append(conn.scalar(sa.text(
-                    "SELECT has_database_privilege(current_database(), 'TEMPORARY')")))
+                temporary_allowed.append(may_create_temporary(conn))
             if not temporary_allowed[0]:
                 return fallback(conn, rows)
             with driver_cursor(conn, upsert) as cursor:
                 cursor.execute(create)
                 try:
                     with cursor.copy(copy) as stream:
-                        for row in driver_rows(rows, order, processors):
-                            stream.write_row(row)
+                        if text:
+                            stream.write("".join(line + "\n" for line in rows))
+                        else:
+                            for row in driver_rows(rows, order, processors):
+                                stream.write_row(row)
                 except psycopg.Error as error:
                     # The server's context line quotes the refused value: row values stay out of
                     # messages and logs, as they do for every other statement (hide_parameters).
@@ -183,6 +188,11 @@ class PostgresEngine(EngineModule):
                 cursor.execute(empty)
 
         return write
+
+    def text_copy(self, source, destination):
+        if destination.dialect.driver == "psycopg" and may_create_temporary(destination):
+            return TextCopy(self)
+        return None
 
     def upsert(self, conn, table: sa.Table, key_columns, rows) -> None:
         statement = self.upsert_statement(table, key_columns)
@@ -241,6 +251,58 @@ class PostgresEngine(EngineModule):
         if isinstance(generic, sa.JSON):
             return postgresql.JSONB()
         return generic
+
+
+def may_create_temporary(conn) -> bool:
+    return conn.scalar(sa.text("SELECT has_database_privilege(current_database(), 'TEMPORARY')"))
+
+
+class TextCopy:
+    """PostgreSQL to PostgreSQL, written by psycopg 3: the source reads each row as one line of COPY
+    text, each value in its type's own text form, which the destination's COPY reads back; Python
+    never parses a value. The read fixes the settings that shape that text, so that any PostgreSQL
+    reads the same values back: floats in full, dates and intervals in forms every DateStyle reads."""
+
+    SETTINGS = {"DateStyle": "ISO", "IntervalStyle": "postgres", "extra_float_digits": "3", "bytea_output": "hex"}
+    # Types whose text holds no backslash, tab or line break: COPY reads it unescaped.
+    PLAIN = (sa.Integer, sa.Numeric, sa.Boolean, sa.Date, sa.DateTime, sa.Time, sa.Interval, sa.Uuid)
+    ESCAPES = [("\\", "\\\\"), ("\n", "\\n"), ("\r", "\\r"), ("\t", "\\t")]  # backslash first
+
+    def __init__(self, module: PostgresEngine):
+        self.module = module
+
+    def carries(self, source: sa.types.TypeEngine, destination: sa.types.TypeEngine) -> bool:
+        """Whether a source column's text is read back by the destination column as the same value:
+        columns declared alike (a time's precision 6 is its default), never money (lc_monetary)."""
+        if isinstance(source, postgresql.MONEY) or isinstance(destination, postgresql.MONEY):
+            return False
+        return declared_alike([default_precision(source), default_precision(destination)], self.module.dialect)
+
+    def line(self, values: Sequence[sa.ColumnElement]) -> sa.ColumnElement:
+        """The values as one line of COPY text: tab between values, \\N for NULL."""
+        fields = []
+        for value in values:
+            field = sa.cast(value, sa.Text)
+            if not isinstance(value.type, self.PLAIN):
+                for raw, escaped in self.ESCAPES:
+                    field = sa.func.replace(field, raw, escaped)
+            fields.append(sa.func.coalesce(field, "\\N"))
+        return sa.func.concat_ws("\t", *fields)
+
+    def prepare(self, conn: Connection) -> None:
+        """Fix the text's settings for the rest of the read transaction."""
+        conn.execute(sa.select(*[sa.func.set_config(name, value, True) for name, value in self.SETTINGS.items()]))
+
+    def upserter(self, dialect, table: sa.Table, key_columns):
+        """write(conn, lines): upsert rows given as lines of COPY text, in the table's column order."""
+        return self.module.copy_upserter(dialect, table, key_columns, text=True)
+
+
+def default_precision(type_: sa.types.TypeEngine) -> sa.types.TypeEngine:
+    """A timestamp or time of precision 6 as declared without one: PostgreSQL stores both alike."""
+    if isinstance(type_, (sa.DateTime, sa.Time)) and getattr(type_, "precision", None) == 6:
+        return type(type_)(timezone=type_.timezone)
+    return type_
 
 
 def array_element(type_: sa.types.TypeEngine) -> sa.types.TypeEngine | None:
