@@ -141,7 +141,8 @@ class PostgresEngine(EngineModule):
         three times faster than psycopg's executemany, and values are checked by the columns' own
         input functions (a string too long for its varchar is refused, never cut). Where the role
         may not create temporary tables, rows go through SQLAlchemy's multi-row insert instead.
-        With `text`, each row is a line of COPY text (TextCopy.line), written as it is."""
+        With `text`, each row is a line of COPY text (TextCopy.line), written as it is; TextCopy
+        exists only where temporary tables are allowed."""
         import psycopg
         from psycopg import sql
 
@@ -162,7 +163,8 @@ class PostgresEngine(EngineModule):
         processors = bind_processors(dialect, table)
         order = range(len(names_))
         fallback = super().upserter(dialect, table, key_columns)
-        temporary_allowed: list[bool] = []  # learnt at the first write: a database may refuse TEMP
+        # Learnt at the first write: a database may refuse TEMP (known already where rows come as text).
+        temporary_allowed: list[bool] = [True] if text else []
 
         def write(conn, rows):
             if not temporary_allowed:
