@@ -1,10 +1,11 @@
-"""PostgreSQL to PostgreSQL written by psycopg 3: span rows travel as the source's own text (one
+"""PostgreSQL to PostgreSQL (psycopg 3 or psycopg2 writing): span rows travel as the source's own text (one
 line of COPY text per row), never parsed in Python. Every value must arrive exactly, whatever
 the sessions' settings; anything that text would not carry exactly stays on the row path."""
 
 from __future__ import annotations
 
 import logging
+import traceback
 
 import pytest
 import sqlalchemy as sa
@@ -70,7 +71,7 @@ def database_settings(engine: sa.Engine, settings: dict) -> None:
 
 
 @pytest.mark.parametrize("source", ["postgresql", "psycopg"], indirect=True)
-@pytest.mark.parametrize("destination", ["psycopg"], indirect=True)
+@pytest.mark.parametrize("destination", ["postgresql", "psycopg"], indirect=True)
 def test_values_of_every_kind_arrive_exactly_whatever_the_sessions_settings(source, destination, caplog):
     # Settings that change how values are written as text, different on each side.
     database_settings(source, {"DateStyle": "'SQL, DMY'", "IntervalStyle": "sql_standard",
@@ -118,25 +119,50 @@ def test_values_text_would_not_carry_exactly_take_the_row_path(source, destinati
 
 @pytest.mark.parametrize("source", ["postgresql"], indirect=True)
 @pytest.mark.parametrize("destination", ["postgresql", "psycopg"], indirect=True)
-def test_custom_statements_nullify_and_psycopg2_writers_take_the_row_path(source, destination, caplog):
+def test_custom_statements_and_nullify_take_the_row_path(source, destination, caplog):
     table = orders(source)
-    install_channel(source, "orders", "orders")
-    install_channel(source, "audit", "orders")
+    for channel in ("nullified", "custom", "plain"):
+        install_channel(source, channel, "orders")
     write(source, table.insert(), [{"id": i, "note": "n", "amount": i} for i in range(5)])
-    psycopg3 = destination.dialect.driver == "psycopg"
-    with caplog.at_level(logging.INFO, logger="airflow_provider_pdr"):
-        reflect(source, destination, "orders", "nullified", create_table=True,
-                mapping=Mapping(on_delete="nullify"))
-    assert TEXT_PATH not in caplog.text
+    execute(destination, "CREATE TABLE custom (id integer PRIMARY KEY, note varchar(100), amount numeric(12, 2))")
+    for channel, mapping in (("nullified", Mapping(on_delete="nullify")), ("custom", Mapping(
+            upsert_statement="INSERT INTO custom VALUES (:id, :note, :amount) ON CONFLICT (id) DO NOTHING"))):
+        caplog.clear()
+        with caplog.at_level(logging.INFO, logger="airflow_provider_pdr"):
+            reflect(source, destination, channel, channel, create_table=True, mapping=mapping)
+        assert TEXT_PATH not in caplog.text, channel
+        assert table_rows(destination, channel) == table_rows(source, "orders")
     caplog.clear()
     with caplog.at_level(logging.INFO, logger="airflow_provider_pdr"):
-        reflect(source, destination, "audit", "plain", create_table=True)
-    assert (TEXT_PATH in caplog.text) == psycopg3
+        reflect(source, destination, "plain", "plain", create_table=True)
+    assert TEXT_PATH in caplog.text
     assert table_rows(destination, "plain") == table_rows(source, "orders")
 
 
 @pytest.mark.parametrize("source", ["postgresql"], indirect=True)
-@pytest.mark.parametrize("destination", ["psycopg"], indirect=True)
+@pytest.mark.parametrize("destination", ["postgresql", "psycopg"], indirect=True)
+def test_a_value_refused_while_copied_is_named_by_key_without_the_value(source, destination, caplog):
+    """A domain of the same name that is stricter in the destination refuses the value as COPY
+    reads it; the server's context line would quote the value."""
+    execute(source, "CREATE DOMAIN code AS varchar(20)")
+    execute(destination, "CREATE DOMAIN code AS varchar(20) CHECK (VALUE NOT LIKE 'secret%')")
+    for engine in (source, destination):
+        execute(engine, "CREATE TABLE items (id integer PRIMARY KEY, c code)")
+    install_channel(source, "items", "items")
+    execute(source, "INSERT INTO items VALUES (1, 'fine'), (2, 'secret-42'), (3, 'fine too')")
+    with caplog.at_level(logging.INFO, logger="airflow_provider_pdr"), pytest.raises(ApplyError) as error:
+        reflect(source, destination, "items")
+    assert TEXT_PATH in caplog.text
+    message = str(error.value)
+    assert "id=2" in message and "code_check" in message, message
+    logged = "".join(traceback.format_exception(error.value))  # the message and its chain, as a task log shows them
+    assert "secret-42" not in logged, logged
+    assert "secret-42" not in caplog.text
+    assert table_rows(destination, "items") == []
+
+
+@pytest.mark.parametrize("source", ["postgresql"], indirect=True)
+@pytest.mark.parametrize("destination", ["postgresql", "psycopg"], indirect=True)
 def test_a_row_refused_on_the_text_path_is_named_by_key_and_nothing_of_its_span_is_acknowledged(
         source, destination, caplog):
     table = orders(source)

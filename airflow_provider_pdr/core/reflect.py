@@ -299,7 +299,7 @@ class Drain:
         if self.read_spans and exact_keys and source.dialect.supports_sane_rowcount:
             self.span_queries = {after: self.span_rows(query) for after, query in self.oldest.items()}
         # Where both sides are one engine that can, and every field is declared alike, a span's rows
-        # travel as the engine's own text, never parsed in Python (PostgreSQL, written by psycopg 3).
+        # travel as the engine's own text, never parsed in Python (PostgreSQL to PostgreSQL).
         self.text = None
         pairs = self.field_types()
         copy = src.text_copy(source, destination) if self.span_queries and src.name == dst.name else None

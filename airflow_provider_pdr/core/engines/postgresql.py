@@ -4,6 +4,8 @@ advisory locks, and pg_notify so a waiting sensor wakes without polling."""
 from __future__ import annotations
 
 import contextlib
+import importlib
+import io
 import time
 from collections.abc import Sequence
 
@@ -141,10 +143,10 @@ class PostgresEngine(EngineModule):
         three times faster than psycopg's executemany, and values are checked by the columns' own
         input functions (a string too long for its varchar is refused, never cut). Where the role
         may not create temporary tables, rows go through SQLAlchemy's multi-row insert instead.
-        With `text`, each row is a line of COPY text (TextCopy.line), written as it is; TextCopy
-        exists only where temporary tables are allowed."""
-        import psycopg
-        from psycopg import sql
+        With `text`, each row is a line of COPY text (TextCopy.line), written as it is, by psycopg 3
+        or psycopg2; TextCopy exists only where temporary tables are allowed."""
+        psycopg2 = dialect.driver == "psycopg2"  # rows as text only
+        sql = importlib.import_module(f"{dialect.driver}.sql")  # the same composables in both drivers
 
         names_ = [c.name for c in table.columns]
         shape = names.short_hash(table.schema or "", table.name, *[f"{c.name} {c.type!r}" for c in table.columns])
@@ -174,25 +176,29 @@ class PostgresEngine(EngineModule):
             with driver_cursor(conn, upsert) as cursor:
                 cursor.execute(create)
                 try:
-                    with cursor.copy(copy) as stream:
-                        if text:
-                            stream.write("".join(line + "\n" for line in rows))
-                        else:
-                            for row in driver_rows(rows, order, processors):
-                                stream.write_row(row)
-                except psycopg.Error as error:
+                    if psycopg2:
+                        lines = io.StringIO("".join(line + "\n" for line in rows))
+                        cursor.copy_expert(copy.as_string(cursor), lines)
+                    else:
+                        with cursor.copy(copy) as stream:
+                            if text:
+                                stream.write("".join(line + "\n" for line in rows))
+                            else:
+                                for row in driver_rows(rows, order, processors):
+                                    stream.write_row(row)
+                except dialect.loaded_dbapi.Error as error:
                     # The server's context line quotes the refused value: row values stay out of
                     # messages and logs, as they do for every other statement (hide_parameters).
                     if error.diag.context is None:
                         raise
                     raise type(error)(f"{error.diag.message_primary} (COPY into the staging table)") from None
-                cursor.execute(upsert, ())  # given parameters, psycopg reads the compiled %% as %
+                cursor.execute(upsert, ())  # given parameters, the driver reads the compiled %% as %
                 cursor.execute(empty)
 
         return write
 
     def text_copy(self, source, destination):
-        if destination.dialect.driver == "psycopg" and may_create_temporary(destination):
+        if destination.dialect.driver in ("psycopg", "psycopg2") and may_create_temporary(destination):
             return TextCopy(self)
         return None
 
@@ -260,7 +266,7 @@ def may_create_temporary(conn) -> bool:
 
 
 class TextCopy:
-    """PostgreSQL to PostgreSQL, written by psycopg 3: the source reads each row as one line of COPY
+    """PostgreSQL to PostgreSQL (psycopg 3 or psycopg2 writing): the source reads each row as one line of COPY
     text, each value in its type's own text form, which the destination's COPY reads back; Python
     never parses a value. The read fixes the settings that shape that text, so that any PostgreSQL
     reads the same values back: floats in full, dates and intervals in forms every DateStyle reads."""
