@@ -5,6 +5,8 @@ of the destination table."""
 
 from __future__ import annotations
 
+import datetime as dt
+import io
 import time
 
 import sqlalchemy as sa
@@ -100,6 +102,44 @@ def psycopg_copy(conn, table, keys, rows, batch):
         raw.commit()
 
 
+def copy_text(value) -> str:
+    """A value as a line of COPY text takes it, as a hand-written psycopg2 script would format it."""
+    if value is None:
+        return "\\N"
+    if isinstance(value, bool):
+        return "t" if value else "f"
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return "\\\\x" + bytes(value).hex()
+    if isinstance(value, (dt.datetime, dt.date, dt.time)):
+        return value.isoformat()
+    if isinstance(value, str):
+        return value.replace("\\", "\\\\").replace("\n", "\\n").replace("\r", "\\r").replace("\t", "\\t")
+    return str(value)  # integers, decimals; floats print their shortest exact form
+
+
+def psycopg2_copy(conn, table, keys, rows, batch):
+    """psycopg2's copy_expert of each batch, formatted in Python, into a temporary table, then one
+    INSERT ... SELECT."""
+    quote = conn.dialect.identifier_preparer.quote
+    columns = ", ".join(quote(c.name) for c in table.columns)
+    target = conn.dialect.identifier_preparer.format_table(table)
+    updates = ", ".join(f"{quote(c.name)} = EXCLUDED.{quote(c.name)}" for c in table.columns if c.name not in keys)
+    upsert = (f"INSERT INTO {target} ({columns}) SELECT {columns} FROM staging "
+              f"ON CONFLICT ({', '.join(quote(k) for k in keys)}) DO UPDATE SET {updates}")
+    names = [c.name for c in table.columns]
+    raw = conn.connection.dbapi_connection
+    with raw.cursor() as cursor:
+        cursor.execute(f"CREATE TEMPORARY TABLE staging AS SELECT {columns} FROM {target} WITH NO DATA")
+        for start in range(0, len(rows), batch):
+            text = "".join("\t".join(copy_text(row[n]) for n in names) + "\n" for row in rows[start : start + batch])
+            cursor.copy_expert(f"COPY staging ({columns}) FROM STDIN", io.StringIO(text))
+            cursor.execute(upsert)
+            cursor.execute("TRUNCATE staging")
+            raw.commit()
+        cursor.execute("DROP TABLE staging")
+        raw.commit()
+
+
 def firebird_update_or_insert(conn, table, keys, rows, batch):
     """Firebird's own upsert through fdb's executemany (the statement prepared once)."""
     quote = conn.dialect.identifier_preparer.quote
@@ -112,7 +152,8 @@ def firebird_update_or_insert(conn, table, keys, rows, batch):
 MYSQL = {"mysqlclient executemany": executemany("%s", "ON DUPLICATE KEY UPDATE", "VALUES({})")}
 DRIVER_METHODS = {
     "postgresql+psycopg2": {"psycopg2 execute_values page 1000": postgres_values(1000),
-                            "psycopg2 execute_values page 5000": postgres_values(5000)},
+                            "psycopg2 execute_values page 5000": postgres_values(5000),
+                            "psycopg2 COPY + INSERT ... SELECT": psycopg2_copy},
     "postgresql+psycopg": {"psycopg executemany": executemany("%s", "ON CONFLICT ({}) DO UPDATE SET", "EXCLUDED.{}"),
                            "psycopg COPY + INSERT ... SELECT": psycopg_copy},
     "mysql+mysqldb": MYSQL,
