@@ -4,9 +4,12 @@ advisory locks, and pg_notify so a waiting sensor wakes without polling."""
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
+import decimal
 import importlib
 import io
 import time
+import uuid
 from collections.abc import Sequence
 
 import sqlalchemy as sa
@@ -108,10 +111,12 @@ class PostgresEngine(EngineModule):
         return on_conflict_upsert(postgresql.insert(table), table, key_columns, rows_from)
 
     def upserter(self, dialect, table, key_columns):
-        if dialect.driver == "psycopg":
+        if dialect.driver in ("psycopg", "psycopg2"):
             return self.copy_upserter(dialect, table, key_columns)
-        if dialect.driver != "psycopg2":
-            return super().upserter(dialect, table, key_columns)
+        return super().upserter(dialect, table, key_columns)
+
+    def values_upserter(self, dialect, table, key_columns):
+        """psycopg2: multi-row VALUES through execute_values, one statement per batch."""
         from psycopg2.extras import execute_values
 
         # Compiled once: the single-row VALUES tuple (with SQLAlchemy's casts) becomes the
@@ -138,14 +143,16 @@ class PostgresEngine(EngineModule):
         return write
 
     def copy_upserter(self, dialect, table, key_columns, text: bool = False):
-        """psycopg 3 (Airflow's PostgreSQL driver): each batch is COPYed into a temporary table with
-        the destination columns' own types, then upserted from it in one INSERT ... SELECT: about
-        three times faster than psycopg's executemany, and values are checked by the columns' own
-        input functions (a string too long for its varchar is refused, never cut). Where the role
-        may not create temporary tables, rows go through SQLAlchemy's multi-row insert instead.
-        With `text`, each row is a line of COPY text (TextCopy.line), written as it is, by psycopg 3
-        or psycopg2; TextCopy exists only where temporary tables are allowed."""
-        psycopg2 = dialect.driver == "psycopg2"  # rows as text only
+        """Each batch is COPYed into a temporary table with the destination columns' own types, then
+        upserted from it in one INSERT ... SELECT: about three times faster than psycopg's executemany
+        or psycopg2's execute_values, and values are checked by the columns' own input functions (a
+        string too long for its varchar is refused, never cut). psycopg 3 writes the rows itself;
+        for psycopg2 they are written as COPY text here (copy_text), and a batch with a value of
+        another kind goes through execute_values. Where the role may not create temporary tables,
+        rows go through execute_values or SQLAlchemy's multi-row insert instead.
+        With `text`, each row is already a line of COPY text (TextCopy.line), written as it is;
+        TextCopy exists only where temporary tables are allowed."""
+        psycopg2 = dialect.driver == "psycopg2"
         sql = importlib.import_module(f"{dialect.driver}.sql")  # the same composables in both drivers
 
         names_ = [c.name for c in table.columns]
@@ -164,7 +171,11 @@ class PostgresEngine(EngineModule):
         upsert = self.upsert_statement(table, key_columns, sa.select(staging)).compile(dialect=dialect).string
         processors = bind_processors(dialect, table)
         order = range(len(names_))
-        fallback = super().upserter(dialect, table, key_columns)
+        fallback = (self.values_upserter if psycopg2 else super().upserter)(dialect, table, key_columns)
+        if psycopg2:  # SQLAlchemy hands psycopg2 its bytes wrapped
+            from psycopg2.extensions import Binary
+
+            forms = {**COPY_TEXT, Binary: lambda value: _bytea(value.adapted)}
         # Learnt at the first write: a database may refuse TEMP (known already where rows come as text).
         temporary_allowed: list[bool] = [True] if text else []
 
@@ -173,12 +184,16 @@ class PostgresEngine(EngineModule):
                 temporary_allowed.append(may_create_temporary(conn))
             if not temporary_allowed[0]:
                 return fallback(conn, rows)
+            lines = rows
+            if psycopg2 and not text:
+                lines = [copy_text(row, forms) for row in driver_rows(rows, order, processors)]
+                if None in lines:  # a value of a kind copy_text does not write
+                    return fallback(conn, rows)
             with driver_cursor(conn, upsert) as cursor:
                 cursor.execute(create)
                 try:
                     if psycopg2:
-                        lines = io.StringIO("".join(line + "\n" for line in rows))
-                        cursor.copy_expert(copy.as_string(cursor), lines)
+                        cursor.copy_expert(copy.as_string(cursor), io.StringIO("".join(line + "\n" for line in lines)))
                     else:
                         with cursor.copy(copy) as stream:
                             if text:
@@ -259,6 +274,38 @@ class PostgresEngine(EngineModule):
         if isinstance(generic, sa.JSON):
             return postgresql.JSONB()
         return generic
+
+
+def _escaped(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("\n", "\\n").replace("\r", "\\r").replace("\t", "\\t")
+
+
+def _bytea(value) -> str:
+    return "\\\\x" + bytes(value).hex()  # \\x, escaped for COPY
+
+
+def _interval(value: dt.timedelta) -> str:
+    return f"{value.days} days {value.seconds} seconds {value.microseconds} microseconds"  # as psycopg2 sends it
+
+
+# COPY's text form of each kind of value a driver takes, by exact type (a subclass may print otherwise).
+COPY_TEXT = {
+    type(None): lambda value: "\\N", bool: lambda value: "t" if value else "f", int: str, float: repr,
+    decimal.Decimal: str, str: _escaped, bytes: _bytea, bytearray: _bytea, memoryview: _bytea,
+    dt.datetime: lambda value: value.isoformat(" "), dt.date: dt.date.isoformat, dt.time: dt.time.isoformat,
+    dt.timedelta: _interval, uuid.UUID: str,
+}
+
+
+def copy_text(values: Sequence, forms: dict = COPY_TEXT) -> str | None:
+    """A row as one line of COPY text; None if a value is of a kind without a form here."""
+    fields = []
+    for value in values:
+        form = forms.get(type(value))
+        if form is None:
+            return None
+        fields.append(form(value))
+    return "\t".join(fields)
 
 
 def may_create_temporary(conn) -> bool:
