@@ -79,29 +79,6 @@ def executemany_in_batches(conn, table, rows, batch: int, sql: str) -> None:
     cursor.close()
 
 
-def psycopg_copy(conn, table, keys, rows, batch):
-    """COPY each batch into a temporary table, then upsert it with one INSERT ... SELECT."""
-    quote = conn.dialect.identifier_preparer.quote
-    columns = ", ".join(quote(c.name) for c in table.columns)
-    target = conn.dialect.identifier_preparer.format_table(table)
-    updates = ", ".join(f"{quote(c.name)} = EXCLUDED.{quote(c.name)}" for c in table.columns if c.name not in keys)
-    upsert = (f"INSERT INTO {target} ({columns}) SELECT {columns} FROM staging "
-              f"ON CONFLICT ({', '.join(quote(k) for k in keys)}) DO UPDATE SET {updates}")
-    values = driver_rows(conn, table, rows)
-    raw = conn.connection.dbapi_connection
-    with raw.cursor() as cursor:
-        cursor.execute(f"CREATE TEMPORARY TABLE staging AS SELECT {columns} FROM {target} WITH NO DATA")
-        for start in range(0, len(values), batch):
-            with cursor.copy(f"COPY staging ({columns}) FROM STDIN") as copy:
-                for row in values[start : start + batch]:
-                    copy.write_row(row)
-            cursor.execute(upsert)
-            cursor.execute("TRUNCATE staging")
-            raw.commit()
-        cursor.execute("DROP TABLE staging")
-        raw.commit()
-
-
 def copy_text(value) -> str:
     """A value as a line of COPY text takes it, as a hand-written psycopg2 script would format it."""
     if value is None:
@@ -117,27 +94,38 @@ def copy_text(value) -> str:
     return str(value)  # integers, decimals; floats print their shortest exact form
 
 
-def psycopg2_copy(conn, table, keys, rows, batch):
-    """psycopg2's copy_expert of each batch, formatted in Python, into a temporary table, then one
-    INSERT ... SELECT."""
-    quote = conn.dialect.identifier_preparer.quote
-    columns = ", ".join(quote(c.name) for c in table.columns)
-    target = conn.dialect.identifier_preparer.format_table(table)
-    updates = ", ".join(f"{quote(c.name)} = EXCLUDED.{quote(c.name)}" for c in table.columns if c.name not in keys)
-    upsert = (f"INSERT INTO {target} ({columns}) SELECT {columns} FROM staging "
-              f"ON CONFLICT ({', '.join(quote(k) for k in keys)}) DO UPDATE SET {updates}")
+def psycopg_rows(conn, cursor, copy: str, table, rows) -> None:
+    with cursor.copy(copy) as stream:
+        for row in driver_rows(conn, table, rows):
+            stream.write_row(row)
+
+
+def psycopg2_text(conn, cursor, copy: str, table, rows) -> None:
     names = [c.name for c in table.columns]
-    raw = conn.connection.dbapi_connection
-    with raw.cursor() as cursor:
-        cursor.execute(f"CREATE TEMPORARY TABLE staging AS SELECT {columns} FROM {target} WITH NO DATA")
-        for start in range(0, len(rows), batch):
-            text = "".join("\t".join(copy_text(row[n]) for n in names) + "\n" for row in rows[start : start + batch])
-            cursor.copy_expert(f"COPY staging ({columns}) FROM STDIN", io.StringIO(text))
-            cursor.execute(upsert)
-            cursor.execute("TRUNCATE staging")
+    cursor.copy_expert(copy, io.StringIO("".join("\t".join(copy_text(row[n]) for n in names) + "\n" for row in rows)))
+
+
+def copy_then_upsert(fill):
+    """COPY each batch into a temporary table (`fill` writes the rows), then upsert it with one
+    INSERT ... SELECT."""
+    def run(conn, table, keys, rows, batch):
+        quote = conn.dialect.identifier_preparer.quote
+        columns = ", ".join(quote(c.name) for c in table.columns)
+        target = conn.dialect.identifier_preparer.format_table(table)
+        updates = ", ".join(f"{quote(c.name)} = EXCLUDED.{quote(c.name)}" for c in table.columns if c.name not in keys)
+        upsert = (f"INSERT INTO {target} ({columns}) SELECT {columns} FROM staging "
+                  f"ON CONFLICT ({', '.join(quote(k) for k in keys)}) DO UPDATE SET {updates}")
+        raw = conn.connection.dbapi_connection
+        with raw.cursor() as cursor:
+            cursor.execute(f"CREATE TEMPORARY TABLE staging AS SELECT {columns} FROM {target} WITH NO DATA")
+            for start in range(0, len(rows), batch):
+                fill(conn, cursor, f"COPY staging ({columns}) FROM STDIN", table, rows[start : start + batch])
+                cursor.execute(upsert)
+                cursor.execute("TRUNCATE staging")
+                raw.commit()
+            cursor.execute("DROP TABLE staging")
             raw.commit()
-        cursor.execute("DROP TABLE staging")
-        raw.commit()
+    return run
 
 
 def firebird_update_or_insert(conn, table, keys, rows, batch):
@@ -153,9 +141,9 @@ MYSQL = {"mysqlclient executemany": executemany("%s", "ON DUPLICATE KEY UPDATE",
 DRIVER_METHODS = {
     "postgresql+psycopg2": {"psycopg2 execute_values page 1000": postgres_values(1000),
                             "psycopg2 execute_values page 5000": postgres_values(5000),
-                            "psycopg2 COPY + INSERT ... SELECT": psycopg2_copy},
+                            "psycopg2 COPY + INSERT ... SELECT": copy_then_upsert(psycopg2_text)},
     "postgresql+psycopg": {"psycopg executemany": executemany("%s", "ON CONFLICT ({}) DO UPDATE SET", "EXCLUDED.{}"),
-                           "psycopg COPY + INSERT ... SELECT": psycopg_copy},
+                           "psycopg COPY + INSERT ... SELECT": copy_then_upsert(psycopg_rows)},
     "mysql+mysqldb": MYSQL,
     "mariadb+mysqldb": MYSQL,
     "sqlite+pysqlite": {"sqlite3 executemany": executemany("?", "ON CONFLICT ({}) DO UPDATE SET", "excluded.{}")},
