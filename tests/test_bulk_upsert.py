@@ -90,7 +90,8 @@ def test_psycopg2_copy_text_writes_what_psycopg_3_writes(databases):
     rows = [{
         "id": i, "t": text, "b": text.encode() + b"\x00\\\n", "n": [decimal.Decimal("1E+3"), decimal.Decimal("-0.000"),
         decimal.Decimal("12345678901234567890.0123456789"), decimal.Decimal("NaN")][i % 4],
-        "f": [0.1 + 0.2, float("inf"), float("-inf"), float("nan"), -0.0, 5e-324, 1e16][i % 7], "ok": [True, False][i % 2],
+        "f": [0.1 + 0.2, float("inf"), float("-inf"), float("nan"), -0.0, 5e-324, 1e16][i % 7],
+        "ok": [True, False][i % 2],
         "ts": dt.datetime(1, 1, 1, 0, 0, 0, i) if i % 2 else dt.datetime(9999, 12, 31, 23, 59, 59, 999999),
         "tz": dt.datetime(2026, 6, 30, 23, 59, 59, 1, tzinfo=utc5 if i % 2 else dt.timezone.utc),
         "d": dt.date(2026, 2, 28), "tm": dt.time(23, 59, 59, 999999), "tmz": dt.time(12, 0, tzinfo=utc5),

@@ -313,9 +313,9 @@ def may_create_temporary(conn) -> bool:
 
 
 class TextCopy:
-    """PostgreSQL to PostgreSQL (psycopg 3 or psycopg2 writing): the source reads each row as one line of COPY
-    text, each value in its type's own text form, which the destination's COPY reads back; Python
-    never parses a value. The read fixes the settings that shape that text, so that any PostgreSQL
+    """PostgreSQL to PostgreSQL, written by psycopg 3 or psycopg2: the source reads each row as one
+    line of COPY text, each value in its type's own text form, which the destination's COPY reads
+    back; Python never parses a value. The read fixes the settings that shape that text, so that any PostgreSQL
     reads the same values back: floats in full, dates and intervals in forms every DateStyle reads."""
 
     SETTINGS = {"DateStyle": "ISO", "IntervalStyle": "postgres", "extra_float_digits": "3", "bytea_output": "hex"}
