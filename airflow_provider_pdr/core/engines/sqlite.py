@@ -56,16 +56,16 @@ class ExactDecimal(sa.types.TypeDecorator):
         return None if value is None else str(value)
 
     def result_processor(self, dialect, coltype):
-        scale = self.scale
+        quantum = None if self.scale is None else decimal.Decimal(1).scaleb(-self.scale)
 
         def process(value):
             if value is None:
                 return None
+            if isinstance(value, str):
+                return decimal.Decimal(value)
             number = decimal.Decimal(str(value))
             # NUMERIC affinity stores '80.00' as INTEGER 80 or REAL 80.5: give the scale back.
-            if scale is not None and not isinstance(value, str):
-                number = number.quantize(decimal.Decimal(1).scaleb(-scale))
-            return number
+            return number if quantum is None else number.quantize(quantum)
 
         return process
 
