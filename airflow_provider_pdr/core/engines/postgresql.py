@@ -184,20 +184,21 @@ class PostgresEngine(EngineModule):
                 temporary_allowed.append(may_create_temporary(conn))
             if not temporary_allowed[0]:
                 return fallback(conn, rows)
-            lines = rows
+            lines = rows if text else None  # psycopg 3 writes value rows itself
             if psycopg2 and not text:
                 lines = [copy_text(row, forms) for row in driver_rows(rows, order, processors)]
                 if None in lines:  # a value of a kind copy_text does not write
                     return fallback(conn, rows)
+            data = None if lines is None else "".join(line + "\n" for line in lines)
             with driver_cursor(conn, upsert) as cursor:
                 cursor.execute(create)
                 try:
                     if psycopg2:
-                        cursor.copy_expert(copy.as_string(cursor), io.StringIO("".join(line + "\n" for line in lines)))
+                        cursor.copy_expert(copy.as_string(cursor), io.StringIO(data))
                     else:
                         with cursor.copy(copy) as stream:
-                            if text:
-                                stream.write("".join(line + "\n" for line in rows))
+                            if data is not None:
+                                stream.write(data)
                             else:
                                 for row in driver_rows(rows, order, processors):
                                     stream.write_row(row)
@@ -276,8 +277,14 @@ class PostgresEngine(EngineModule):
         return generic
 
 
+# What COPY's text format escapes in a value, backslash first.
+COPY_ESCAPES = [("\\", "\\\\"), ("\n", "\\n"), ("\r", "\\r"), ("\t", "\\t")]
+
+
 def _escaped(text: str) -> str:
-    return text.replace("\\", "\\\\").replace("\n", "\\n").replace("\r", "\\r").replace("\t", "\\t")
+    for raw, escaped in COPY_ESCAPES:
+        text = text.replace(raw, escaped)
+    return text
 
 
 def _bytea(value) -> str:
@@ -315,13 +322,13 @@ def may_create_temporary(conn) -> bool:
 class TextCopy:
     """PostgreSQL to PostgreSQL, written by psycopg 3 or psycopg2: the source reads each row as one
     line of COPY text, each value in its type's own text form, which the destination's COPY reads
-    back; Python never parses a value. The read fixes the settings that shape that text, so that any PostgreSQL
-    reads the same values back: floats in full, dates and intervals in forms every DateStyle reads."""
+    back; Python never parses a value. The read fixes the settings that shape that text, so that
+    any PostgreSQL reads the same values back: floats in full, dates and intervals in forms every
+    DateStyle reads."""
 
     SETTINGS = {"DateStyle": "ISO", "IntervalStyle": "postgres", "extra_float_digits": "3", "bytea_output": "hex"}
     # Types whose text holds no backslash, tab or line break: COPY reads it unescaped.
     PLAIN = (sa.Integer, sa.Numeric, sa.Boolean, sa.Date, sa.DateTime, sa.Time, sa.Interval, sa.Uuid)
-    ESCAPES = [("\\", "\\\\"), ("\n", "\\n"), ("\r", "\\r"), ("\t", "\\t")]  # backslash first
 
     def __init__(self, module: PostgresEngine):
         self.module = module
@@ -339,7 +346,7 @@ class TextCopy:
         for value in values:
             field = sa.cast(value, sa.Text)
             if not isinstance(value.type, self.PLAIN):
-                for raw, escaped in self.ESCAPES:
+                for raw, escaped in COPY_ESCAPES:
                     field = sa.func.replace(field, raw, escaped)
             fields.append(sa.func.coalesce(field, "\\N"))
         return sa.func.concat_ws("\t", *fields)
