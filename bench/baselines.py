@@ -5,13 +5,13 @@ of the destination table."""
 
 from __future__ import annotations
 
-import datetime as dt
 import io
 import time
 
 import sqlalchemy as sa
 
 from airflow_provider_pdr.core.engines import engine_module
+from airflow_provider_pdr.core.engines.postgresql import copy_text
 from airflow_provider_pdr.core.schema import reflect_table, value_converters
 
 
@@ -79,21 +79,6 @@ def executemany_in_batches(conn, table, rows, batch: int, sql: str) -> None:
     cursor.close()
 
 
-def copy_text(value) -> str:
-    """A value as a line of COPY text takes it, as a hand-written psycopg2 script would format it."""
-    if value is None:
-        return "\\N"
-    if isinstance(value, bool):
-        return "t" if value else "f"
-    if isinstance(value, (bytes, bytearray, memoryview)):
-        return "\\\\x" + bytes(value).hex()
-    if isinstance(value, (dt.datetime, dt.date, dt.time)):
-        return value.isoformat()
-    if isinstance(value, str):
-        return value.replace("\\", "\\\\").replace("\n", "\\n").replace("\r", "\\r").replace("\t", "\\t")
-    return str(value)  # integers, decimals; floats print their shortest exact form
-
-
 def psycopg_rows(conn, cursor, copy: str, table, rows) -> None:
     with cursor.copy(copy) as stream:
         for row in driver_rows(conn, table, rows):
@@ -101,8 +86,13 @@ def psycopg_rows(conn, cursor, copy: str, table, rows) -> None:
 
 
 def psycopg2_text(conn, cursor, copy: str, table, rows) -> None:
+    """Rows formatted as COPY text in Python, as a hand-written psycopg2 script would (the same
+    formatting the drain uses), sent by copy_expert."""
     names = [c.name for c in table.columns]
-    cursor.copy_expert(copy, io.StringIO("".join("\t".join(copy_text(row[n]) for n in names) + "\n" for row in rows)))
+    lines = [copy_text([row[n] for n in names]) for row in rows]
+    if None in lines:
+        raise TypeError("a baseline row holds a value copy_text does not format")
+    cursor.copy_expert(copy, io.StringIO("".join(line + "\n" for line in lines)))
 
 
 def copy_then_upsert(fill):
