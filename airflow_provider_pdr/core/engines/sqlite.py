@@ -4,6 +4,7 @@ decimal values carried as text so that no digit is lost through REAL."""
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import decimal
 import fcntl
 import logging
@@ -70,6 +71,24 @@ class ExactDecimal(sa.types.TypeDecorator):
         return process
 
 
+class IsoDateTime(sqlite.DATETIME):
+    """SQLite datetimes written by datetime.isoformat where it gives SQLAlchemy's default storage
+    format (a naive datetime): the same text at a fifth of the cost of formatting a dict."""
+
+    def bind_processor(self, dialect):
+        formatted = super().bind_processor(dialect)
+        if self._storage_format != sqlite.DATETIME._storage_format:
+            return formatted
+        datetime = dt.datetime
+
+        def process(value):
+            if type(value) is datetime and value.tzinfo is None:
+                return value.isoformat(" ", "microseconds")
+            return formatted(value)
+
+        return process
+
+
 class Untyped(sa.types.UserDefinedType):
     """A column declared without a type: values pass as they are, and a change table's copy of
     it is declared BLOB, the one affinity that converts nothing ('1' and 1 stay two keys)."""
@@ -99,6 +118,8 @@ class SqliteEngine(EngineModule):
         # Reflection must know our decimal columns back (SQLite keeps declared type names).
         if "DECIMAL_TEXT" not in dialect.ischema_names:
             dialect.ischema_names = {**dialect.ischema_names, "DECIMAL_TEXT": ExactDecimal}
+        if dialect.colspecs.get(sa.DateTime) is not IsoDateTime:
+            dialect.colspecs = {**dialect.colspecs, sa.DateTime: IsoDateTime}
 
     def default_schema(self, conn):
         return None
