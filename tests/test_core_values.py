@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import decimal
+import random
 
 import pytest
 import sqlalchemy as sa
@@ -180,3 +181,79 @@ def test_percent_signs_in_column_names(source, destination):
     write(source, table.update().where(table.c.id == 1).values({"rate %": "6%"}))
     reflect(source, destination, "rates", "rates")
     assert typed_rows(destination, "rates") == [(1, "6%", 1), (2, "x", 2)]
+
+
+def test_mysql_datetime_decoder_reads_every_text_as_mysqlclient_does():
+    """The faster decoder the drain gives mysqlclient returns what mysqlclient's own does, for the
+    server's shapes (every fraction length, zero and impossible dates) and for texts around them."""
+    from MySQLdb.times import DateTime_or_None
+
+    from airflow_provider_pdr.core.engines.mysql import datetime_or_none
+
+    shapes = ["2026-01-01 00:00:01", "2026-01-01 00:00:01.5", "2026-01-01 00:00:01.123",
+              "9999-12-31 23:59:59.999999", "0001-01-01 00:00:00", "0000-00-00 00:00:00",
+              "2026-02-30 00:00:00", "2026-01-01 24:00:00", "2026-01-01", "2026-01-01T00:00:00",
+              "2026-01-01 00:00:00+00:00", "2026-W01-1 00:00:00", "2026-01-01 00:00:00.1234567"]
+    rng = random.Random(7)
+    for _ in range(20_000):  # the canonical text with one to three characters changed, added or removed
+        text = list("2026-01-01 12:34:56.123456"[: rng.randint(19, 26)])
+        for _ in range(rng.randint(1, 3)):
+            at = rng.randrange(len(text) + 1)
+            change = rng.choice("0123456789-: .TWZ+,_\u0663")
+            if at == len(text) or rng.random() < 0.25:
+                text.insert(at, change)
+            elif rng.random() < 0.66:
+                text[at] = change
+            else:
+                del text[at]
+        shapes.append("".join(text))
+    for text in shapes:
+        ours, theirs = datetime_or_none(text), DateTime_or_None(text)
+        assert (ours, type(ours)) == (theirs, type(theirs)), text
+
+
+@pytest.mark.parametrize("source", ["mysql"], indirect=True)
+@pytest.mark.parametrize("destination", ["sqlite", "postgresql"], indirect=True)
+def test_mysql_datetimes_arrive_as_mysqlclient_reads_them(source, destination):
+    precisions = [0, 1, 3, 6]
+    table = create(source, "stamps", sa.Column("id", sa.Integer, primary_key=True, autoincrement=False),
+                   *[sa.Column(f"at{p}", mysql.DATETIME(fsp=p)) for p in precisions],
+                   sa.Column("ts", mysql.TIMESTAMP(fsp=6), nullable=True))
+    install_channel(source, "stamps", "stamps")
+    instants = [dt.datetime(2024, 2, 29, 23, 59, 59, 999999), dt.datetime(1000, 1, 1),
+                dt.datetime(9999, 12, 31, 23, 59, 59, 100000), dt.datetime(2026, 7, 1, 0, 0, 0, 5)]
+    write(source, table.insert(), [{"id": i, **{f"at{p}": at for p in precisions}, "ts": at.replace(year=2020)}
+                                   for i, at in enumerate(instants)])
+    with source.begin() as conn:  # a zero date, as a server with a lenient sql_mode keeps it
+        conn.exec_driver_sql("SET SESSION sql_mode = ''")
+        conn.exec_driver_sql("INSERT INTO stamps (id, at0, at6) VALUES (9, '0000-00-00 00:00:00', '2026-00-00')")
+    reflect(source, destination, "stamps", "stamps", create_table=True)
+    plain = sa.create_engine(source.url, poolclass=sa.pool.NullPool)  # mysqlclient's own decoders
+    try:
+        expected = typed_rows(plain, "stamps")
+    finally:
+        plain.dispose()
+    assert typed_rows(destination, "stamps") == expected
+    assert expected[0][1:5] == tuple(instants[0].replace(microsecond=m) for m in (0, 900000, 999000, 999999))
+    assert expected[-1][1:3] == (None, None), "zero dates read as NULL"
+
+
+def test_sqlite_datetimes_are_written_as_sqlalchemy_writes_them():
+    """SQLite datetime columns are bound by a faster formatter: the text stored must not change."""
+    import pendulum
+    from sqlalchemy.dialects import sqlite
+
+    engine = sa.create_engine("sqlite://")
+    engine_module(engine)
+    ours = sa.DateTime().dialect_impl(engine.dialect).bind_processor(engine.dialect)
+    theirs = sqlite.DATETIME().bind_processor(sqlite.dialect())
+    rng = random.Random(3)
+    values = [dt.datetime(1, 1, 1), dt.datetime(999, 5, 6, 7, 8, 9), dt.datetime(9999, 12, 31, 23, 59, 59, 999999),
+              dt.datetime(2026, 1, 1, 12, tzinfo=IST), pendulum.datetime(2026, 3, 1, 1, 2, 3, 4, tz="Asia/Tokyo"),
+              dt.date(2024, 2, 29), None]
+    values += [dt.datetime(rng.randint(1, 9999), rng.randint(1, 12), rng.randint(1, 28), rng.randint(0, 23),
+                           rng.randint(0, 59), rng.randint(0, 59), rng.choice([0, rng.randint(0, 999_999)]))
+               for _ in range(5000)]
+    assert [ours(v) for v in values] == [theirs(v) for v in values]
+    truncating = sqlite.DATETIME(truncate_microseconds=True)
+    assert truncating.dialect_impl(engine.dialect).bind_processor(engine.dialect)(values[1]) == "0999-05-06 07:08:09"

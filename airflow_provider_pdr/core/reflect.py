@@ -243,6 +243,7 @@ class Drain:
                 f"source table {str(channel.table)!r} no longer has the key columns {missing_keys} "
                 f"of channel {channel.name!r}; reinstall the channel"
             )
+        src.decode_faster(source)
         self.drift = drift.detect(channel, source_table, source.dialect,
                                   bool(src.capture_objects(source, channel.table)))
         if self.drift and not (mapping.evolve and self.drift.evolvable):

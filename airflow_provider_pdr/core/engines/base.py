@@ -146,6 +146,9 @@ class EngineModule:
         None where they cannot."""
         return None
 
+    def decode_faster(self, conn: Connection) -> None:
+        """Let the driver decode the rows `conn` reads to the same values at less cost, where it can."""
+
     @contextlib.contextmanager
     def sharing(self, conn: Connection, other: Engine) -> Iterator[str | None]:
         """The schema under which `conn` reaches the tables of `other`'s database while the block

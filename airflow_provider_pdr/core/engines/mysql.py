@@ -4,6 +4,7 @@ INSERT ... ON DUPLICATE KEY UPDATE, and GET_LOCK for the channel lock."""
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 from collections.abc import Sequence
 
 import sqlalchemy as sa
@@ -19,11 +20,42 @@ EVENTS = {"i": "INSERT", "u": "UPDATE", "d": "DELETE"}
 MAX_LOCK_NAME = 64
 
 
+def datetime_or_none(text: str):
+    """mysqlclient's DATETIME and TIMESTAMP decoder (MySQLdb.times.DateTime_or_None) taking
+    datetime.fromisoformat for the shape the server sends, a tenth of its cost: the same value
+    for every text of that shape; any other text goes to mysqlclient's own."""
+    if (19 <= len(text) <= 26 and text[4] == text[7] == "-" and text[10] == " " and text[13] == text[16] == ":"
+            and text[19:20] in ("", ".")):
+        try:
+            value = dt.datetime.fromisoformat(text)
+        except ValueError:  # a zero date, say: mysqlclient's own decoder makes it None
+            pass
+        else:
+            if value.tzinfo is None:
+                return value
+    from MySQLdb.times import DateTime_or_None
+
+    return DateTime_or_None(text)
+
+
 class MysqlEngine(EngineModule):
     name = "mysql"
     max_identifier_length = 64
     row_values = True
     max_parameters = 30000
+
+    def decode_faster(self, conn):
+        if conn.dialect.driver != "mysqldb":
+            return
+        from MySQLdb.constants import FIELD_TYPE
+        from MySQLdb.times import DateTime_or_None
+
+        # The driver connection's own decoders, read by every result it makes: left as they are
+        # where a user gave others.
+        decoders = conn.connection.dbapi_connection.converter
+        for field in (FIELD_TYPE.DATETIME, FIELD_TYPE.TIMESTAMP):
+            if decoders.get(field) is DateTime_or_None:
+                decoders[field] = datetime_or_none
 
     def check_name(self, name, what):
         # SQLAlchemy's MySQL reflection keeps a quoted backtick doubled: the name read back is wrong.
