@@ -26,6 +26,7 @@ import contextlib
 import functools
 import gc
 import logging
+import operator
 import time
 from collections import OrderedDict
 from collections.abc import Sequence
@@ -354,8 +355,7 @@ class Drain:
             sa.select(grouped.c.pdr_changes, grouped.c.pdr_first, grouped.c.pdr_last, self.present(),
                       *grouped_keys, *(fields or self.selected()))
             .select_from(grouped.outerjoin(self.source_table, self.same_row(grouped_keys)))
-            .order_by(grouped.c.pdr_first)  # keys land in the order they first changed
-        )
+        )  # unordered: read_span sorts the rows, a source would sort them with their wide fields
 
     def read_span(self, source: Connection, after: int | None, limit: int) -> Batch:
         """Up to `limit` change rows from the oldest or after seq `after`, read by the source as
@@ -366,6 +366,7 @@ class Drain:
             self.text.prepare(source)
         rows = source.execute(self.span_queries[after is not None], {"limit": limit, "after": after}).all()
         source.rollback()  # end the read transaction: the next read must see new commits
+        rows.sort(key=first_seq)  # keys land in the order they first changed
         if not rows:
             return Batch([], [], [])
         start = 4 + self.width
@@ -899,6 +900,9 @@ class Pipeline:
                 return False
         self.result.changes += batch.changes
         return True
+
+
+first_seq = operator.itemgetter(1)  # of a span row (Drain.span_rows)
 
 
 def brief_key(names, values) -> str:
