@@ -257,3 +257,128 @@ def test_sqlite_datetimes_are_written_as_sqlalchemy_writes_them():
     assert [ours(v) for v in values] == [theirs(v) for v in values]
     truncating = sqlite.DATETIME(truncate_microseconds=True)
     assert truncating.dialect_impl(engine.dialect).bind_processor(engine.dialect)(values[1]) == "0999-05-06 07:08:09"
+
+
+def sqlite_shortcuts(scale: int | None = 4) -> dict:
+    """Per kind, the SQLite-to-SQLite shortcut and the exact way it must equal (reflect.exact_path)."""
+    from airflow_provider_pdr.core.reflect import exact_path
+    from airflow_provider_pdr.core.schema import value_converters
+
+    engine = sa.create_engine("sqlite://")
+    module = engine_module(engine)
+    kinds = {"decimal": sa.Numeric(18, scale), "datetime": sa.DateTime(), "date": sa.Date(), "boolean": sa.Boolean()}
+    table = sa.Table("t", sa.MetaData(), *[sa.Column(kind, module.io_type(type_)) for kind, type_ in kinds.items()])
+    converters = value_converters(table)
+    ways = {}
+    for column in table.columns:
+        exact = exact_path(column.type, converters.get(column.name), column.type, engine.dialect, engine.dialect)
+        ways[column.name] = (module.shortcut(column.type, column.type, engine.dialect)(exact), exact)
+    return ways
+
+
+def outcome(function, value):
+    try:
+        result = function(value)
+    except (ArithmeticError, ValueError, TypeError) as error:
+        return type(error)
+    return result, type(result)
+
+
+def mutations(canonical: str, alphabet: str, count: int, seed: int) -> list[str]:
+    """`canonical` with one to three characters changed, added or removed, `count` times."""
+    rng = random.Random(seed)
+    texts = []
+    for _ in range(count):
+        text = list(canonical)
+        for _ in range(rng.randint(1, 3)):
+            at = rng.randrange(len(text) + 1)
+            change = rng.choice(alphabet)
+            if at == len(text) or rng.random() < 0.25:
+                text.insert(at, change)
+            elif rng.random() < 0.66:
+                text[at] = change
+            else:
+                del text[at]
+        texts.append("".join(text))
+    return texts
+
+
+@pytest.mark.parametrize("scale", [0, 2, 4, 10])
+def test_sqlite_shortcuts_give_what_reading_and_writing_give(scale):
+    """Between SQLite tables, a span's decimals, datetimes, dates and booleans skip their Python
+    values: for every value SQLite can return, the shortcut gives what SQLAlchemy's reading, the
+    drain's conversion and SQLAlchemy's writing give (or raises as they do)."""
+    ways = sqlite_shortcuts(scale)
+    rng = random.Random(scale)
+    anything = [None, 0, 1, -1, 2, 10**30, -(10**17), 0.0, -0.0, 1.0, 0.5, "", "x", b"\x00", "1.5", " 2", "1e3"]
+    decimals = anything + [
+        0.00005, 0.00015, 2.5, 3.5, 12345.6789, -12345.6789, 0.1 + 0.2, 1 / 3, 1e15, 1e16, 1.5e16, 123456789012.25,
+        5e-324, 1e-7, 1.7976931348623157e308, float("inf"), float("-inf"), float("nan"), 10**27, 10**28, -(10**26),
+    ]
+    decimals += [rng.uniform(-1e6, 1e6) for _ in range(3000)]
+    decimals += [round(rng.uniform(-1e9, 1e9), rng.randint(0, 6)) for _ in range(3000)]
+    decimals += [rng.randint(-(10**20), 10**20) for _ in range(1000)]
+    decimals += [float(rng.randint(-999, 999)) / 8 for _ in range(500)]
+    decimals += [rng.random() * 10.0 ** rng.randint(-12, 30) for _ in range(2000)]
+    datetimes = anything + ["2026-01-01 12:34:56.123456", "0001-01-01 00:00:00.000000", "9999-12-31 23:59:59.999999",
+                            "2026-01-01 24:00:00.000000", "2026-02-30 00:00:00.000000", "2026-01-01T12:34:56.123456",
+                            "2026-01-01 12:34:56.1234+01", "2026-01-01 12:34:56.12345Z", "2026-01-01 12:34:56",
+                            "2026-01-01 12:34:56.1234567", "2026-01-01", "20260101 123456.1234567890"]
+    datetimes += mutations("2026-01-01 12:34:56.123456", "0123456789-: .TWZ+,_\u0663", 20_000, scale)
+    dates = anything + ["2026-01-01", "0001-01-01", "9999-12-31", "2024-02-29", "2026-02-29", "2026-W01-1",
+                        "2026-001", "20260101", "2026-01-01 00:00:00"]
+    dates += mutations("2026-01-31", "0123456789-W T\u0663", 10_000, scale)
+    booleans = anything + [True, False, 1.0, 0.5, "1", "0"]
+    for kind, values in (("decimal", decimals), ("datetime", datetimes), ("date", dates), ("boolean", booleans)):
+        shortcut, exact = ways[kind]
+        for value in values:
+            assert outcome(shortcut, value) == outcome(exact, value), (kind, value)
+
+
+def test_sqlite_decimal_shortcut_keeps_a_lower_decimal_precision():
+    """quantize raises beyond the context's precision: the shortcut must not write those digits."""
+    with decimal.localcontext(prec=6):
+        shortcut, exact = sqlite_shortcuts(4)["decimal"]
+        for value in (12.5, 123.25, 1234.5, 99.0, 12, 123, 1234):
+            assert outcome(shortcut, value) == outcome(exact, value), value
+        assert outcome(shortcut, 1234.5) == (decimal.InvalidOperation)
+
+
+@pytest.mark.parametrize("source", ["sqlite"], indirect=True)
+@pytest.mark.parametrize("destination", ["sqlite"], indirect=True)
+def test_sqlite_spans_store_what_the_value_path_stores(source, destination, databases):
+    """The same source rows, drained by spans (shortcuts) into one SQLite file and copied by an
+    initial load (Python values) into another, are stored alike, value and storage class."""
+    from airflow_provider_pdr.core.reflect import open_drain
+
+    table = create(source, "odd", sa.Column("id", sa.Integer, primary_key=True, autoincrement=False),
+                   sa.Column("price", sa.Numeric(10, 2)), sa.Column("rate", sa.Numeric(18, 4)),
+                   sa.Column("at", sa.DateTime), sa.Column("day", sa.Date), sa.Column("flag", sa.Boolean),
+                   sa.Column("note", sa.String(20)))
+    install_channel(source, "odd", "odd")
+    stored = [  # as another program may have written them: NUMERIC affinity, other datetime shapes
+        (1, 80, 0.00005, "2026-01-01 10:00:00.000000", "2026-01-31", 1, "plain"),
+        (2, 120.5, 12345.6789, "2026-01-01T10:00:00", "2026-W05-6", 0, None),
+        (3, "1.50", 1e16, "2026-01-01 10:00:00+02:00", "2024-02-29", 2, "x"),
+        (4, -0.0, -1 / 3, "1999-12-31 23:59:59.999999", None, None, ""),
+        (5, None, 7, "2026-06-30 12:00:00", "0001-01-01", 1, "ü"),
+    ]
+    with source.begin() as conn:
+        conn.exec_driver_sql("INSERT INTO odd VALUES (?, ?, ?, ?, ?, ?, ?)", stored)
+    spans = databases.new("sqlite")
+    with open_drain(source, spans, "odd", None, None, create_table=True, deletes=True, mapping=None) as (drain, *_):
+        assert drain.span_form is not None, "SQLite to SQLite spans take the shortcuts"
+    reflect(source, spans, "odd", create_table=True)
+    install_channel(source, "copy", "odd")
+    reflect(source, destination, "copy", create_table=True, initial_load=True)
+
+    def raw(engine):
+        with engine.connect() as conn:
+            return conn.exec_driver_sql(
+                "SELECT id, price, typeof(price), rate, typeof(rate), at, day, flag, typeof(flag), note "
+                "FROM odd ORDER BY id").all()
+
+    assert raw(spans) == raw(destination)
+    assert raw(spans)[0][1:5] == ("80.00", "text", "0.0000", "text")  # quantized as Decimal(str(0.00005)) is
+    assert raw(spans)[1][5:7] == ("2026-01-01 10:00:00.000000", "2026-01-31")
+    assert typed_rows(spans, "odd") == typed_rows(source, "odd")

@@ -29,7 +29,7 @@ import logging
 import operator
 import time
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Callable, Collection, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from typing import NamedTuple
@@ -133,13 +133,20 @@ class Span(NamedTuple):
         return self.count == self.last - self.first + 1
 
 
+class Form(NamedTuple):
+    """How upserts travel: `rows` makes the rows a read returned into the rows `write` takes."""
+
+    rows: Callable[[list], list]
+    write: Callable[[Connection, list], None]
+
+
 class Batch(NamedTuple):
     upserts: list[tuple]  # current rows of the keys that exist, values in the order of Drain.columns
     deletes: list[tuple]  # source keys whose row is gone (or no longer matches the filter)
     seqs: list[int]  # exact path: the change rows read, to acknowledge once applied
     span: Span | None = None  # span path: the change rows read, as a range
     keys: Sequence[tuple] = ()  # span path: the source key of each upsert
-    text: bool = False  # each upsert is one line of the engine's text, never parsed (Drain.text)
+    form: Form | None = None  # how its upserts travel when not as values (Drain.values)
 
     @property
     def changes(self) -> int:
@@ -300,8 +307,11 @@ class Drain:
         self.span_queries = None
         if self.read_spans and exact_keys and source.dialect.supports_sane_rowcount:
             self.span_queries = {after: self.span_rows(query) for after, query in self.oldest.items()}
+        self.values = Form(self.converted, self.upsert_rows)
+        self.span_form: Form | None = None  # how a span's rows travel, where not as values
         # Where both sides are one engine that can, and every field is declared alike, a span's rows
-        # travel as the engine's own text, never parsed in Python (PostgreSQL to PostgreSQL).
+        # travel as the engine's own text, never parsed in Python (PostgreSQL to PostgreSQL); else
+        # fields may skip their Python values (SQLite to SQLite decimals, datetimes, booleans).
         self.text = None
         pairs = self.field_types()
         copy = src.text_copy(source, destination) if self.span_queries and src.name == dst.name else None
@@ -309,7 +319,9 @@ class Drain:
             self.text = copy
             self.span_queries = {after: self.span_rows(query, [copy.line(self.forms)])
                                  for after, query in self.oldest.items()}
-            self.write_text = copy.upserter(destination.dialect, self.write_table, self.keys)
+            self.span_form = Form(lambda lines: lines, copy.upserter(destination.dialect, self.write_table, self.keys))
+        elif self.span_queries and pairs is not None:
+            self.take_shortcuts(source.dialect, destination.dialect)
         # The current source row of each change row asked for (by seq), absent if gone or filtered
         # out: exact where the lookup above may not be (collations that ignore case or padding).
         self.current = (
@@ -319,6 +331,31 @@ class Drain:
         )
         source.rollback()
         destination.rollback()
+
+    def take_shortcuts(self, source_dialect: sa.engine.Dialect, destination_dialect: sa.engine.Dialect) -> None:
+        """Where the source engine knows a cheaper way from its driver's value of a field to the value
+        the destination's driver takes (EngineModule.shortcut), span reads leave that field's values
+        as the driver returns them and a span's rows take those ways to the destination."""
+        conversions = dict(self.convert)
+        extended = {i for i, _ in self.extras}
+        shortcuts = {}
+        for i, (form, name) in enumerate(zip(self.forms, self.columns)):
+            target = self.write_table.c[name].type
+            shortcut = None if i in extended else self.src.shortcut(form.type, target, destination_dialect)
+            if shortcut is not None:
+                shortcuts[i] = shortcut(exact_path(form.type, conversions.get(i), target, source_dialect,
+                                                   destination_dialect))
+        if not shortcuts:
+            return
+        self.span_queries = {after: self.span_rows(query, self.selected(unprocessed=shortcuts))
+                             for after, query in self.oldest.items()}
+        unprocessed = sa.Table(self.write_table.name, sa.MetaData(), *[
+            sa.Column(c.name, sa.types.NullType() if i in shortcuts else c.type, primary_key=c.primary_key)
+            for i, c in enumerate(self.write_table.columns)
+        ], schema=self.write_table.schema)
+        ways = sorted({**conversions, **shortcuts}.items())
+        self.span_form = Form(lambda rows: convert_rows(rows, ways),
+                              self.dst.upserter(destination_dialect, unprocessed, self.keys))
 
     def field_types(self) -> list[tuple] | None:
         """Each field's (source, destination) types where rows are written as read: no custom
@@ -375,12 +412,16 @@ class Drain:
         span = Span(min(row[1] for row in rows), max(row[2] for row in rows), sum(row[0] for row in rows))
         keys = [tuple(row[4:start]) for row in present]
         if self.text is not None:
-            return Batch([row[start] for row in present], deletes, [], span, keys, text=True)
-        return Batch(self.merged([row[start:] for row in present]), deletes, [], span, keys)
+            return Batch([row[start] for row in present], deletes, [], span, keys, self.span_form)
+        return Batch(self.merged([row[start:] for row in present]), deletes, [], span, keys, self.span_form)
 
-    def selected(self) -> list[sa.ColumnElement]:
-        """The fields as the source reads them, one each, then the extras that `merged` folds in."""
-        return ([form.label(f"col_{i}") for i, form in enumerate(self.forms)]
+    def selected(self, unprocessed: Collection[int] = ()) -> list[sa.ColumnElement]:
+        """The fields as the source reads them, one each, then the extras that `merged` folds in;
+        those at positions `unprocessed` as the driver returns them."""
+        def field(i: int, form: sa.ColumnElement) -> sa.ColumnElement:
+            return sa.type_coerce(form, sa.types.NullType()) if i in unprocessed else form
+
+        return ([field(i, form).label(f"col_{i}") for i, form in enumerate(self.forms)]
                 + [form.label(f"col_{i}_more") for i, form in self.extras])
 
     def merged(self, rows: list[Sequence]) -> list[Sequence]:
@@ -457,15 +498,7 @@ class Drain:
 
     def converted(self, rows: list[Sequence]) -> list[Sequence]:
         """Rows with the values the destination columns need (README: how types travel)."""
-        if not self.convert:
-            return rows
-        out = []
-        for row in rows:
-            row = list(row)
-            for i, convert in self.convert:
-                row[i] = convert(row[i])
-            out.append(row)
-        return out
+        return convert_rows(rows, self.convert)
 
     def destination_keys(self, keys: list[tuple]) -> list[tuple]:
         """Source key tuples as the destination's key columns take them."""
@@ -474,12 +507,12 @@ class Drain:
             return keys
         return [tuple(convert[j](v) if j in convert else v for j, v in enumerate(key)) for key in keys]
 
-    def apply(self, destination: Connection, upserts: list[Sequence], deletes: list[tuple], text: bool = False) -> int:
-        """Write rows (values in the order of `columns`) and apply deletes (source key tuples) in
-        one transaction; returns rows deleted or, with on_delete=nullify, cleared. With `text`,
-        each row is a line of text (Batch.text)."""
-        if not text:
-            upserts = self.converted(upserts)
+    def apply(self, destination: Connection, upserts: list[Sequence], deletes: list[tuple],
+              form: Form | None = None) -> int:
+        """Write rows (values in the order of `columns`, or as `form` has them) and apply deletes
+        (source key tuples) in one transaction; returns rows deleted or, with on_delete=nullify, cleared."""
+        form = form or self.values
+        upserts = form.rows(upserts)
         deletes = self.destination_keys(deletes)
         removed = 0
         with committing(destination):
@@ -488,7 +521,7 @@ class Drain:
             if deletes and self.on_delete != "keep":
                 removed = self.remove(destination, deletes)
             if upserts:
-                self.upsert_rows(destination, upserts, text)
+                form.write(destination, upserts)
         return removed
 
     def remove(self, destination: Connection, keys: list[tuple]) -> int:
@@ -509,14 +542,14 @@ class Drain:
     def rejected_row(self, destination: Connection, batch: Batch) -> str | None:
         """After a rejected batch: apply its rows, then its deletes, one at a time and rolled back,
         to name the first the destination refuses (by key) and why. None if none fails alone."""
-        text = batch.text
-        if text:  # lines of text, named by their source keys
-            upserts, named = batch.upserts, self.destination_keys(list(batch.keys))
-        else:
-            upserts = self.converted(batch.upserts)
+        form = batch.form or self.values
+        upserts = form.rows(batch.upserts)
+        if batch.form is None:
             named = [[row[i] for i in self.key_positions] for row in upserts]
+        else:  # lines of text, or values as the driver takes them: named by their source keys
+            named = self.destination_keys(list(batch.keys))
         for row, key in zip(upserts, named):
-            error = self.trial(destination, lambda row=row: self.upsert_rows(destination, [row], text))
+            error = self.trial(destination, lambda row=row: form.write(destination, [row]))
             if error is not None:
                 return f"the row {brief_key(self.keys, key)} was rejected: {error}"
         if self.on_delete != "keep":
@@ -526,10 +559,8 @@ class Drain:
                     return f"the delete of the row {brief_key(self.keys, key)} was rejected: {error}"
         return None
 
-    def upsert_rows(self, destination: Connection, rows: list[Sequence], text: bool = False) -> None:
-        if text:
-            self.write_text(destination, rows)
-        elif self.statements["upsert"] is not None:
+    def upsert_rows(self, destination: Connection, rows: list[Sequence]) -> None:
+        if self.statements["upsert"] is not None:
             destination.execute(self.statements["upsert"], [self.as_dict(row) for row in rows])
         else:
             self.write(destination, rows)
@@ -555,7 +586,7 @@ class Drain:
         """The batch in destination transactions of at most `size` rows; returns (rows removed, transactions)."""
         removed = transactions = 0
         for upserts, deletes in parts(batch, size):
-            removed += self.apply(destination, upserts, deletes, batch.text)
+            removed += self.apply(destination, upserts, deletes, batch.form)
             transactions += 1
         return removed, transactions
 
@@ -903,6 +934,34 @@ class Pipeline:
 
 
 first_seq = operator.itemgetter(1)  # of a span row (Drain.span_rows)
+
+
+def convert_rows(rows: list[Sequence], conversions: list[tuple[int, Callable]]) -> list[Sequence]:
+    """Rows with the value at each position `i` of `conversions` passed through its function."""
+    if not conversions:
+        return rows
+    out = []
+    for row in rows:
+        row = list(row)
+        for i, convert in conversions:
+            row[i] = convert(row[i])
+        out.append(row)
+    return out
+
+
+def exact_path(source: sa.types.TypeEngine, convert: Callable | None, destination: sa.types.TypeEngine,
+               source_dialect: sa.engine.Dialect, destination_dialect: sa.engine.Dialect) -> Callable:
+    """The way a value the source's driver returns for a `source` field goes to the destination's
+    driver: SQLAlchemy's result processing, the drain's conversion, then the bind processing."""
+    steps = [step for step in (source._cached_result_processor(source_dialect, None), convert,
+                               destination._cached_bind_processor(destination_dialect)) if step is not None]
+
+    def exact(value):
+        for step in steps:
+            value = step(value)
+        return value
+
+    return exact
 
 
 def brief_key(names, values) -> str:

@@ -7,7 +7,7 @@ and the column types that carry values exactly. Everything else lives in the cor
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
 import sqlalchemy as sa
@@ -148,6 +148,14 @@ class EngineModule:
 
     def decode_faster(self, conn: Connection) -> None:
         """Let the driver decode the rows `conn` reads to the same values at less cost, where it can."""
+
+    def shortcut(self, source: sa.types.TypeEngine, destination: sa.types.TypeEngine,
+                 destination_dialect: sa.engine.Dialect) -> Callable[[Callable], Callable] | None:
+        """Where this engine knows a cheaper way from its driver's value of a `source` field to the
+        value the driver of a `destination` column takes, skipping the Python value between: a
+        function that, given the exact way (reflect.exact_path), returns one giving the same at
+        less cost, falling back on the exact way for values it does not know. None otherwise."""
+        return None
 
     @contextlib.contextmanager
     def sharing(self, conn: Connection, other: Engine) -> Iterator[str | None]:

@@ -7,11 +7,12 @@ import contextlib
 import datetime as dt
 import decimal
 import fcntl
+import functools
 import logging
 import os
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import sqlite
@@ -87,6 +88,72 @@ class IsoDateTime(sqlite.DATETIME):
             return formatted(value)
 
         return process
+
+
+def decimal_text(scale: int, exact: Callable) -> Callable:
+    """ExactDecimal to ExactDecimal: the text of a value SQLite returns as it is read (quantized to
+    `scale`) and written (str), by appending zeros to repr where quantizing only appends them."""
+    digits = decimal.getcontext().prec  # more, and quantize raises
+    plain = scale <= 6  # str(Decimal) writes an exponent from 7 zeros after the point on ('0E-7')
+
+    def carry(value):
+        kind = type(value)
+        if kind is float:
+            text = repr(value)  # Decimal(str(value)) reads these digits
+            point = text.find(".")
+            missing = scale - (len(text) - point - 1)
+            if (point > 0 and missing >= 0 and "e" not in text and len(text) + missing <= digits
+                    and (plain or abs(value) >= 1)):
+                return text + "0" * missing
+        elif kind is int:
+            text = str(value)
+            if len(text) + scale <= digits and (plain or value):
+                return f"{text}.{'0' * scale}" if scale else text
+        return exact(value)
+
+    return carry
+
+
+def datetime_text(exact: Callable) -> Callable:
+    """DATETIME to DATETIME, both in SQLAlchemy's default storage format: a text in exactly that
+    format, naive and valid, is what reading and writing it gives back."""
+    parse = dt.datetime.fromisoformat
+
+    def carry(value):
+        if type(value) is str and len(value) == 26 and value[4:20:3] == "-- ::." and value[11:13] != "24":
+            try:
+                if parse(value).tzinfo is None:
+                    return value
+            except ValueError:
+                pass
+        return exact(value)
+
+    return carry
+
+
+def date_text(exact: Callable) -> Callable:
+    """DATE to DATE, both in SQLAlchemy's default storage format: a valid YYYY-MM-DD text is what
+    reading and writing it gives back."""
+    parse = dt.date.fromisoformat
+
+    def carry(value):
+        if type(value) is str and len(value) == 10 and value[4:8:3] == "--":
+            try:
+                parse(value)
+                return value
+            except ValueError:
+                pass
+        return exact(value)
+
+    return carry
+
+
+def boolean_int(exact: Callable) -> Callable:
+    """BOOLEAN to BOOLEAN: 0 and 1 are what reading and writing them gives back."""
+    def carry(value):
+        return value if type(value) is int and (value == 0 or value == 1) else exact(value)
+
+    return carry
 
 
 class Untyped(sa.types.UserDefinedType):
@@ -165,6 +232,22 @@ class SqliteEngine(EngineModule):
     @staticmethod
     def upsert_statement(table: sa.Table, key_columns, rows_from: sa.Select | None = None):
         return on_conflict_upsert(sqlite.insert(table), table, key_columns, rows_from)
+
+    def shortcut(self, source, destination, destination_dialect):
+        if destination_dialect.name != self.name:
+            return None
+        source, destination = source.dialect_impl(self.dialect), destination.dialect_impl(destination_dialect)
+        if isinstance(source, ExactDecimal) and isinstance(destination, ExactDecimal):
+            if source.scale is not None and source.scale >= 0:
+                return functools.partial(decimal_text, source.scale)
+        elif isinstance(source, sa.Boolean) and isinstance(destination, sa.Boolean):
+            return boolean_int
+        for kind, shortcut in ((IsoDateTime, datetime_text), (sqlite.DATE, date_text)):
+            if isinstance(source, kind) and isinstance(destination, kind):
+                default = kind._storage_format  # the storage format SQLAlchemy reads without a regexp
+                if source._reg is None and source._storage_format == destination._storage_format == default:
+                    return shortcut
+        return None
 
     def upserter(self, dialect, table, key_columns):
         write = None
