@@ -46,9 +46,10 @@ class Inside:
         span_keys = [distinct.c[key.name] for key in keys]
         target = drain.write_table.to_metadata(sa.MetaData(), schema=schema)
         self.delete = None
-        if drain.on_delete == "delete":
-            gone = (sa.select(*span_keys)
-                    .select_from(distinct.outerjoin(drain.source_table, drain.same_row(span_keys)))
+        if drain.on_delete == "delete":  # IN removes repeated keys itself: no DISTINCT needed here
+            changed_keys = [span.c[key.name] for key in keys]
+            gone = (sa.select(*changed_keys)
+                    .select_from(span.outerjoin(drain.source_table, drain.same_row(changed_keys)))
                     .where(drain.present().is_(None)))
             self.delete = sa.delete(target).where(sa.tuple_(*[target.c[k] for k in drain.keys]).in_(gone))
         current = (sa.select(*[planned.expression for planned in drain.plan.columns])
