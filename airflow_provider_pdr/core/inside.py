@@ -42,19 +42,22 @@ class Inside:
         keys = [changes.c[f"key_{i}"] for i in range(1, drain.width + 1)]
         oldest = sa.select(changes.c.seq, *keys).order_by(changes.c.seq).limit(sa.bindparam("limit"))
         span = oldest.subquery("pdr_span")
-        distinct = sa.select(*[span.c[key.name] for key in keys]).distinct().subquery("pdr_keys")
-        span_keys = [distinct.c[key.name] for key in keys]
+        changed_keys = [span.c[key.name] for key in keys]
         target = drain.write_table.to_metadata(sa.MetaData(), schema=schema)
+        # Both statements take the span's keys through IN, which drops repeated keys by itself, so
+        # the span needs no DISTINCT pass; spans exist only for keys IN finds exactly (exact_lookup).
         self.delete = None
-        if drain.on_delete == "delete":  # IN removes repeated keys itself: no DISTINCT needed here
-            changed_keys = [span.c[key.name] for key in keys]
+        if drain.on_delete == "delete":
             gone = (sa.select(*changed_keys)
                     .select_from(span.outerjoin(drain.source_table, drain.same_row(changed_keys)))
                     .where(drain.present().is_(None)))
             self.delete = sa.delete(target).where(sa.tuple_(*[target.c[k] for k in drain.keys]).in_(gone))
+        source_keys = [drain.source_table.c[k] for k in drain.source_keys]
         current = (sa.select(*[planned.expression for planned in drain.plan.columns])
-                   .select_from(distinct.join(drain.source_table, drain.same_row(span_keys)))
-                   .where(sa.true()))  # SQLite would read a bare join's ON CONFLICT as part of the join
+                   .select_from(drain.source_table)
+                   .where(sa.tuple_(*source_keys).in_(sa.select(*changed_keys))))
+        if drain.plan.condition is not None:
+            current = current.where(drain.plan.condition)
         self.upsert = drain.dst.upsert_statement(target, drain.keys, current)
         self.bounds = sa.select(sa.func.min(span.c.seq), sa.func.max(span.c.seq), sa.func.count())
 
