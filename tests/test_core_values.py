@@ -344,33 +344,41 @@ def test_sqlite_decimal_shortcut_keeps_a_lower_decimal_precision():
         assert outcome(shortcut, 1234.5) == (decimal.InvalidOperation)
 
 
-@pytest.mark.parametrize("source", ["sqlite"], indirect=True)
-@pytest.mark.parametrize("destination", ["sqlite"], indirect=True)
-def test_sqlite_spans_store_what_the_value_path_stores(source, destination, databases):
-    """The same source rows, drained by spans (shortcuts) into one SQLite file and copied by an
-    initial load (Python values) into another, are stored alike, value and storage class."""
+def test_sqlite_shortcuts_store_what_python_values_store(databases, monkeypatch):
+    """The same source rows, copied by an initial load and drained by spans, are stored alike
+    with the shortcuts and without them (every value through its Python object), value and
+    storage class: rows 1-5 only by the copy, rows 6-10 last by a span."""
+    from airflow_provider_pdr.core.engines.sqlite import SqliteEngine
     from airflow_provider_pdr.core.reflect import open_drain
 
-    table = create(source, "odd", sa.Column("id", sa.Integer, primary_key=True, autoincrement=False),
-                   sa.Column("price", sa.Numeric(10, 2)), sa.Column("rate", sa.Numeric(18, 4)),
-                   sa.Column("at", sa.DateTime), sa.Column("day", sa.Date), sa.Column("flag", sa.Boolean),
-                   sa.Column("note", sa.String(20)))
-    install_channel(source, "odd", "odd")
-    stored = [  # as another program may have written them: NUMERIC affinity, other datetime shapes
-        (1, 80, 0.00005, "2026-01-01 10:00:00.000000", "2026-01-31", 1, "plain"),
-        (2, 120.5, 12345.6789, "2026-01-01T10:00:00", "2026-W05-6", 0, None),
-        (3, "1.50", 1e16, "2026-01-01 10:00:00+02:00", "2024-02-29", 2, "x"),
-        (4, -0.0, -1 / 3, "1999-12-31 23:59:59.999999", None, None, ""),
-        (5, None, 7, "2026-06-30 12:00:00", "0001-01-01", 1, "ü"),
+    source = databases.new("sqlite")
+    create(source, "odd", sa.Column("id", sa.Integer, primary_key=True, autoincrement=False),
+           sa.Column("price", sa.Numeric(10, 2)), sa.Column("rate", sa.Numeric(18, 4)),
+           sa.Column("at", sa.DateTime), sa.Column("day", sa.Date), sa.Column("flag", sa.Boolean),
+           sa.Column("note", sa.String(20)))
+    odd = [  # as another program may have written them: NUMERIC affinity, other datetime shapes
+        (80, 0.00005, "2026-01-01 10:00:00.000000", "2026-01-31", 1, "plain"),
+        (120.5, 12345.6789, "2026-01-01T10:00:00", "2026-W05-6", 0, None),
+        ("1.50", 1e16, "2026-01-01 10:00:00+02:00", "2024-02-29", 2, "x"),
+        (-0.0, -1 / 3, "1999-12-31 23:59:59.999999", None, None, ""),
+        (None, 7, "2026-06-30 12:00:00", "0001-01-01", 1, "ü"),
     ]
+    insert = "INSERT INTO odd VALUES (?, ?, ?, ?, ?, ?, ?)"
     with source.begin() as conn:
-        conn.exec_driver_sql("INSERT INTO odd VALUES (?, ?, ?, ?, ?, ?, ?)", stored)
-    spans = databases.new("sqlite")
-    with open_drain(source, spans, "odd", None, None, create_table=True, deletes=True, mapping=None) as (drain, *_):
-        assert drain.span_form is not None, "SQLite to SQLite spans take the shortcuts"
-    reflect(source, spans, "odd", create_table=True)
-    install_channel(source, "copy", "odd")
-    reflect(source, destination, "copy", create_table=True, initial_load=True)
+        conn.exec_driver_sql(insert, [(i, *values) for i, values in enumerate(odd, 1)])
+    for channel in ("fast", "plain"):
+        install_channel(source, channel, "odd")
+    with source.begin() as conn:  # changes after the channels: rows 6-10, and one row deleted
+        conn.exec_driver_sql(insert, [(i + 5, *values) for i, values in enumerate(reversed(odd), 1)])
+        conn.exec_driver_sql("UPDATE odd SET rate = rate + 0.5 WHERE id > 7")
+        conn.exec_driver_sql("DELETE FROM odd WHERE id = 6")
+    fast, plain = databases.new("sqlite"), databases.new("sqlite")
+    with open_drain(source, fast, "fast", None, None, create_table=True, deletes=True, mapping=None) as opened:
+        drain = opened[0]
+        assert drain.span_queries and sorted(drain.shortcuts) == [1, 2, 3, 4, 5], "the shortcuts are taken"
+    reflect(source, fast, "fast", initial_load=True)
+    monkeypatch.setattr(SqliteEngine, "shortcut", lambda self, *args: None)
+    reflect(source, plain, "plain", create_table=True, initial_load=True)
 
     def raw(engine):
         with engine.connect() as conn:
@@ -378,7 +386,8 @@ def test_sqlite_spans_store_what_the_value_path_stores(source, destination, data
                 "SELECT id, price, typeof(price), rate, typeof(rate), at, day, flag, typeof(flag), note "
                 "FROM odd ORDER BY id").all()
 
-    assert raw(spans) == raw(destination)
-    assert raw(spans)[0][1:5] == ("80.00", "text", "0.0000", "text")  # quantized as Decimal(str(0.00005)) is
-    assert raw(spans)[1][5:7] == ("2026-01-01 10:00:00.000000", "2026-01-31")
-    assert typed_rows(spans, "odd") == typed_rows(source, "odd")
+    assert raw(fast) == raw(plain)
+    assert len(raw(fast)) == 9
+    assert raw(fast)[0][1:5] == ("80.00", "text", "0.0000", "text")  # quantized as Decimal(str(0.00005)) is
+    assert raw(fast)[1][5:7] == ("2026-01-01 10:00:00.000000", "2026-01-31")
+    assert typed_rows(fast, "odd") == typed_rows(source, "odd")

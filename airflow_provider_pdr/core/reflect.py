@@ -309,6 +309,8 @@ class Drain:
             self.span_queries = {after: self.span_rows(query) for after, query in self.oldest.items()}
         self.values = Form(self.converted, self.upsert_rows)
         self.span_form: Form | None = None  # how a span's rows travel, where not as values
+        self.shortcuts: dict[int, Callable] = {}  # fields read as the driver returns them (take_shortcuts)
+        self.shortcut_form: Form | None = None  # how rows read so travel
         # Where both sides are one engine that can, and every field is declared alike, a span's rows
         # travel as the engine's own text, never parsed in Python (PostgreSQL to PostgreSQL); else
         # fields may skip their Python values (SQLite to SQLite decimals, datetimes, booleans).
@@ -320,7 +322,7 @@ class Drain:
             self.span_queries = {after: self.span_rows(query, [copy.line(self.forms)])
                                  for after, query in self.oldest.items()}
             self.span_form = Form(lambda lines: lines, copy.upserter(destination.dialect, self.write_table, self.keys))
-        elif self.span_queries and pairs is not None:
+        elif pairs is not None:
             self.take_shortcuts(source.dialect, destination.dialect)
         # The current source row of each change row asked for (by seq), absent if gone or filtered
         # out: exact where the lookup above may not be (collations that ignore case or padding).
@@ -334,8 +336,8 @@ class Drain:
 
     def take_shortcuts(self, source_dialect: sa.engine.Dialect, destination_dialect: sa.engine.Dialect) -> None:
         """Where the source engine knows a cheaper way from its driver's value of a field to the value
-        the destination's driver takes (EngineModule.shortcut), span reads leave that field's values
-        as the driver returns them and a span's rows take those ways to the destination."""
+        the destination's driver takes (EngineModule.shortcut), span reads and copies leave that
+        field's values as the driver returns them, and their rows take those ways to the destination."""
         conversions = dict(self.convert)
         extended = {i for i, _ in self.extras}
         shortcuts = {}
@@ -347,15 +349,17 @@ class Drain:
                                                    destination_dialect))
         if not shortcuts:
             return
-        self.span_queries = {after: self.span_rows(query, self.selected(unprocessed=shortcuts))
-                             for after, query in self.oldest.items()}
+        self.shortcuts = shortcuts
+        if self.span_queries:
+            self.span_queries = {after: self.span_rows(query, self.selected(shortcuts))
+                                 for after, query in self.oldest.items()}
         unprocessed = sa.Table(self.write_table.name, sa.MetaData(), *[
             sa.Column(c.name, sa.types.NullType() if i in shortcuts else c.type, primary_key=c.primary_key)
             for i, c in enumerate(self.write_table.columns)
         ], schema=self.write_table.schema)
         ways = sorted({**conversions, **shortcuts}.items())
-        self.span_form = Form(lambda rows: convert_rows(rows, ways),
-                              self.dst.upserter(destination_dialect, unprocessed, self.keys))
+        self.span_form = self.shortcut_form = Form(lambda rows: convert_rows(rows, ways),
+                                                   self.dst.upserter(destination_dialect, unprocessed, self.keys))
 
     def field_types(self) -> list[tuple] | None:
         """Each field's (source, destination) types where rows are written as read: no custom
@@ -438,11 +442,12 @@ class Drain:
             out.append(values)
         return out
 
-    def source_rows(self) -> sa.Select:
-        """Source key and fields of every row that matches the filter (initial load, reconcile)."""
+    def source_rows(self, unprocessed: Collection[int] = ()) -> sa.Select:
+        """Source key and fields of every row that matches the filter (initial load, reconcile);
+        the fields at positions `unprocessed` as the driver returns them (see `selected`)."""
         query = sa.select(
             *[self.source_table.c[k].label(f"pdr_key_{i}") for i, k in enumerate(self.source_keys, 1)],
-            *self.selected(),
+            *self.selected(unprocessed),
         )
         return query if self.plan.condition is None else query.where(self.plan.condition)
 

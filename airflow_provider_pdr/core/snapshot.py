@@ -188,14 +188,14 @@ def run_snapshot(source: Connection, destination: Connection, drain: Drain, *, r
     key_columns = [drain.source_table.c[k] for k in drain.source_keys]
     while progress.phase == COPY and not out_of_time():
         with hold():
-            query = drain.source_rows().order_by(*key_columns).limit(chunk_size)
+            query = drain.source_rows(drain.shortcuts).order_by(*key_columns).limit(chunk_size)
             condition = after(key_columns, progress.last)
             rows = source.execute(query if condition is None else query.where(condition)).all()
             source.rollback()
             if not rows:
                 progress.phase, progress.last = (SWEEP if progress.resync else DONE), None
             else:
-                drain.apply(destination, drain.merged([r[width:] for r in rows]), [])
+                drain.apply(destination, drain.merged([r[width:] for r in rows]), [], drain.shortcut_form)
                 progress.last = tuple(rows[-1][:width])
                 progress.copied += len(rows)
                 result.copied += len(rows)
