@@ -413,7 +413,7 @@ class Drain:
         start = 4 + self.width
         present = [row for row in rows if row[3] is not None]
         deletes = [tuple(row[4:start]) for row in rows if row[3] is None]
-        span = Span(min(row[1] for row in rows), max(row[2] for row in rows), sum(row[0] for row in rows))
+        span = Span(rows[0][1], max(map(last_seq, rows)), sum(map(change_count, rows)))
         keys = [tuple(row[4:start]) for row in present]
         if self.text is not None:
             return Batch([row[start] for row in present], deletes, [], span, keys, self.span_form)
@@ -938,7 +938,8 @@ class Pipeline:
         return True
 
 
-first_seq = operator.itemgetter(1)  # of a span row (Drain.span_rows)
+# A span row's count of change rows, first seq and last seq (Drain.span_rows).
+change_count, first_seq, last_seq = operator.itemgetter(0), operator.itemgetter(1), operator.itemgetter(2)
 
 
 def convert_rows(rows: list[Sequence], conversions: list[tuple[int, Callable]]) -> list[Sequence]:
