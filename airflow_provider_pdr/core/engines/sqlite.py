@@ -114,15 +114,17 @@ def decimal_text(scale: int, exact: Callable) -> Callable:
     return carry
 
 
-def datetime_text(exact: Callable) -> Callable:
-    """DATETIME to DATETIME, both in SQLAlchemy's default storage format: a text in exactly that
-    format, naive and valid, is what reading and writing it gives back."""
-    parse = dt.datetime.fromisoformat
+def iso_text(parse: Callable, size: int, separators: tuple[slice, str], exact: Callable) -> Callable:
+    """DATETIME or DATE to the same, both in SQLAlchemy's default storage format: a valid, naive
+    text of exactly that format (`size` characters, the separators where that format has them)
+    is what reading and writing it gives back."""
+    where, marks = separators
 
     def carry(value):
-        if type(value) is str and len(value) == 26 and value[4:20:3] == "-- ::." and value[11:13] != "24":
+        # "24": a later fromisoformat may read 24:00 as the next day's midnight
+        if type(value) is str and len(value) == size and value[where] == marks and value[11:13] != "24":
             try:
-                if parse(value).tzinfo is None:
+                if getattr(parse(value), "tzinfo", None) is None:
                     return value
             except ValueError:
                 pass
@@ -131,21 +133,8 @@ def datetime_text(exact: Callable) -> Callable:
     return carry
 
 
-def date_text(exact: Callable) -> Callable:
-    """DATE to DATE, both in SQLAlchemy's default storage format: a valid YYYY-MM-DD text is what
-    reading and writing it gives back."""
-    parse = dt.date.fromisoformat
-
-    def carry(value):
-        if type(value) is str and len(value) == 10 and value[4:8:3] == "--":
-            try:
-                parse(value)
-                return value
-            except ValueError:
-                pass
-        return exact(value)
-
-    return carry
+datetime_text = functools.partial(iso_text, dt.datetime.fromisoformat, 26, (slice(4, 20, 3), "-- ::."))
+date_text = functools.partial(iso_text, dt.date.fromisoformat, 10, (slice(4, 8, 3), "--"))
 
 
 def boolean_int(exact: Callable) -> Callable:
