@@ -958,7 +958,8 @@ def convert_rows(rows: list[Sequence], conversions: list[tuple[int, Callable]]) 
 def exact_path(source: sa.types.TypeEngine, convert: Callable | None, destination: sa.types.TypeEngine,
                source_dialect: sa.engine.Dialect, destination_dialect: sa.engine.Dialect) -> Callable:
     """The way a value the source's driver returns for a `source` field goes to the destination's
-    driver: SQLAlchemy's result processing, the drain's conversion, then the bind processing."""
+    driver: SQLAlchemy's result processing, the drain's conversion, then the bind processing.
+    The result processor is the one for no reported column type, as SQLite's driver reports none."""
     steps = [step for step in (source._cached_result_processor(source_dialect, None), convert,
                                destination._cached_bind_processor(destination_dialect)) if step is not None]
 
