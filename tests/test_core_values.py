@@ -247,7 +247,7 @@ def test_sqlite_datetimes_are_written_as_sqlalchemy_writes_them():
     assert truncating.dialect_impl(engine.dialect).bind_processor(engine.dialect)(values[1]) == "0999-05-06 07:08:09"
 
 
-def sqlite_shortcuts(scale: int | None = 4) -> dict:
+def sqlite_shortcuts(scale: int = 4) -> dict:
     """Per kind, the SQLite-to-SQLite shortcut and the exact way it must equal (reflect.exact_path)."""
     from airflow_provider_pdr.core.reflect import exact_path
     from airflow_provider_pdr.core.schema import value_converters
