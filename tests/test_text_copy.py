@@ -11,7 +11,7 @@ import pytest
 import sqlalchemy as sa
 
 from airflow_provider_pdr.core import ApplyError, Mapping, install_channel, pending_changes, reflect
-from tests.conftest import execute
+from tests.conftest import execute, q
 from tests.core_tables import orders, table_rows, write
 
 TEXT_PATH = "rows travel as the source's own text"
@@ -53,12 +53,12 @@ def load(engine: sa.Engine, rows: list[dict]) -> None:
         conn.execute(statement, rows)
 
 
-def as_text(engine: sa.Engine) -> list[str]:
+def as_text(engine: sa.Engine, table: str = "kinds") -> list[str]:
     """Each row as PostgreSQL writes the whole record, in settings fixed here: equal text, equal values."""
     with engine.connect() as conn:
         conn.exec_driver_sql("SET DateStyle = 'ISO'; SET IntervalStyle = 'postgres'; SET extra_float_digits = 3; "
                              "SET bytea_output = 'hex'; SET TimeZone = 'UTC'")
-        return [row[0] for row in conn.exec_driver_sql("SELECT k::text FROM kinds k ORDER BY id")]
+        return [row[0] for row in conn.exec_driver_sql(f"SELECT k::text FROM {q(engine, table)} k ORDER BY id")]
 
 
 def database_settings(engine: sa.Engine, settings: dict) -> None:

@@ -311,16 +311,18 @@ class Drain:
         self.span_form: Form | None = None  # how a span's rows travel, where not as values
         self.shortcuts: dict[int, Callable] = {}  # fields read as the driver returns them (take_shortcuts)
         self.shortcut_form: Form | None = None  # how rows read so travel
-        # Where both sides are one engine that can, and every field is declared alike, a span's rows
-        # travel as the engine's own text, never parsed in Python (PostgreSQL to PostgreSQL); else
-        # fields may skip their Python values (SQLite to SQLite decimals, datetimes, booleans).
+        # Where the destination takes lines of text that the source can write for every field, a
+        # span's rows travel as that text, never parsed in Python (PostgreSQL from PostgreSQL or
+        # MariaDB); else fields may skip their Python values (SQLite to SQLite decimals, datetimes,
+        # booleans).
         self.text = None
+        self.value_span_queries = self.span_queries  # a span the text cannot carry goes as values
         pairs = self.field_types()
-        copy = src.text_copy(source, destination) if self.span_queries and src.name == dst.name else None
-        if copy is not None and pairs is not None and all(copy.carries(*pair) for pair in pairs):
+        copy = dst.text_copy(destination, src) if self.span_queries and pairs and not self.extras else None
+        line = copy.line(self.forms, [target for _, target in pairs]) if copy is not None else None
+        if line is not None:
             self.text = copy
-            self.span_queries = {after: self.span_rows(query, [copy.line(self.forms)])
-                                 for after, query in self.oldest.items()}
+            self.span_queries = {after: self.span_rows(query, [line]) for after, query in self.oldest.items()}
             self.span_form = Form(lambda lines: lines, copy.upserter(destination.dialect, self.write_table, self.keys))
         elif pairs is not None:
             self.take_shortcuts(source.dialect, destination.dialect)
@@ -398,26 +400,33 @@ class Drain:
             .select_from(grouped.outerjoin(self.source_table, self.same_row(grouped_keys)))
         )  # unordered: read_span sorts the rows, a source would sort them with their wide fields
 
-    def read_span(self, source: Connection, after: int | None, limit: int) -> Batch:
+    def read_span(self, source: Connection, after: int | None, limit: int, as_values: bool = False) -> Batch:
         """Up to `limit` change rows from the oldest or after seq `after`, read by the source as
         one row per key with its current state, in one statement: no key's state is read before
         its change rows, so a later change of it leaves a change row after `last`, or in the span
-        (which the range delete's count then shows)."""
-        if self.text is not None:
-            self.text.prepare(source)
-        rows = source.execute(self.span_queries[after is not None], {"limit": limit, "after": after}).all()
+        (which the range delete's count then shows). With `as_values`, a text drain's span is
+        read as values."""
+        text, queries, form, start = self.text, self.span_queries, self.span_form, 4 + self.width
+        if as_values:
+            text, queries, form = None, self.value_span_queries, None
+        if text is not None:
+            text.prepare(source)
+        rows = source.execute(queries[after is not None], {"limit": limit, "after": after}).all()
         source.rollback()  # end the read transaction: the next read must see new commits
         rows.sort(key=first_seq)  # keys land in the order they first changed
         if not rows:
             return Batch([], [], [])
-        start = 4 + self.width
         present = [row for row in rows if row[3] is not None]
+        if text is not None:
+            lines = [row[start] for row in present]
+            if None in lines:  # a line longer than MariaDB's max_allowed_packet: this span goes as values
+                return self.read_span(source, after, limit, as_values=True)
+            upserts = lines
+        else:
+            upserts = self.merged([row[start:] for row in present])
         deletes = [tuple(row[4:start]) for row in rows if row[3] is None]
         span = Span(rows[0][1], max(map(last_seq, rows)), sum(map(change_count, rows)))
-        keys = [tuple(row[4:start]) for row in present]
-        if self.text is not None:
-            return Batch([row[start] for row in present], deletes, [], span, keys, self.span_form)
-        return Batch(self.merged([row[start:] for row in present]), deletes, [], span, keys, self.span_form)
+        return Batch(upserts, deletes, [], span, [tuple(row[4:start]) for row in present], form)
 
     def selected(self, unprocessed: Collection[int] = ()) -> list[sa.ColumnElement]:
         """The fields as the source reads them, one each, then the extras that `merged` folds in;

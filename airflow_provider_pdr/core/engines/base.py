@@ -140,11 +140,20 @@ class EngineModule:
         return sum(conn.execute(statement, {"keys": list(part)}).rowcount
                    for part in chunks(values, self.max_parameters // len(columns)))
 
-    def text_copy(self, source: Connection, destination: Connection):
-        """Where rows can travel from `source` to `destination`, two connections of this engine, as
-        the engine's own text, never parsed in Python: the means to (see PostgreSQL's TextCopy);
-        None where they cannot."""
+    def text_copy(self, destination: Connection, source: EngineModule):
+        """Where this engine, as the destination on `destination`, can take rows as lines of text
+        that the `source` engine writes (EngineModule.text_field), never parsed in Python: the
+        means to (see PostgreSQL's TextCopy); None where it cannot."""
         return None
+
+    def text_field(self, value: sa.ColumnElement, destination: sa.types.TypeEngine) -> sa.ColumnElement | None:
+        """The field `value` as SQL text that a PostgreSQL column of type `destination` reads as the
+        very value the row path would store (PostgreSQL's COPY, the only destination taking text);
+        None where this engine cannot promise that."""
+        return None
+
+    def prepare_text(self, conn: Connection) -> None:
+        """Fix, for the rest of the read transaction, the settings that shape text_field's text."""
 
     def decode_faster(self, conn: Connection) -> None:
         """Let the driver decode the rows `conn` reads to the same values at less cost, where it can."""

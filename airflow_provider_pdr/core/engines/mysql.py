@@ -57,6 +57,37 @@ class MysqlEngine(EngineModule):
             if decoders.get(field) is DateTime_or_None:
                 decoders[field] = datetime_or_none
 
+    def text_field(self, value, destination):
+        # The row path parses the text the server sends for a column (mysqlclient's decoders) and
+        # formats the value again: each kind here gives that text, or one PostgreSQL reads as the
+        # same value. Source columns only: a computed field comes in whatever type the server
+        # gives it, not the declared one.
+        if not isinstance(value, sa.Column):
+            return None
+        source = value.type
+        if isinstance(source, sa.Integer):
+            if isinstance(destination, sa.Boolean):  # the row path's bool(value)
+                return sa.case((value.is_(None), None), (value != 0, "t"), else_="f")
+            return sa.cast(value, sa.Text) if isinstance(destination, sa.Numeric | sa.Integer) else None
+        if isinstance(source, sa.Float):
+            # A float's text and its Python repr give one double: only a double may hold it (a
+            # real rounding either would round twice, the text once).
+            return value if isinstance(destination, sa.Double) else None
+        if isinstance(source, sa.Numeric):  # DECIMAL: its text or str(Decimal(text)), one number
+            return sa.cast(value, sa.Text) if is_decimal(destination) else None
+        if isinstance(source, sa.String) and not isinstance(source, sa.Enum):
+            if not isinstance(destination, sa.String):
+                return None
+            # One character set for every field (collations of two would not concatenate).
+            return sa.func.convert(value, sa.literal_column("CHAR CHARACTER SET utf8mb4"))
+        # DATETIME (not TIMESTAMP, whose text follows time_zone) and DATE.
+        if (isinstance(source, sa.DATETIME) and isinstance(destination, sa.DateTime) and not destination.timezone
+                or isinstance(source, sa.DATE) and isinstance(destination, sa.Date)):
+            # mysqlclient reads a zero or impossible date (Feb 31, year 0) as None; adding no days
+            # gives NULL for exactly those.
+            return sa.case((sa.func.date_add(value, sa.text("INTERVAL 0 DAY")).is_not(None), sa.cast(value, sa.Text)))
+        return None
+
     def check_name(self, name, what):
         # SQLAlchemy's MySQL reflection keeps a quoted backtick doubled: the name read back is wrong.
         if "`" in name:
@@ -192,6 +223,10 @@ class MysqlEngine(EngineModule):
                     "DECIMAL(65,30); create the destination table yourself"
                 )
         return generic
+
+
+def is_decimal(type_: sa.types.TypeEngine) -> bool:
+    return isinstance(type_, sa.Numeric) and not isinstance(type_, sa.Float)
 
 
 def refuse_percent(table: sa.Table) -> None:

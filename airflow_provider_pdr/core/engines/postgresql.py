@@ -213,10 +213,26 @@ class PostgresEngine(EngineModule):
 
         return write
 
-    def text_copy(self, source, destination):
+    def text_copy(self, destination, source):
         if destination.dialect.driver in ("psycopg", "psycopg2") and may_create_temporary(destination):
-            return TextCopy(self)
+            return TextCopy(self, source)
         return None
+
+    # The settings that shape a value's text, fixed so that any PostgreSQL reads the same values
+    # back: floats in full, dates and intervals in forms every DateStyle reads.
+    TEXT_SETTINGS = {"DateStyle": "ISO", "IntervalStyle": "postgres", "extra_float_digits": "3", "bytea_output": "hex"}
+
+    def text_field(self, value, destination):
+        # Columns declared alike (a time's precision 6 is its default) read their own text back
+        # as the same value; never money, whose text follows lc_monetary.
+        if isinstance(value.type, postgresql.MONEY) or isinstance(destination, postgresql.MONEY):
+            return None
+        if not declared_alike([default_precision(value.type), default_precision(destination)], self.dialect):
+            return None
+        return sa.cast(value, sa.Text)
+
+    def prepare_text(self, conn):
+        conn.execute(sa.select(*[sa.func.set_config(name, value, True) for name, value in self.TEXT_SETTINGS.items()]))
 
     def upsert(self, conn, table: sa.Table, key_columns, rows) -> None:
         statement = self.upsert_statement(table, key_columns)
@@ -320,31 +336,25 @@ def may_create_temporary(conn) -> bool:
 
 
 class TextCopy:
-    """PostgreSQL to PostgreSQL, written by psycopg 3 or psycopg2: the source reads each row as one
-    line of COPY text, each value in its type's own text form, which the destination's COPY reads
-    back; Python never parses a value. The read fixes the settings that shape that text, so that
-    any PostgreSQL reads the same values back: floats in full, dates and intervals in forms every
-    DateStyle reads."""
+    """Rows into PostgreSQL (written by psycopg 3 or psycopg2) as lines of COPY text that the source
+    database writes, each value as text the destination column reads back as the very value the
+    row path would store (EngineModule.text_field): Python never parses a value."""
 
-    SETTINGS = {"DateStyle": "ISO", "IntervalStyle": "postgres", "extra_float_digits": "3", "bytea_output": "hex"}
     # Types whose text holds no backslash, tab or line break: COPY reads it unescaped.
     PLAIN = (sa.Integer, sa.Numeric, sa.Boolean, sa.Date, sa.DateTime, sa.Time, sa.Interval, sa.Uuid)
 
-    def __init__(self, module: PostgresEngine):
-        self.module = module
+    def __init__(self, module: PostgresEngine, source: EngineModule):
+        self.module, self.source = module, source
 
-    def carries(self, source: sa.types.TypeEngine, destination: sa.types.TypeEngine) -> bool:
-        """Whether a source column's text is read back by the destination column as the same value:
-        columns declared alike (a time's precision 6 is its default), never money (lc_monetary)."""
-        if isinstance(source, postgresql.MONEY) or isinstance(destination, postgresql.MONEY):
-            return False
-        return declared_alike([default_precision(source), default_precision(destination)], self.module.dialect)
-
-    def line(self, values: Sequence[sa.ColumnElement]) -> sa.ColumnElement:
-        """The values as one line of COPY text: tab between values, \\N for NULL."""
+    def line(self, values: Sequence[sa.ColumnElement],
+             destinations: Sequence[sa.types.TypeEngine]) -> sa.ColumnElement | None:
+        """The values as one line of COPY text (tab between values, \\N for NULL), for destination
+        columns of the types `destinations`; None if the source cannot write one of them so."""
         fields = []
-        for value in values:
-            field = sa.cast(value, sa.Text)
+        for value, destination in zip(values, destinations):
+            field = self.source.text_field(value, destination)
+            if field is None:
+                return None
             if not isinstance(value.type, self.PLAIN):
                 for raw, escaped in COPY_ESCAPES:
                     field = sa.func.replace(field, raw, escaped)
@@ -353,7 +363,7 @@ class TextCopy:
 
     def prepare(self, conn: Connection) -> None:
         """Fix the text's settings for the rest of the read transaction."""
-        conn.execute(sa.select(*[sa.func.set_config(name, value, True) for name, value in self.SETTINGS.items()]))
+        self.source.prepare_text(conn)
 
     def upserter(self, dialect, table: sa.Table, key_columns):
         """write(conn, lines): upsert rows given as lines of COPY text, in the table's column order."""
