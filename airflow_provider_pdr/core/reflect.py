@@ -846,6 +846,10 @@ class Later:
         return self.value
 
 
+# A batch in the writer: the batch, the one read after it (Batch.without), and its result.
+Flight = tuple[Batch, Batch | None, Future | Later]
+
+
 class Pipeline:
     """Applies batches in a worker thread while the next batch is read, so that the source and the
     destination work at the same time. A batch is acknowledged only after its destination commit,
@@ -876,15 +880,15 @@ class Pipeline:
         overlap = drain.src.overlaps and drain.dst.overlaps
         with ThreadPoolExecutor(1, thread_name_prefix="pdr-apply") if overlap else InPlace() as writer:
 
-            def apply(batch: Batch) -> tuple[Batch, Future | Later]:
-                return batch, writer.submit(drain.apply_batch, self.destination, batch, batch_size)
+            def apply(batch: Batch, later: Batch | None = None) -> Flight:
+                return batch, later, writer.submit(self.write, batch, later, batch_size)
 
             def exactly() -> Window:
                 log.info("%s: another transaction committed late, or is still open, inside the span of "
                          "changes just applied; reading the rest of this run's changes one by one", self.where)
                 return Window(drain, WINDOW_BATCHES * batch_size)  # from the oldest: nothing is in flight
 
-            flight: tuple[Batch, Future | Later] | None = None
+            flight: Flight | None = None
             held: Batch | None = None  # a span read, applied once the next read tells which keys come again
             while True:
                 batch = None
@@ -893,9 +897,8 @@ class Pipeline:
                         batch = reader.next(self.source, batch_size, batches_left())
                 landed = self.land(*flight) if flight is not None else None
                 flight = None
-                gc.collect(1)  # the cycles of the batches read so far (young_collections_only)
                 if held is not None:  # written while the batch that landed is acknowledged
-                    flight, held = apply(held.without(batch)), None
+                    flight, held = apply(held, batch), None
                 if landed is not None and not self.acknowledge(landed):
                     if flight is not None:  # written, not acknowledged: read again with the rest
                         self.land(*flight)
@@ -918,13 +921,23 @@ class Pipeline:
                 else:
                     flight = apply(batch)
 
-    def land(self, batch: Batch, applying: Future | Later) -> Batch:
-        """Wait for the batch's destination commits; ApplyError, naming the row, if refused."""
+    def write(self, batch: Batch, later: Batch | None, size: int) -> tuple[Batch, int, int]:
+        """In the writer: the batch without the keys `later` writes again, applied; returns it, the rows
+        removed and the transactions. The cycles of the batches read so far are collected first
+        (young_collections_only), here beside the reads rather than between them."""
+        gc.collect(1)
+        batch = batch.without(later)
+        return (batch, *self.drain.apply_batch(self.destination, batch, size))
+
+    def land(self, batch: Batch, later: Batch | None, applying: Future | Later) -> Batch:
+        """Wait for the batch's destination commits (Pipeline.write); returns the batch as applied;
+        ApplyError, naming the row, if refused."""
         where, drain = self.where, self.drain
         try:
             with reaching(where, "destination"):
-                removed, transactions = applying.result()
+                batch, removed, transactions = applying.result()
         except sa.exc.DBAPIError as error:
+            batch = batch.without(later)
             with reaching(where, "destination"):
                 culprit = drain.rejected_row(self.destination, batch)
             raise ApplyError(
