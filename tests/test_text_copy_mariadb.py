@@ -83,7 +83,10 @@ def test_values_of_every_kind_arrive_as_the_row_path_stores_them(source, destina
         execute(destination, f"CREATE TABLE {channel} ({DESTINATION})")
     rows = hostile_rows()
     load(source, f"INSERT INTO kinds ({', '.join(rows[0])}) VALUES ({', '.join(':' + n for n in rows[0])})", rows)
-    mirror_both_ways(source, destination, caplog, monkeypatch, batch_size=4)
+    # Drained by sessions that read a backslash in a string literal as itself, as the escapes must survive.
+    reader = sa.create_engine(source.url, connect_args={
+        "init_command": "SET sql_mode = CONCAT(@@sql_mode, ',NO_BACKSLASH_ESCAPES')"})
+    mirror_both_ways(reader, destination, caplog, monkeypatch, batch_size=4)
     texted = as_text(destination, "texted")
     assert len(texted) == len(rows)
     assert texted == as_text(destination, "valued")
@@ -98,7 +101,8 @@ def test_values_of_every_kind_arrive_as_the_row_path_stores_them(source, destina
     load(source, "UPDATE kinds SET id = 1000 WHERE id = 3")
     load(source, "DELETE FROM kinds WHERE id IN (1, 5)")
     load(source, "UPDATE kinds SET v = 'again', dd = '2026-06-31' WHERE id = 0")
-    mirror_both_ways(source, destination, caplog, monkeypatch, batch_size=3)
+    mirror_both_ways(reader, destination, caplog, monkeypatch, batch_size=3)
+    reader.dispose()
     texted = as_text(destination, "texted")
     assert len(texted) == len(rows) - 2
     assert texted == as_text(destination, "valued")

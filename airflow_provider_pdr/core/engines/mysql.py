@@ -73,8 +73,9 @@ class MysqlEngine(EngineModule):
             # A float's text and its Python repr give one double: only a double may hold it (a
             # real rounding either would round twice, the text once).
             return value if isinstance(destination, sa.Double) else None
-        if isinstance(source, sa.Numeric):  # DECIMAL: its text or str(Decimal(text)), one number
-            return sa.cast(value, sa.Text) if is_decimal(destination) else None
+        if isinstance(source, sa.Numeric):  # DECIMAL into a decimal: its text or str(Decimal(text)), one number
+            decimal = isinstance(destination, sa.Numeric) and not isinstance(destination, sa.Float)
+            return sa.cast(value, sa.Text) if decimal else None
         if isinstance(source, sa.String) and not isinstance(source, sa.Enum):
             if not isinstance(destination, sa.String):
                 return None
@@ -223,10 +224,6 @@ class MysqlEngine(EngineModule):
                     "DECIMAL(65,30); create the destination table yourself"
                 )
         return generic
-
-
-def is_decimal(type_: sa.types.TypeEngine) -> bool:
-    return isinstance(type_, sa.Numeric) and not isinstance(type_, sa.Float)
 
 
 def refuse_percent(table: sa.Table) -> None:
