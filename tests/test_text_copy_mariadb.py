@@ -13,7 +13,7 @@ import sqlalchemy as sa
 from airflow_provider_pdr.core import Mapping, install_channel, reflect
 from airflow_provider_pdr.core.engines.mysql import MysqlEngine
 from tests.conftest import execute
-from tests.test_text_copy import HOSTILE, TEXT_PATH, as_text
+from tests.test_text_copy import HOSTILE, TEXT_PATH, as_text, assert_row_path
 
 SOURCE = """id int PRIMARY KEY, i tinyint, su smallint unsigned, bi bigint, bu bigint unsigned, flag tinyint(1),
     d decimal(30, 10), dr decimal(12, 4), f float, db double, v varchar(50), vl varchar(50) CHARACTER SET latin1,
@@ -123,13 +123,7 @@ def test_values_of_every_kind_arrive_as_the_row_path_stores_them(source, destina
 ])
 def test_values_text_would_not_carry_exactly_take_the_row_path(source, destination, source_type, destination_type,
                                                                caplog):
-    execute(source, f"CREATE TABLE items (id integer PRIMARY KEY, x {source_type})")
-    execute(destination, f"CREATE TABLE items (id integer PRIMARY KEY, x {destination_type})")
-    install_channel(source, "items", "items")
-    execute(source, "INSERT INTO items (id) VALUES (1)")
-    with caplog.at_level(logging.INFO, logger="airflow_provider_pdr"):
-        assert reflect(source, destination, "items").drained
-    assert TEXT_PATH not in caplog.text
+    assert_row_path(source, destination, source_type, destination_type, caplog)
 
 
 @pytest.mark.parametrize("source", ["mysql"], indirect=True)
