@@ -12,8 +12,10 @@ import sqlalchemy as sa
 
 from airflow_provider_pdr.core import Mapping, install_channel, reflect
 from airflow_provider_pdr.core.engines.mysql import MysqlEngine
+from airflow_provider_pdr.core.reflect import Drain
 from tests.conftest import execute
-from tests.test_text_copy import HOSTILE, TEXT_PATH, as_text, assert_row_path
+from tests.test_text_copy import COLUMNS as PG_COLUMNS, HOSTILE, TEXT_PATH, as_text, assert_row_path
+from tests.test_text_copy import hostile_rows as pg_rows, load as pg_load
 
 SOURCE = """id int PRIMARY KEY, i tinyint, su smallint unsigned, bi bigint, bu bigint unsigned, flag tinyint(1),
     d decimal(30, 10), dr decimal(12, 4), f float, db double, v varchar(50), vl varchar(50) CHARACTER SET latin1,
@@ -109,6 +111,50 @@ def test_values_of_every_kind_arrive_as_the_row_path_stores_them(source, destina
 
 
 @pytest.mark.parametrize("source", ["mysql"], indirect=True)
+@pytest.mark.parametrize("destination", ["psycopg"], indirect=True)
+def test_an_initial_load_copies_as_text_what_the_row_path_copies(source, destination, monkeypatch):
+    """Rows that were there before the channel are copied as lines of text too, chunk by chunk."""
+    execute(source, f"CREATE TABLE kinds ({SOURCE})")
+    rows = hostile_rows()
+    load(source, f"INSERT INTO kinds ({', '.join(rows[0])}) VALUES ({', '.join(':' + n for n in rows[0])})", rows)
+    for channel in ("texted", "valued"):
+        install_channel(source, channel, "kinds")
+        execute(destination, f"CREATE TABLE {channel} ({DESTINATION})")
+    reads = spy_on_copies(monkeypatch)
+    assert reflect(source, destination, "texted", "texted", batch_size=4, initial_load=True).copied == len(rows)
+    assert reads and all(reads)
+    reads.clear()
+    with monkeypatch.context() as patch:
+        patch.setattr(MysqlEngine, "text_field", lambda self, value, destination: None)
+        assert reflect(source, destination, "valued", "valued", batch_size=4, initial_load=True).copied == len(rows)
+    assert reads and not any(reads)
+    texted = as_text(destination, "texted")
+    assert len(texted) == len(rows) and texted == as_text(destination, "valued")
+
+
+@pytest.mark.parametrize("source", ["postgresql"], indirect=True)
+@pytest.mark.parametrize("destination", ["postgresql", "psycopg"], indirect=True)
+def test_an_initial_load_from_postgresql_copies_as_text(source, destination, monkeypatch):
+    execute(source, f"CREATE TABLE kinds ({PG_COLUMNS})")
+    execute(destination, f"CREATE TABLE kinds ({PG_COLUMNS})")
+    rows = pg_rows()
+    pg_load(source, rows)
+    install_channel(source, "kinds", "kinds")
+    reads = spy_on_copies(monkeypatch)
+    assert reflect(source, destination, "kinds", batch_size=5, initial_load=True).copied == len(rows)
+    assert reads and all(reads)
+    assert as_text(destination) == as_text(source)
+
+
+def spy_on_copies(monkeypatch) -> list[bool]:
+    """Whether each chunk an initial load reads comes as text."""
+    reads, source_rows = [], Drain.source_rows
+    monkeypatch.setattr(Drain, "source_rows", lambda self, unprocessed=(), as_text=False: reads.append(as_text)
+                        or source_rows(self, unprocessed, as_text))
+    return reads
+
+
+@pytest.mark.parametrize("source", ["mysql"], indirect=True)
 @pytest.mark.parametrize("destination", ["postgresql"], indirect=True)
 @pytest.mark.parametrize("source_type,destination_type", [
     ("timestamp NULL", "timestamp"),  # its text follows the session's time_zone
@@ -141,17 +187,22 @@ def test_a_computed_field_takes_the_row_path(source, destination, caplog):
 
 @pytest.mark.parametrize("source", ["mysql"], indirect=True)
 @pytest.mark.parametrize("destination", ["postgresql"], indirect=True)
-def test_a_row_longer_than_max_allowed_packet_arrives_whole(source, destination, caplog):
+@pytest.mark.parametrize("initial_load", [False, True])
+def test_a_row_longer_than_max_allowed_packet_arrives_whole(source, destination, initial_load, caplog):
     """MariaDB makes no line longer than max_allowed_packet (CONCAT_WS gives NULL); it sends such
-    a row's values all the same, so that span is read as values."""
+    a row's values all the same, so that span, or that chunk of an initial load, is read as values."""
     with source.connect() as conn:
         half = conn.exec_driver_sql("SELECT @@max_allowed_packet").scalar() // 2 + 1000
     execute(source, "CREATE TABLE big (id integer PRIMARY KEY, a longtext, b longtext)")
-    install_channel(source, "big", "big")
+    if not initial_load:
+        install_channel(source, "big", "big")
     execute(source, "INSERT INTO big VALUES (1, 'small', 'row'), (2, :a, NULL)", {"a": "a" * half})
     execute(source, "UPDATE big SET b = :b WHERE id = 2", {"b": "b" * half})  # one statement could not carry both
+    if initial_load:
+        install_channel(source, "big", "big")
     with caplog.at_level(logging.INFO, logger="airflow_provider_pdr"):
-        assert reflect(source, destination, "big", create_table=True).drained
+        result = reflect(source, destination, "big", create_table=True, initial_load=initial_load)
+    assert result.drained and result.copied == (2 if initial_load else 0)
     assert TEXT_PATH in caplog.text
     with destination.connect() as conn:
         stored = conn.exec_driver_sql("SELECT id, a = repeat('a', %(n)s), b = repeat('b', %(n)s), length(a) + length(b) "

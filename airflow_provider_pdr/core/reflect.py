@@ -315,13 +315,13 @@ class Drain:
         # span's rows travel as that text, never parsed in Python (PostgreSQL from PostgreSQL or
         # MariaDB); else fields may skip their Python values (SQLite to SQLite decimals, datetimes,
         # booleans).
-        self.text = None
+        self.text = self.text_line = None
         self.value_span_queries = self.span_queries  # a span the text cannot carry goes as values
         pairs = self.field_types()
         copy = dst.text_copy(destination, src) if self.span_queries and pairs and not self.extras else None
         line = copy.line(self.forms, [target for _, target in pairs]) if copy is not None else None
         if line is not None:
-            self.text = copy
+            self.text, self.text_line = copy, line
             self.span_queries = {after: self.span_rows(query, [line]) for after, query in self.oldest.items()}
             self.span_form = Form(lambda lines: lines, copy.upserter(destination.dialect, self.write_table, self.keys))
         elif pairs is not None:
@@ -451,12 +451,13 @@ class Drain:
             out.append(values)
         return out
 
-    def source_rows(self, unprocessed: Collection[int] = ()) -> sa.Select:
+    def source_rows(self, unprocessed: Collection[int] = (), as_text: bool = False) -> sa.Select:
         """Source key and fields of every row that matches the filter (initial load, reconcile);
-        the fields at positions `unprocessed` as the driver returns them (see `selected`)."""
+        the fields at positions `unprocessed` as the driver returns them (see `selected`), or with
+        `as_text` one line of text for them all (a text drain's, see `text`)."""
         query = sa.select(
             *[self.source_table.c[k].label(f"pdr_key_{i}") for i, k in enumerate(self.source_keys, 1)],
-            *self.selected(unprocessed),
+            *([self.text_line.label("pdr_line")] if as_text else self.selected(unprocessed)),
         )
         return query if self.plan.condition is None else query.where(self.plan.condition)
 

@@ -24,6 +24,7 @@ import datetime as dt
 import decimal
 import json
 import logging
+import operator
 import time
 import uuid
 from collections.abc import Callable
@@ -186,16 +187,30 @@ def run_snapshot(source: Connection, destination: Connection, drain: Drain, *, r
 
     width = len(drain.source_keys)
     key_columns = [drain.source_table.c[k] for k in drain.source_keys]
+
+    def chunk(as_text: bool) -> list:
+        """The next chunk's rows: keys, then the fields or (as_text) their line of text."""
+        if as_text:
+            drain.text.prepare(source)
+        query = drain.source_rows(drain.shortcuts, as_text).order_by(*key_columns).limit(chunk_size)
+        condition = after(key_columns, progress.last)
+        rows = source.execute(query if condition is None else query.where(condition)).all()
+        source.rollback()
+        return rows
+
     while progress.phase == COPY and not out_of_time():
         with hold():
-            query = drain.source_rows(drain.shortcuts).order_by(*key_columns).limit(chunk_size)
-            condition = after(key_columns, progress.last)
-            rows = source.execute(query if condition is None else query.where(condition)).all()
-            source.rollback()
+            as_text = drain.text is not None
+            rows = chunk(as_text)
+            if as_text and None in map(operator.itemgetter(width), rows):
+                as_text, rows = False, chunk(False)  # a line longer than MariaDB's max_allowed_packet
             if not rows:
                 progress.phase, progress.last = (SWEEP if progress.resync else DONE), None
             else:
-                drain.apply(destination, drain.merged([r[width:] for r in rows]), [], drain.shortcut_form)
+                if as_text:
+                    drain.apply(destination, [r[width] for r in rows], [], drain.span_form)
+                else:
+                    drain.apply(destination, drain.merged([r[width:] for r in rows]), [], drain.shortcut_form)
                 progress.last = tuple(rows[-1][:width])
                 progress.copied += len(rows)
                 result.copied += len(rows)
