@@ -311,10 +311,10 @@ class Drain:
         self.span_form: Form | None = None  # how a span's rows travel, where not as values
         self.shortcuts: dict[int, Callable] = {}  # fields read as the driver returns them (take_shortcuts)
         self.shortcut_form: Form | None = None  # how rows read so travel
-        # Where the destination takes lines of text that the source can write for every field, a
-        # span's rows travel as that text, never parsed in Python (PostgreSQL from PostgreSQL or
-        # MariaDB); else fields may skip their Python values (SQLite to SQLite decimals, datetimes,
-        # booleans).
+        # Where the destination takes lines of text that the source can write for every field, the
+        # rows of spans and initial loads travel as that text, never parsed in Python (PostgreSQL
+        # from PostgreSQL or MariaDB); else fields may skip their Python values (SQLite to SQLite
+        # decimals, datetimes, booleans).
         self.text = self.text_line = None
         self.value_span_queries = self.span_queries  # a span the text cannot carry goes as values
         pairs = self.field_types()
