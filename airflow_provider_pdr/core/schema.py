@@ -34,7 +34,8 @@ def reflect_table(conn: Connection, module: EngineModule, name: str, schema: str
     columns = inspector.get_columns(name, schema=schema)
     key = inspector.get_pk_constraint(name, schema=schema)["constrained_columns"]
     items = [sa.Column(c["name"], c["type"], nullable=c["nullable"]) for c in columns]
-    table = sa.Table(name, sa.MetaData(), *items, *([sa.PrimaryKeyConstraint(*key)] if key else []), schema=schema)
+    table = sa.Table(name, sa.MetaData(), *items, *([sa.PrimaryKeyConstraint(*key)] if key else []), schema=schema,
+                     info=module.table_info(inspector, name, schema))
     for column in table.columns:
         module.check_name(column.name, f"column of table {describe(name, schema)!r}")
         type_ = module.io_type(column.type)

@@ -192,6 +192,10 @@ class EngineModule:
         return None
 
     # -- types ----------------------------------------------------------------------------
+    def table_info(self, inspector: sa.Inspector, name: str, schema: str | None) -> dict:
+        """Facts of a reflected table this engine needs later, kept in its Table's `info`."""
+        return {}
+
     def io_type(self, type_: sa.types.TypeEngine) -> sa.types.TypeEngine:
         """The type to read and write a column with, so values travel exactly."""
         return type_
