@@ -391,7 +391,10 @@ class Drain:
         grouped = (
             sa.select(*keys, sa.func.count().label("pdr_changes"), sa.func.min(span.c.seq).label("pdr_first"),
                       sa.func.max(span.c.seq).label("pdr_last"))
-            .group_by(*keys).subquery("pdr_keys")
+            .group_by(*keys)
+            # MariaDB/MySQL group a span faster by sorting it than in a temporary table (a tenth of the read).
+            .prefix_with("SQL_BIG_RESULT", dialect="mysql")
+            .subquery("pdr_keys")
         )
         grouped_keys = [grouped.c[key.name] for key in keys]
         return (
