@@ -29,7 +29,7 @@ import logging
 import operator
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from typing import NamedTuple
@@ -315,15 +315,15 @@ class Drain:
         # rows of spans and initial loads travel as that text, never parsed in Python (PostgreSQL
         # from PostgreSQL or MariaDB); else fields may skip their Python values (SQLite to SQLite
         # decimals, datetimes, booleans).
-        self.text = self.text_line = None
         self.value_span_queries = self.span_queries  # a span the text cannot carry goes as values
         pairs = self.field_types()
-        copy = dst.text_copy(destination, src) if self.span_queries and pairs and not self.extras else None
-        line = copy.line(self.forms, [target for _, target in pairs]) if copy is not None else None
-        if line is not None:
-            self.text, self.text_line = copy, line
-            self.span_queries = {after: self.span_rows(query, [line]) for after, query in self.oldest.items()}
-            self.span_form = Form(lambda lines: lines, copy.upserter(destination.dialect, self.write_table, self.keys))
+        self.text = None
+        if self.span_queries and pairs and not self.extras:
+            self.text = dst.text_copy(destination, src, self.forms, [target for _, target in pairs])
+        if self.text is not None:
+            self.span_queries = {after: self.span_rows(query, [self.text.line]) for after, query in self.oldest.items()}
+            self.span_form = Form(lambda lines: lines,
+                                  self.text.upserter(destination.dialect, self.write_table, self.keys))
         elif pairs is not None:
             self.take_shortcuts(source.dialect, destination.dialect)
         # The current source row of each change row asked for (by seq), absent if gone or filtered
@@ -422,7 +422,7 @@ class Drain:
         present = [row for row in rows if row[3] is not None]
         if text is not None:
             lines = [row[start] for row in present]
-            if None in lines:  # a line longer than MariaDB's max_allowed_packet: this span goes as values
+            if not lines_made(lines):
                 return self.read_span(source, after, limit, as_values=True)
             upserts = lines
         else:
@@ -460,7 +460,7 @@ class Drain:
         `as_text` one line of text for them all (a text drain's, see `text`)."""
         query = sa.select(
             *[self.source_table.c[k].label(f"pdr_key_{i}") for i, k in enumerate(self.source_keys, 1)],
-            *([self.text_line.label("pdr_line")] if as_text else self.selected(unprocessed)),
+            *([self.text.line.label("pdr_line")] if as_text else self.selected(unprocessed)),
         )
         return query if self.plan.condition is None else query.where(self.plan.condition)
 
@@ -966,6 +966,12 @@ class Pipeline:
 
 # A span row's count of change rows, first seq and last seq (Drain.span_rows).
 change_count, first_seq, last_seq = operator.itemgetter(0), operator.itemgetter(1), operator.itemgetter(2)
+
+
+def lines_made(lines: Iterable) -> bool:
+    """Whether the source made every line of text read: MariaDB makes none longer than its
+    max_allowed_packet (NULL instead), and a span or chunk holding one is read again as values."""
+    return None not in lines
 
 
 def convert_rows(rows: list[Sequence], conversions: list[tuple[int, Callable]]) -> list[Sequence]:

@@ -37,7 +37,7 @@ from sqlalchemy.engine import Connection, Engine
 from airflow_provider_pdr.core.channel import registry_schema
 from airflow_provider_pdr.core.engines import engine_module
 from airflow_provider_pdr.core.keys import after, key_chunks, key_in
-from airflow_provider_pdr.core.reflect import Drain, committing, open_drain
+from airflow_provider_pdr.core.reflect import Drain, committing, lines_made, open_drain
 from airflow_provider_pdr.core.schema import describe, value_converters
 from airflow_provider_pdr.core.transform import Mapping
 
@@ -202,8 +202,8 @@ def run_snapshot(source: Connection, destination: Connection, drain: Drain, *, r
         with hold():
             as_text = drain.text is not None
             rows = chunk(as_text)
-            if as_text and None in map(operator.itemgetter(width), rows):
-                as_text, rows = False, chunk(False)  # a line longer than MariaDB's max_allowed_packet
+            if as_text and not lines_made(map(operator.itemgetter(width), rows)):
+                as_text, rows = False, chunk(False)
             if not rows:
                 progress.phase, progress.last = (SWEEP if progress.resync else DONE), None
             else:

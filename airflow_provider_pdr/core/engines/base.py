@@ -140,10 +140,12 @@ class EngineModule:
         return sum(conn.execute(statement, {"keys": list(part)}).rowcount
                    for part in chunks(values, self.max_parameters // len(columns)))
 
-    def text_copy(self, destination: Connection, source: EngineModule):
+    def text_copy(self, destination: Connection, source: EngineModule, values: Sequence[sa.ColumnElement],
+                  destinations: Sequence[sa.types.TypeEngine]):
         """Where this engine, as the destination on `destination`, can take rows as lines of text
-        that the `source` engine writes (EngineModule.text_field), never parsed in Python: the
-        means to (see PostgreSQL's TextCopy); None where it cannot."""
+        that the `source` engine writes for every one of `values` into columns of the types
+        `destinations` (EngineModule.text_field), never parsed in Python: the means to (see
+        PostgreSQL's TextCopy); None where it cannot."""
         return None
 
     def text_field(self, value: sa.ColumnElement, destination: sa.types.TypeEngine) -> sa.ColumnElement | None:

@@ -213,10 +213,14 @@ class PostgresEngine(EngineModule):
 
         return write
 
-    def text_copy(self, destination, source):
-        if destination.dialect.driver in ("psycopg", "psycopg2") and may_create_temporary(destination):
-            return TextCopy(self, source)
-        return None
+    def text_copy(self, destination, source, values, destinations):
+        if destination.dialect.driver not in ("psycopg", "psycopg2"):
+            return None
+        line = copy_line(source, values, destinations)
+        # The privilege is asked only where text could travel: one catalog query less for other sources.
+        if line is None or not may_create_temporary(destination):
+            return None
+        return TextCopy(self, source, line)
 
     # The settings that shape a value's text, fixed so that any PostgreSQL reads the same values
     # back: floats in full, dates and intervals in forms every DateStyle reads.
@@ -340,26 +344,9 @@ class TextCopy:
     database writes, each value as text the destination column reads back as the very value the
     row path would store (EngineModule.text_field): Python never parses a value."""
 
-    # Types whose text holds no backslash, tab or line break: COPY reads it unescaped.
-    PLAIN = (sa.Integer, sa.Numeric, sa.Boolean, sa.Date, sa.DateTime, sa.Time, sa.Interval, sa.Uuid)
-
-    def __init__(self, module: PostgresEngine, source: EngineModule):
+    def __init__(self, module: PostgresEngine, source: EngineModule, line: sa.ColumnElement):
         self.module, self.source = module, source
-
-    def line(self, values: Sequence[sa.ColumnElement],
-             destinations: Sequence[sa.types.TypeEngine]) -> sa.ColumnElement | None:
-        """The values as one line of COPY text (tab between values, \\N for NULL), for destination
-        columns of the types `destinations`; None if the source cannot write one of them so."""
-        fields = []
-        for value, destination in zip(values, destinations):
-            field = self.source.text_field(value, destination)
-            if field is None:
-                return None
-            if not isinstance(value.type, self.PLAIN):
-                for raw, escaped in COPY_ESCAPES:
-                    field = sa.func.replace(field, raw, escaped)
-            fields.append(sa.func.coalesce(field, "\\N"))
-        return sa.func.concat_ws("\t", *fields)
+        self.line = line  # what the source selects for a row (copy_line)
 
     def prepare(self, conn: Connection) -> None:
         """Fix the text's settings for the rest of the read transaction."""
@@ -368,6 +355,27 @@ class TextCopy:
     def upserter(self, dialect, table: sa.Table, key_columns):
         """write(conn, lines): upsert rows given as lines of COPY text, in the table's column order."""
         return self.module.copy_upserter(dialect, table, key_columns, text=True)
+
+
+# Types whose text holds no backslash, tab or line break: COPY reads it unescaped.
+PLAIN = (sa.Integer, sa.Numeric, sa.Boolean, sa.Date, sa.DateTime, sa.Time, sa.Interval, sa.Uuid)
+
+
+def copy_line(source: EngineModule, values: Sequence[sa.ColumnElement],
+              destinations: Sequence[sa.types.TypeEngine]) -> sa.ColumnElement | None:
+    """The values as one line of COPY text (tab between values, \\N for NULL) that the `source`
+    engine writes, for destination columns of the types `destinations`; None if it cannot write
+    one of them so (EngineModule.text_field)."""
+    fields = []
+    for value, destination in zip(values, destinations):
+        field = source.text_field(value, destination)
+        if field is None:
+            return None
+        if not isinstance(value.type, PLAIN):
+            for raw, escaped in COPY_ESCAPES:
+                field = sa.func.replace(field, raw, escaped)
+        fields.append(sa.func.coalesce(field, "\\N"))
+    return sa.func.concat_ws("\t", *fields)
 
 
 def default_precision(type_: sa.types.TypeEngine) -> sa.types.TypeEngine:
