@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
+import importlib
+
 import pytest
 import sqlalchemy as sa
 
-from airflow_provider_pdr.core import install_channel, pending_changes, reflect, uninstall_channel
+from airflow_provider_pdr.core import ApplyError, install_channel, pending_changes, reflect, uninstall_channel
+from airflow_provider_pdr.core.engines import engine_module
 from airflow_provider_pdr.core.reflect import Drain
 from airflow_provider_pdr.core.snapshot import PROGRESS_TABLE, Progress, is_loaded, snapshot
+from conftest import execute
 from core_tables import create, orders, table_rows, write
 
 
@@ -53,6 +58,44 @@ def test_writes_during_the_copy_are_not_lost(source, destination, monkeypatch):
     assert table_rows(destination, "mirror") == table_rows(source, "orders")
 
 
+@pytest.mark.parametrize("source", ["postgresql", "mysql"], indirect=True)
+@pytest.mark.parametrize("destination", ["postgresql"], indirect=True)
+def test_each_chunk_is_read_and_written_under_one_hold(source, destination, monkeypatch):
+    """A chunk read while the one before is written is written under the same hold of the lock:
+    no drain can apply and acknowledge a newer state between its read and its write."""
+    seeded(source, 40)
+    monkeypatch.setattr(importlib.import_module("airflow_provider_pdr.core.snapshot"), "CHUNKS_PER_HOLD", 3)
+    lock, rows, apply = type(engine_module(source)).channel_lock, Drain.source_rows, Drain.apply
+    holds, reads, writes = [], [], []  # the hold each read and each write ran in (None: outside)
+    current = [None]
+
+    @contextlib.contextmanager
+    def counted_hold(self, *args):
+        with lock(self, *args):
+            holds.append(len(holds))
+            current[0] = holds[-1]
+            yield
+            current[0] = None
+
+    def read(self, *args):
+        reads.append(current[0])
+        return rows(self, *args)
+
+    def write(self, *args):
+        writes.append(current[0])
+        return apply(self, *args)
+
+    monkeypatch.setattr(type(engine_module(source)), "channel_lock", counted_hold)
+    monkeypatch.setattr(Drain, "source_rows", read)
+    monkeypatch.setattr(Drain, "apply", write)
+    result = snapshot(source, destination, "orders", "mirror", chunk_size=4, create_table=True)
+    monkeypatch.undo()
+    assert result.chunks == 10 and table_rows(destination, "mirror") == table_rows(source, "orders")
+    assert holds == [0, 1, 2, 3], "three chunks per hold, the last hold finds the end"
+    assert writes == [0, 0, 0, 1, 1, 1, 2, 2, 2, 3]
+    assert reads == [*writes, 3], "every chunk read in the hold it is written in, then the empty read"
+
+
 def test_a_crashed_load_resumes_after_the_last_saved_chunk(source, databases, monkeypatch):
     seeded(source, 40)
     destination = databases.new("sqlite")
@@ -75,6 +118,31 @@ def test_a_crashed_load_resumes_after_the_last_saved_chunk(source, databases, mo
     assert result.resumed and result.done
     assert result.copied == 20, "resumes after the last saved chunk, copying the unsaved one again"
     assert table_rows(destination, "mirror") == table_rows(source, "orders")
+
+
+@pytest.mark.parametrize("source,destination", [("postgresql", "postgresql"), ("mysql", "postgresql"),
+                                                ("postgresql", "mysql")], indirect=True)
+def test_a_refused_chunk_is_named_and_the_load_resumes_there(source, destination):
+    seeded(source, 40)  # amount = id
+    create(destination, "strict",
+           sa.Column("id", sa.Integer, primary_key=True, autoincrement=False),
+           sa.Column("note", sa.String(100)),
+           sa.Column("amount", sa.Numeric(12, 2)),
+           sa.CheckConstraint("amount < 25", name="amount_below_25"))
+    with pytest.raises(ApplyError) as error:
+        snapshot(source, destination, "orders", "strict", chunk_size=10)
+    message = str(error.value)
+    assert "channel 'orders'" in message and "initial load" in message, message
+    assert "id=25" in message, message
+    assert "amount_below_25" in message.lower(), message
+    # The fourth chunk was read while the third was written: none of it reaches the destination.
+    assert [row[0] for row in table_rows(destination, "strict")] == list(range(20))
+    assert not is_loaded(source, "orders")
+
+    execute(destination, "ALTER TABLE strict DROP CONSTRAINT amount_below_25")  # the user fixes the mirror
+    result = snapshot(source, destination, "orders", "strict", chunk_size=10)
+    assert (result.resumed, result.done, result.copied) == (True, True, 20), "resumes at the refused chunk"
+    assert table_rows(destination, "strict") == table_rows(source, "orders")
 
 
 def test_a_time_budget_pauses_and_the_next_run_continues(engine, databases):
@@ -180,23 +248,27 @@ def test_without_deletes_a_resync_keeps_rows_the_source_lost(engine, databases):
     assert len(table_rows(destination, "mirror")) == 5
 
 
-def test_drains_run_between_chunks_of_a_copy(databases, monkeypatch):
-    """The lock is held per chunk: a reflect started during a long copy is not blocked by it."""
+def test_drains_run_between_holds_of_a_copy(databases, monkeypatch):
+    """The lock is held for a few chunks at a time: a reflect started during a long copy is not blocked by it."""
     source, destination = databases.new("postgresql"), databases.new("mysql")
     table = seeded(source, 30)
-    original = Progress.save
+    # The module, not the function core exports under its name.
+    monkeypatch.setattr(importlib.import_module("airflow_provider_pdr.core.snapshot"), "CHUNKS_PER_HOLD", 2)
+    lock = type(engine_module(source)).channel_lock
     reflected = []
 
-    def save_then_let_a_drain_in(self, conn):
-        original(self, conn)
-        if self.last is not None and not reflected:  # between the first and the second chunk
+    @contextlib.contextmanager
+    def hold_then_let_a_drain_in(self, *args):
+        with lock(self, *args):
+            yield
+        if not reflected:  # after the first hold: two chunks copied, one to go
             reflected.append(None)
             write(source, table.update().where(table.c.id == 0).values(note="during"))
             # The drain sees the unfinished copy and finishes it itself, then applies the change.
             reflected[0] = reflect(source, destination, "orders", "mirror", lock_timeout=0.5)
 
-    monkeypatch.setattr(Progress, "save", save_then_let_a_drain_in)
+    monkeypatch.setattr(type(engine_module(source)), "channel_lock", hold_then_let_a_drain_in)
     snapshot(source, destination, "orders", "mirror", chunk_size=10, create_table=True)
     monkeypatch.undo()
-    assert (reflected[0].copied, reflected[0].changes) == (20, 1), "the drain ran between two chunks"
+    assert (reflected[0].copied, reflected[0].changes) == (10, 1), "the drain ran between two holds"
     assert table_rows(destination, "mirror") == table_rows(source, "orders")

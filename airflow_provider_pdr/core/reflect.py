@@ -557,6 +557,10 @@ class Drain:
             for part in key_chunks(keys, len(columns))
         )
 
+    def refusal(self, destination: Connection, batch: Batch, error: sa.exc.DBAPIError) -> str:
+        """Why the destination refused the batch: the first row it refuses alone, else its error."""
+        return self.rejected_row(destination, batch) or str(error.orig).strip()
+
     def rejected_row(self, destination: Connection, batch: Batch) -> str | None:
         """After a rejected batch: apply its rows, then its deletes, one at a time and rolled back,
         to name the first the destination refuses (by key) and why. None if none fails alone."""
@@ -733,7 +737,7 @@ def reflect(
         info = load_channel(sconn, src, channel)
         sconn.rollback()
     table = destination_table or info.table.name
-    where = f"channel {channel!r} ({str(info.table)} -> {describe(table, destination_schema)})"
+    where = reflection(channel, info.table, table, destination_schema)
     with contextlib.ExitStack() as connections:
         with reaching(where, "source"):
             asked = time.monotonic()
@@ -823,6 +827,15 @@ def young_collections_only():
             gc.enable()
 
 
+def writing_thread(drain: Drain) -> ThreadPoolExecutor | InPlace:
+    """The thread that writes into the destination while the source is read. SQLite's driver
+    gives up the interpreter lock for every row, so it crawls beside a busy thread: with it on
+    either side, each write runs in the reading thread, in turn."""
+    if drain.src.overlaps and drain.dst.overlaps:
+        return ThreadPoolExecutor(1, thread_name_prefix="pdr-apply")
+    return InPlace()
+
+
 class InPlace:
     """An executor that runs what it is given in the calling thread, when its result is asked
     for: a batch is written after the one before it was acknowledged, as in a plain loop."""
@@ -879,10 +892,7 @@ class Pipeline:
                 return 1
             return None if max_batches is None else max_batches - planned
 
-        # SQLite's driver gives up the interpreter lock for every row, so it crawls beside a busy
-        # thread: with it on either side, each batch is applied in turn.
-        overlap = drain.src.overlaps and drain.dst.overlaps
-        with ThreadPoolExecutor(1, thread_name_prefix="pdr-apply") if overlap else InPlace() as writer:
+        with writing_thread(drain) as writer:
 
             def apply(batch: Batch, later: Batch | None = None) -> Flight:
                 return batch, later, writer.submit(self.write, batch, later, batch_size)
@@ -943,11 +953,10 @@ class Pipeline:
         except sa.exc.DBAPIError as error:
             batch = batch.without(later)
             with reaching(where, "destination"):
-                culprit = drain.rejected_row(self.destination, batch)
+                why = drain.refusal(self.destination, batch, error)
             raise ApplyError(
                 f"{where}: the destination rejected a batch of {len(batch.upserts)} upserts and "
-                f"{len(batch.deletes)} deletes, nothing of it was acknowledged: "
-                f"{culprit or str(error.orig).strip()}"
+                f"{len(batch.deletes)} deletes, nothing of it was acknowledged: {why}"
             ) from error
         self.result.deleted += removed
         self.result.upserted += len(batch.upserts)
@@ -1001,6 +1010,11 @@ def exact_path(source: sa.types.TypeEngine, convert: Callable | None, destinatio
         return value
 
     return exact
+
+
+def reflection(channel: str, source_table, table: str, schema: str | None) -> str:
+    """A reflection as log lines and errors name it: its channel, source and destination tables."""
+    return f"channel {channel!r} ({source_table} -> {describe(table, schema)})"
 
 
 def brief_key(names, values) -> str:

@@ -4,12 +4,13 @@ The channel is installed first, so every write made during the copy is captured.
 is read and written under the channel's lock, so no drain interleaves with it: a row copied
 in a stale state was changed after it was read, so its change is still pending and the next
 drain writes the current state over it. Nothing changed during the copy is lost, and drains
-keep running between chunks.
+keep running between holds of the lock, a few chunks each.
 
-The copy walks the source in primary key order, one chunk (keyset page) at a time, so
-memory holds one chunk whatever the table's size. After each chunk is committed in the
-destination, the last key copied is saved in ``pdr_snapshots`` in the source: a run that
-dies resumes after that key (a chunk copied twice is harmless, upserts are idempotent).
+The copy walks the source in primary key order, one chunk (keyset page) at a time, reading
+the next while the last is written, so memory holds two chunks whatever the table's size.
+After each chunk is committed in the destination, the last key copied is saved in
+``pdr_snapshots`` in the source: a run that dies resumes after that key (a chunk copied
+twice is harmless, upserts are idempotent).
 
 A resync then sweeps the destination's keys, chunk by chunk, and removes (or, with
 ``on_delete: nullify``, clears) the rows whose key no longer exists in the source or no
@@ -22,6 +23,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import decimal
+import itertools
 import json
 import logging
 import operator
@@ -36,15 +38,21 @@ from sqlalchemy.engine import Connection, Engine
 
 from airflow_provider_pdr.core.channel import registry_schema
 from airflow_provider_pdr.core.engines import engine_module
+from airflow_provider_pdr.core.errors import ApplyError
 from airflow_provider_pdr.core.keys import after, key_chunks, key_in
-from airflow_provider_pdr.core.reflect import Drain, committing, lines_made, open_drain
-from airflow_provider_pdr.core.schema import describe, value_converters
+from airflow_provider_pdr.core.reflect import (
+    Batch, Drain, brief_key, committing, lines_made, open_drain, reflection, writing_thread,
+)
+from airflow_provider_pdr.core.schema import value_converters
 from airflow_provider_pdr.core.transform import Mapping
 
 log = logging.getLogger(__name__)
 
 PROGRESS_TABLE = "pdr_snapshots"
 COPY, SWEEP, DONE = "copy", "sweep", "done"
+# Chunks copied under one hold of the channel lock, each read while the one before is written;
+# a drain waiting for the lock gets it between two holds.
+CHUNKS_PER_HOLD = 8
 
 
 @dataclass
@@ -166,9 +174,9 @@ def unfinished(source: Connection, schema: str | None, channel: str) -> bool:
 
 def run_snapshot(source: Connection, destination: Connection, drain: Drain, *, resync: bool, chunk_size: int,
                  deadline: float | None, schema: str | None, restart: bool = False,
-                 hold: Callable[[], ContextManager] = contextlib.nullcontext) -> SnapshotResult:
-    """Copy (and for a resync, sweep) chunk by chunk, each under `hold()`: the channel lock, or
-    nothing when the caller holds it throughout."""
+                 hold: Callable[[], ContextManager] | None = None) -> SnapshotResult:
+    """Copy (and for a resync, sweep) chunk by chunk under `hold()`, the channel lock, taken
+    again every CHUNKS_PER_HOLD chunks; `hold` None: the caller holds it throughout."""
     if chunk_size < 1:
         raise ValueError(f"chunk_size must be at least 1, got {chunk_size}")
     progress = Progress(source, schema, drain.channel.name)
@@ -188,34 +196,63 @@ def run_snapshot(source: Connection, destination: Connection, drain: Drain, *, r
     width = len(drain.source_keys)
     key_columns = [drain.source_table.c[k] for k in drain.source_keys]
 
-    def chunk(as_text: bool) -> list:
-        """The next chunk's rows: keys, then the fields or (as_text) their line of text."""
+    def chunk(last: tuple | None, as_text: bool) -> list:
+        """The chunk after key `last`: keys, then the fields or (as_text) their line of text."""
         if as_text:
             drain.text.prepare(source)
         query = drain.source_rows(drain.shortcuts, as_text).order_by(*key_columns).limit(chunk_size)
-        condition = after(key_columns, progress.last)
+        condition = after(key_columns, last)
         rows = source.execute(query if condition is None else query.where(condition)).all()
         source.rollback()
         return rows
 
-    while progress.phase == COPY and not out_of_time():
-        with hold():
-            as_text = drain.text is not None
-            rows = chunk(as_text)
-            if as_text and not lines_made(map(operator.itemgetter(width), rows)):
-                as_text, rows = False, chunk(False)
-            if not rows:
-                progress.phase, progress.last = (SWEEP if progress.resync else DONE), None
-            else:
-                if as_text:
-                    drain.apply(destination, [r[width] for r in rows], [], drain.span_form)
-                else:
-                    drain.apply(destination, drain.merged([r[width:] for r in rows]), [], drain.shortcut_form)
-                progress.last = tuple(rows[-1][:width])
-                progress.copied += len(rows)
-                result.copied += len(rows)
-                result.chunks += 1
-        progress.save(source)
+    def read(last: tuple | None) -> tuple[list, bool]:
+        """The next chunk's rows, and whether they hold lines of text."""
+        as_text = drain.text is not None
+        rows = chunk(last, as_text)
+        if as_text and not lines_made(map(operator.itemgetter(width), rows)):
+            as_text, rows = False, chunk(last, False)
+        return rows, as_text
+
+    def write(rows: list, as_text: bool) -> None:
+        upserts, form = (([r[width] for r in rows], drain.span_form) if as_text
+                         else (drain.merged([r[width:] for r in rows]), drain.shortcut_form))
+        try:
+            drain.apply(destination, upserts, [], form)
+        except sa.exc.DBAPIError as error:
+            refused = Batch(upserts, [], [], keys=[tuple(r[:width]) for r in rows], form=form)
+            raise ApplyError(
+                f"{reflection(drain.channel.name, drain.channel.table, drain.target.name, drain.target.schema)}: "
+                f"the destination rejected a chunk of the {'resync' if progress.resync else 'initial load'} "
+                f"({len(rows)} rows from {brief_key(drain.source_keys, rows[0][:width])}); the copy resumes at "
+                f"this chunk once that is fixed: {drain.refusal(destination, refused, error)}"
+            ) from error
+
+    # The next chunk is read while the last one is written, both under the same hold: a hold
+    # ends only after every chunk it read is written, and each written chunk is saved at once.
+    per_hold = CHUNKS_PER_HOLD if hold else None
+    hold = hold or contextlib.nullcontext
+    with writing_thread(drain) as writer:
+        while progress.phase == COPY and not out_of_time():
+            with hold():
+                rows, as_text = read(progress.last)
+                for held in itertools.count(1):
+                    if not rows:
+                        progress.phase, progress.last = (SWEEP if progress.resync else DONE), None
+                        progress.save(source)
+                        break
+                    writing = writer.submit(write, rows, as_text)
+                    last = tuple(rows[-1][:width])
+                    following = None if held == per_hold or out_of_time() else read(last)
+                    writing.result()
+                    progress.last = last
+                    progress.copied += len(rows)
+                    result.copied += len(rows)
+                    result.chunks += 1
+                    progress.save(source)
+                    if following is None:
+                        break
+                    rows, as_text = following
 
     dest_keys = [drain.target.c[k] for k in drain.keys]
     to_source = value_converters(drain.source_table)
@@ -282,8 +319,8 @@ def snapshot(
         result = run_snapshot(sconn, dconn, drain, resync=resync, chunk_size=chunk_size, deadline=deadline,
                               schema=info.schema, restart=restart,
                               hold=lambda: drain.src.channel_lock(source, info.schema, channel, lock_timeout))
-    log.info("channel %r (%s -> %s): %s %s, %d rows copied, %d removed in %d chunks", channel, info.table,
-             describe(table, destination_schema), "resync" if resync else "initial load",
+    log.info("%s: %s %s, %d rows copied, %d removed in %d chunks",
+             reflection(channel, info.table, table, destination_schema), "resync" if resync else "initial load",
              "complete" if result.done else "paused (resumes on the next run)", result.copied, result.removed,
              result.chunks)
     return result
