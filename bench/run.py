@@ -1,7 +1,8 @@
 """One benchmark run: every figure as a ratio against a baseline measured in the same run.
 
 1. apply throughput: draining a mixed backlog, against the fastest plain bulk upsert of the
-   same final rows into the same destination with the same driver;
+   same final rows into the same destination with the same driver; and an initial load of
+   those rows into an empty table, against the same baseline;
 2. trigger overhead: source writes with the channel installed, against the same without;
 3. latency: source commit to visible in the destination, with a pending-check + reflect loop;
 4. memory: peak RSS of a process draining a large backlog, against a backlog ten times smaller.
@@ -67,6 +68,7 @@ def throughput(dbs: Databases, source_kind: str, destination_kind: str, width: s
         raise RuntimeError(f"{label(source_kind, destination_kind)} {width}: mirror has {mirrored} rows, "
                            f"source {len(rows)}, drained={result.drained}")
     base = baselines.fastest(destination, table.name, rows, BATCH_SIZE)
+    load = initial_load(source, destination, table.name, len(rows))
     return {
         "pair": label(source_kind, destination_kind), "width": width, "changes": backlog,
         "rows": len(rows), "seconds": seconds, "changes_per_s": backlog / seconds,
@@ -76,7 +78,21 @@ def throughput(dbs: Databases, source_kind: str, destination_kind: str, width: s
         # per second, against the baseline's rows/s: the cost per written row alone.
         "written": result.upserted + result.deleted,
         "write_ratio": (result.upserted + result.deleted) / seconds / base["rows_per_s"],
+        "initial_load": {**load, "ratio": base["seconds"] / load["seconds"]},
     }
+
+
+def initial_load(source: sa.Engine, destination: sa.Engine, name: str, rows: int) -> dict:
+    """Copy the same final rows into an empty table: a second channel on the source table, its
+    reflect with initial_load (against the same baseline: the same rows, destination and driver)."""
+    install_channel(source, "load", name)
+    started = time.perf_counter()
+    result = reflect(source, destination, "load", f"{name}_loaded", batch_size=BATCH_SIZE, create_table=True,
+                     initial_load=True)
+    seconds = time.perf_counter() - started
+    if result.copied != rows:
+        raise RuntimeError(f"initial load of {name} copied {result.copied} rows of {rows}")
+    return {"seconds": seconds, "rows_per_s": rows / seconds}
 
 
 # -- 2. trigger overhead ---------------------------------------------------------------------
@@ -319,6 +335,12 @@ def report(results: dict) -> str:
         [[t["pair"], t["width"], t["changes"], t["seconds"], t["changes_per_s"], t["rows_per_s"],
           t["baseline"]["rows_per_s"], t["baseline"]["method"], t["ratio"], t["written"], t["write_ratio"]]
          for t in results["throughput"]],
+    ), table_text(
+        "1b. Initial load: the same final rows copied into an empty table (reflect with initial_load) against "
+        "the same baseline; ratio = baseline time / our time",
+        ["pair", "rows", "seconds", "rows/s", "baseline rows/s", "ratio"],
+        [[t["pair"], t["width"], t["initial_load"]["seconds"], t["initial_load"]["rows_per_s"],
+          t["baseline"]["rows_per_s"], t["initial_load"]["ratio"]] for t in results["throughput"]],
     ), table_text(
         "2. Trigger overhead: source writes/s with the channel installed / without (1.00 = no slowdown)",
         ["engine", "write", "rows", "without/s", "with/s", "ratio"],
