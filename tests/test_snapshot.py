@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import importlib
+import time
 
 import pytest
 import sqlalchemy as sa
@@ -94,6 +95,39 @@ def test_each_chunk_is_read_and_written_under_one_hold(source, destination, monk
     assert holds == [0, 1, 2, 3], "three chunks per hold, the last hold finds the end"
     assert writes == [0, 0, 0, 1, 1, 1, 2, 2, 2, 3]
     assert reads == [*writes, 3], "every chunk read in the hold it is written in, then the empty read"
+
+
+def test_a_read_that_fails_mid_copy_lets_the_write_in_flight_finish_inside_the_hold(databases, monkeypatch):
+    source, destination = databases.new("postgresql"), databases.new("postgresql")
+    seeded(source, 40)
+    lock, rows, apply = type(engine_module(source)).channel_lock, Drain.source_rows, Drain.apply
+    events = []
+
+    @contextlib.contextmanager
+    def recorded_hold(self, *args):
+        try:
+            with lock(self, *args):
+                yield
+        finally:
+            events.append("released")
+
+    def second_read_fails(self, *args):
+        if len([e for e in events if e == "read"]) == 1:
+            raise RuntimeError("source lost")
+        events.append("read")
+        return rows(self, *args)
+
+    def slow_write(self, *args):
+        time.sleep(0.3)  # still writing the first chunk when the second read fails
+        apply(self, *args)
+        events.append("written")
+
+    monkeypatch.setattr(type(engine_module(source)), "channel_lock", recorded_hold)
+    monkeypatch.setattr(Drain, "source_rows", second_read_fails)
+    monkeypatch.setattr(Drain, "apply", slow_write)
+    with pytest.raises(RuntimeError, match="source lost"):
+        snapshot(source, destination, "orders", "mirror", chunk_size=10, create_table=True)
+    assert events == ["read", "written", "released"], "no drain may take the lock before the write lands"
 
 
 def test_a_crashed_load_resumes_after_the_last_saved_chunk(source, databases, monkeypatch):

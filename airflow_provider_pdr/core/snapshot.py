@@ -229,30 +229,30 @@ def run_snapshot(source: Connection, destination: Connection, drain: Drain, *, r
             ) from error
 
     # The next chunk is read while the last one is written, both under the same hold: a hold
-    # ends only after every chunk it read is written, and each written chunk is saved at once.
+    # ends only after every chunk it read is written (the writer's thread ends inside it, even
+    # when a read fails meanwhile), and each written chunk is saved at once.
     per_hold = CHUNKS_PER_HOLD if hold else None
     hold = hold or contextlib.nullcontext
-    with writing_thread(drain) as writer:
-        while progress.phase == COPY and not out_of_time():
-            with hold():
-                rows, as_text = read(progress.last)
-                for held in itertools.count(1):
-                    if not rows:
-                        progress.phase, progress.last = (SWEEP if progress.resync else DONE), None
-                        progress.save(source)
-                        break
-                    writing = writer.submit(write, rows, as_text)
-                    last = tuple(rows[-1][:width])
-                    following = None if held == per_hold or out_of_time() else read(last)
-                    writing.result()
-                    progress.last = last
-                    progress.copied += len(rows)
-                    result.copied += len(rows)
-                    result.chunks += 1
+    while progress.phase == COPY and not out_of_time():
+        with hold(), writing_thread(drain) as writer:
+            rows, as_text = read(progress.last)
+            for held in itertools.count(1):
+                if not rows:
+                    progress.phase, progress.last = (SWEEP if progress.resync else DONE), None
                     progress.save(source)
-                    if following is None:
-                        break
-                    rows, as_text = following
+                    break
+                writing = writer.submit(write, rows, as_text)
+                last = tuple(rows[-1][:width])
+                following = None if held == per_hold or out_of_time() else read(last)
+                writing.result()
+                progress.last = last
+                progress.copied += len(rows)
+                result.copied += len(rows)
+                result.chunks += 1
+                progress.save(source)
+                if following is None:
+                    break
+                rows, as_text = following
 
     dest_keys = [drain.target.c[k] for k in drain.keys]
     to_source = value_converters(drain.source_table)
