@@ -34,9 +34,9 @@ PAIRS = [("postgresql", "mysql"), ("mysql", "postgresql"), ("postgresql", "postg
 # Firebird writes and reads a row per round trip (fdb): its pairs drain a smaller backlog.
 FIREBIRD_PAIRS = [("postgresql", "firebird"), ("firebird", "postgresql")]
 SIZES = {
-    "quick": {"changes": 2000, "firebird_changes": 2000, "single": 40, "blocks": 2, "chunks": 4,
+    "quick": {"changes": 2000, "firebird_changes": 2000, "repeats": 1, "single": 40, "blocks": 2, "chunks": 4,
               "latency_s": 1.0, "memory": (2_000, 20_000), "latency_pairs": PAIRS[2:], "airflow_runs": 1},
-    "full": {"changes": 200_000, "firebird_changes": 20_000, "single": 6000, "blocks": 20, "chunks": 60,
+    "full": {"changes": 200_000, "firebird_changes": 20_000, "repeats": 3, "single": 6000, "blocks": 20, "chunks": 60,
              "latency_s": 6.0, "memory": (100_000, 1_000_000), "latency_pairs": PAIRS, "airflow_runs": 5},
 }
 BATCH_SIZE = 5000
@@ -78,7 +78,7 @@ def throughput(dbs: Databases, source_kind: str, destination_kind: str, width: s
         # per second, against the baseline's rows/s: the cost per written row alone.
         "written": result.upserted + result.deleted,
         "write_ratio": (result.upserted + result.deleted) / seconds / base["rows_per_s"],
-        "initial_load": {**load, "ratio": base["seconds"] / load["seconds"]},
+        "initial_load": {**load, "ratio": base["seconds"] / load["seconds"], "baseline_rows_per_s": base["rows_per_s"]},
     }
 
 
@@ -93,6 +93,26 @@ def initial_load(source: sa.Engine, destination: sa.Engine, name: str, rows: int
     if result.copied != rows:
         raise RuntimeError(f"initial load of {name} copied {result.copied} rows of {rows}")
     return {"seconds": seconds, "rows_per_s": rows / seconds}
+
+
+def on_fresh_databases(measure, *args) -> dict:
+    """`measure(databases, *args)` on databases of its own, dropped right after."""
+    dbs = Databases()
+    try:
+        return measure(dbs, *args)
+    finally:
+        dbs.close()
+
+
+def median_run(runs: list[dict]) -> dict:
+    """The run with the median ratio, each run's ratio beside it, and the same for its initial
+    load: on a shared machine one run alone can be a fifth off either way."""
+    def middle(items: list[dict]) -> dict:
+        return sorted(items, key=lambda item: item["ratio"])[(len(items) - 1) // 2]
+
+    loads = [run["initial_load"] for run in runs]
+    return {**middle(runs), "ratios": [run["ratio"] for run in runs],
+            "initial_load": {**middle(loads), "ratios": [load["ratio"] for load in loads]}}
 
 
 # -- 2. trigger overhead ---------------------------------------------------------------------
@@ -326,21 +346,27 @@ def table_text(title: str, header: list[str], rows: list[list]) -> str:
     return "\n".join(lines)
 
 
+def spread(ratios: list[float]) -> str:
+    return f"{min(ratios):.2f}-{max(ratios):.2f}"
+
+
 def report(results: dict) -> str:
     parts = [table_text(
         "1. Apply throughput: draining a mixed backlog (60% inserts, 30% updates, 10% deletes); "
-        "ratio = baseline time / our time for the same final rows",
+        "ratio = baseline time / our time for the same final rows; the run with the median ratio of "
+        f"{results['repeats']}, and every run's range",
         ["pair", "rows", "changes", "seconds", "changes/s", "final rows/s", "baseline rows/s", "baseline", "ratio",
-         "rows written", "written/s ratio"],
+         "range", "rows written", "written/s ratio"],
         [[t["pair"], t["width"], t["changes"], t["seconds"], t["changes_per_s"], t["rows_per_s"],
-          t["baseline"]["rows_per_s"], t["baseline"]["method"], t["ratio"], t["written"], t["write_ratio"]]
+          t["baseline"]["rows_per_s"], t["baseline"]["method"], t["ratio"], spread(t["ratios"]), t["written"],
+          t["write_ratio"]]
          for t in results["throughput"]],
     ), table_text(
         "1b. Initial load: the same final rows copied into an empty table (reflect with initial_load) against "
         "the same baseline; ratio = baseline time / our time",
-        ["pair", "rows", "seconds", "rows/s", "baseline rows/s", "ratio"],
-        [[t["pair"], t["width"], t["initial_load"]["seconds"], t["initial_load"]["rows_per_s"],
-          t["baseline"]["rows_per_s"], t["initial_load"]["ratio"]] for t in results["throughput"]],
+        ["pair", "rows", "seconds", "rows/s", "baseline rows/s", "ratio", "range"],
+        [[t["pair"], t["width"], load["seconds"], load["rows_per_s"], load["baseline_rows_per_s"], load["ratio"],
+          spread(load["ratios"])] for t in results["throughput"] for load in [t["initial_load"]]],
     ), table_text(
         "2. Trigger overhead: source writes/s with the channel installed / without (1.00 = no slowdown)",
         ["engine", "write", "rows", "without/s", "with/s", "ratio"],
@@ -374,7 +400,7 @@ def main(argv: list[str] | None = None) -> int:
     parts = set(args.only or ["throughput", "triggers", "latency", "memory"])
     results = {"mode": mode, "started": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
                "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()},
-               "batch_size": BATCH_SIZE, "throughput": [], "triggers": [], "latency": [], "memory": []}
+               "batch_size": BATCH_SIZE, "repeats": size["repeats"], "throughput": [], "triggers": [], "latency": [], "memory": []}
     began = time.perf_counter()
     dbs = Databases()
     try:
@@ -388,7 +414,9 @@ def main(argv: list[str] | None = None) -> int:
             for pairs, changes in ((PAIRS, size["changes"]), (FIREBIRD_PAIRS, size["firebird_changes"])):
                 for source_kind, destination_kind in pairs:
                     for width in TABLES:
-                        results["throughput"].append(throughput(dbs, source_kind, destination_kind, width, changes))
+                        runs = [on_fresh_databases(throughput, source_kind, destination_kind, width, changes)
+                                for _ in range(size["repeats"])]
+                        results["throughput"].append(median_run(runs))
                         progress(results["throughput"][-1])
         if "triggers" in parts:
             for kind in ("postgresql", "mysql"):
