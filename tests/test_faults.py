@@ -14,6 +14,7 @@ import sqlalchemy as sa
 from airflow_provider_pdr.core import (
     ApplyError, ChannelBusyError, UnreachableError, install_channel, pending_changes, reflect,
 )
+from airflow_provider_pdr.core.engines import engine_module
 from airflow_provider_pdr.core.reflect import Drain
 from conftest import execute
 from core_tables import create, orders, table_rows, write
@@ -256,6 +257,31 @@ def test_a_second_run_fails_clearly_or_waits_and_the_lock_dies_with_its_process(
     assert results and results[0].changes == 10
     assert "for another run to finish draining this channel" in caplog.text
     assert table_rows(destination, "mirror") == table_rows(source, "orders")
+
+
+@pytest.mark.parametrize("engine", ["postgresql", "mysql"], indirect=True)
+def test_a_waiting_run_gets_the_lock_before_its_holder_takes_it_again(engine):
+    """A copy or a reconcile takes the lock again right after each hold: a drain waiting for it
+    still gets it at the next release (on PostgreSQL it waits in the server's queue, not polling)."""
+    module, stop, holds = engine_module(engine), threading.Event(), []
+
+    def copy_holding_again_and_again():
+        while not stop.is_set():
+            with module.channel_lock(engine, None, "orders", 30):
+                holds.append(None)
+                time.sleep(0.2)
+
+    copier = threading.Thread(target=copy_holding_again_and_again)
+    copier.start()
+    try:
+        while not holds:
+            time.sleep(0.01)
+        with module.channel_lock(engine, None, "orders", 3):  # ChannelBusyError if it never got in
+            taken = len(holds)
+    finally:
+        stop.set()
+        copier.join()
+    assert taken <= 3, "the waiting run was served at one of the first releases"
 
 
 @pytest.mark.parametrize("source,destination", [("postgresql", "mysql"), ("mysql", "postgresql")], indirect=True)

@@ -42,8 +42,6 @@ class CaptureTarget:
 class EngineModule:
     name: str = "generic"
     max_identifier_length: int = 63
-    # How long a lock wait may block in one call before we check the deadline again.
-    lock_poll_seconds: float = 1.0
     # Values one statement may bind in an IN list: the portable limit of core/keys.py unless the
     # engine takes more.
     max_parameters: int = MAX_PARAMETERS

@@ -33,7 +33,7 @@ LOCK_CONFLICT_GDSCODES = {335544345, 335544336, 335544878}  # lock_conflict, dea
 class FirebirdEngine(EngineModule):
     name = "firebird"
     max_identifier_length = 31
-    lock_poll_seconds = 0.2
+    lock_poll_seconds = 0.2  # a NOWAIT lock: how long to wait before asking again
 
     def quote(self, name: str) -> str:
         # Quote exactly as the dialect's own DDL does, or "orders" created by SQLAlchemy (stored

@@ -8,7 +8,6 @@ import datetime as dt
 import decimal
 import importlib
 import io
-import time
 import uuid
 from collections.abc import Sequence
 
@@ -21,6 +20,14 @@ from airflow_provider_pdr.core.engines.base import (
     CaptureTarget, EngineModule, SourceTable, bind_processors, declared_alike, driver_cursor, driver_rows,
     on_conflict_upsert, release,
 )
+
+LOCK_NOT_AVAILABLE = "55P03"  # SQLSTATE of a lock wait that ran past lock_timeout
+
+
+def sqlstate(error) -> str | None:
+    """The SQLSTATE of a driver error: psycopg2 names it pgcode, psycopg 3 sqlstate."""
+    return getattr(error, "sqlstate", None) or getattr(error, "pgcode", None)
+
 
 # One trigger per event: transition tables may not be shared by multi-event triggers.
 EVENTS = {
@@ -264,13 +271,17 @@ class PostgresEngine(EngineModule):
     def channel_lock(self, engine, schema, channel, timeout):
         key = names.lock_key("pdr", schema or "", channel)
         with engine.connect() as conn:
-            deadline = time.monotonic() + timeout
-            while not conn.execute(sa.select(sa.func.pg_try_advisory_lock(key))).scalar():
+            # Waiting in the server's queue, not polling: when the holder lets go, the lock goes
+            # to this run before the holder can take it again (a copy takes it again at once).
+            conn.execute(sa.select(sa.func.set_config("lock_timeout", f"{max(1, round(timeout * 1000))}ms", True)))
+            try:
+                conn.execute(sa.select(sa.func.pg_advisory_lock(key)))
+            except sa.exc.OperationalError as error:
                 conn.rollback()
-                if time.monotonic() >= deadline:
-                    raise self.busy(channel, timeout)
-                time.sleep(min(self.lock_poll_seconds, max(0.05, deadline - time.monotonic())))
-            conn.commit()
+                if sqlstate(error.orig) != LOCK_NOT_AVAILABLE:
+                    raise
+                raise self.busy(channel, timeout) from None
+            conn.commit()  # the advisory lock stays with the session, lock_timeout goes back
             try:
                 yield
             finally:
