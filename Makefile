@@ -11,8 +11,9 @@ setup:
 lock:
 	.venv/bin/uv pip freeze --python .venv/bin/python --exclude-editable > constraints.txt
 
-# Throughput, trigger overhead, latency and memory against the local databases (~5 min);
-# results JSON in bench/results/. bench-quick runs tiny sizes in seconds.
+# Throughput (each case three times), initial loads, trigger overhead, latency and memory
+# against the local databases (~13 min); results JSON in bench/results/. bench-quick runs
+# tiny sizes in seconds.
 bench:
 	.venv/bin/python -m bench
 
