@@ -259,10 +259,12 @@ def test_a_second_run_fails_clearly_or_waits_and_the_lock_dies_with_its_process(
     assert table_rows(destination, "mirror") == table_rows(source, "orders")
 
 
-@pytest.mark.parametrize("engine", ["postgresql", "mysql"], indirect=True)
+@pytest.mark.parametrize("engine", ["postgresql", "mysql", "firebird"], indirect=True)
 def test_a_waiting_run_gets_the_lock_before_its_holder_takes_it_again(engine):
     """A copy or a reconcile takes the lock again right after each hold: a drain waiting for it
-    still gets it at the next release (on PostgreSQL it waits in the server's queue, not polling)."""
+    still gets it at the next release (it waits in the server's queue, not polling)."""
+    orders(engine)
+    install_channel(engine, "orders", "orders")  # Firebird locks the channel's registry row
     module, stop, holds = engine_module(engine), threading.Event(), []
 
     def copy_holding_again_and_again():

@@ -288,7 +288,9 @@ def test_the_channel_lock_excludes_a_second_drain_and_dies_with_its_connection(d
     module = engine_module(source)
     with module.channel_lock(source, None, "orders", timeout=1):
         with pytest.raises(ChannelBusyError, match="channel 'orders' is being drained"):
-            core.mirror(source, destination, lock_timeout=0.5)
+            core.mirror(source, destination, lock_timeout=0.5)  # asked again under a second
+        with pytest.raises(ChannelBusyError, match="not free after 1s"):
+            core.mirror(source, destination, lock_timeout=1)  # waited for in the server's queue
         assert pending_changes(source, "orders").count == 1
     assert core.mirror(source, destination).upserted == 1
 

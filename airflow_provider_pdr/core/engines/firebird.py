@@ -10,6 +10,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import math
+import struct
 import time
 from collections.abc import Sequence
 
@@ -26,6 +28,11 @@ MAX_VARCHAR_UTF8 = 8191  # 32765 bytes at up to 4 bytes a character
 INLINE_BYTES = 32000
 # read committed, no wait: a lock conflict is reported at once instead of queued
 NOWAIT_TPB = bytes([3, 9, 7, 15, 17])  # isc_tpb_ version3, write, nowait, read_committed, rec_version
+
+
+def waiting_tpb(seconds: int) -> bytes:
+    """isc_tpb_ version3, write, wait, read_committed, rec_version, lock_timeout (4 bytes LE)."""
+    return bytes([3, 9, 6, 15, 17, 21, 4]) + struct.pack("<I", seconds)
 OCTETS_SQL = "VARCHAR(8191) CHARACTER SET OCTETS"  # bytes; index keys are far shorter
 LOCK_CONFLICT_GDSCODES = {335544345, 335544336, 335544878}  # lock_conflict, deadlock, update_conflict
 
@@ -33,7 +40,7 @@ LOCK_CONFLICT_GDSCODES = {335544345, 335544336, 335544878}  # lock_conflict, dea
 class FirebirdEngine(EngineModule):
     name = "firebird"
     max_identifier_length = 31
-    lock_poll_seconds = 0.2  # a NOWAIT lock: how long to wait before asking again
+    lock_poll_seconds = 0.2  # under a second, a NOWAIT lock asked again at this pace
 
     def quote(self, name: str) -> str:
         # Quote exactly as the dialect's own DDL does, or "orders" created by SQLAlchemy (stored
@@ -138,13 +145,16 @@ class FirebirdEngine(EngineModule):
     @contextlib.contextmanager
     def channel_lock(self, engine, schema, channel, timeout):
         """An open transaction holding the channel's registry row WITH LOCK; the server ends
-        the transaction, and with it the lock, when the connection dies."""
+        the transaction, and with it the lock, when the connection dies. A wait of a second or
+        more waits in the server's queue (whole seconds), so it is served at the next release
+        even when the holder takes the lock again at once; a shorter one asks again."""
         registry = sa.table(names.REGISTRY_TABLE, sa.column("channel"))
         compiled = sa.select(registry.c.channel).where(registry.c.channel == channel) \
             .with_for_update().compile(dialect=engine.dialect)
         params = [compiled.params[name] for name in compiled.positiontup]
         raw = engine.raw_connection()
-        transaction = raw.driver_connection.trans(default_tpb=NOWAIT_TPB)
+        tpb = waiting_tpb(math.ceil(timeout)) if timeout >= 1 else NOWAIT_TPB
+        transaction = raw.driver_connection.trans(default_tpb=tpb)
         cursor = Cursor(transaction.cursor())  # drops its statement on close
         try:
             deadline = time.monotonic() + timeout
