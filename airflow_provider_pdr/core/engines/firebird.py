@@ -28,13 +28,13 @@ MAX_VARCHAR_UTF8 = 8191  # 32765 bytes at up to 4 bytes a character
 INLINE_BYTES = 32000
 # read committed, no wait: a lock conflict is reported at once instead of queued
 NOWAIT_TPB = bytes([3, 9, 7, 15, 17])  # isc_tpb_ version3, write, nowait, read_committed, rec_version
+OCTETS_SQL = "VARCHAR(8191) CHARACTER SET OCTETS"  # bytes; index keys are far shorter
+LOCK_CONFLICT_GDSCODES = {335544345, 335544336, 335544878}  # lock_conflict, deadlock, update_conflict
 
 
 def waiting_tpb(seconds: int) -> bytes:
     """isc_tpb_ version3, write, wait, read_committed, rec_version, lock_timeout (4 bytes LE)."""
     return bytes([3, 9, 6, 15, 17, 21, 4]) + struct.pack("<I", seconds)
-OCTETS_SQL = "VARCHAR(8191) CHARACTER SET OCTETS"  # bytes; index keys are far shorter
-LOCK_CONFLICT_GDSCODES = {335544345, 335544336, 335544878}  # lock_conflict, deadlock, update_conflict
 
 
 class FirebirdEngine(EngineModule):
@@ -153,12 +153,13 @@ class FirebirdEngine(EngineModule):
             .with_for_update().compile(dialect=engine.dialect)
         params = [compiled.params[name] for name in compiled.positiontup]
         raw = engine.raw_connection()
-        tpb = waiting_tpb(math.ceil(timeout)) if timeout >= 1 else NOWAIT_TPB
-        transaction = raw.driver_connection.trans(default_tpb=tpb)
+        transaction = raw.driver_connection.trans(default_tpb=NOWAIT_TPB)
         cursor = Cursor(transaction.cursor())  # drops its statement on close
         try:
             deadline = time.monotonic() + timeout
             while True:
+                left = deadline - time.monotonic()
+                transaction.begin(waiting_tpb(math.ceil(left)) if left >= 1 else NOWAIT_TPB)
                 try:
                     cursor.execute(compiled.string, params)
                     cursor.fetchall()
