@@ -16,6 +16,9 @@ from airflow_provider_pdr.core.snapshot import PROGRESS_TABLE, Progress, is_load
 from conftest import execute
 from core_tables import create, orders, table_rows, write
 
+# The module, not the function core exports under its name.
+snapshot_module = importlib.import_module("airflow_provider_pdr.core.snapshot")
+
 
 def seeded(source, count=23):
     table = orders(source)
@@ -65,7 +68,7 @@ def test_each_chunk_is_read_and_written_under_one_hold(source, destination, monk
     """A chunk read while the one before is written is written under the same hold of the lock:
     no drain can apply and acknowledge a newer state between its read and its write."""
     seeded(source, 40)
-    monkeypatch.setattr(importlib.import_module("airflow_provider_pdr.core.snapshot"), "CHUNKS_PER_HOLD", 3)
+    monkeypatch.setattr(snapshot_module, "CHUNKS_PER_HOLD", 3)
     lock, rows, apply = type(engine_module(source)).channel_lock, Drain.source_rows, Drain.apply
     holds, reads, writes = [], [], []  # the hold each read and each write ran in (None: outside)
     current = [None]
@@ -286,8 +289,7 @@ def test_drains_run_between_holds_of_a_copy(databases, monkeypatch):
     """The lock is held for a few chunks at a time: a reflect started during a long copy is not blocked by it."""
     source, destination = databases.new("postgresql"), databases.new("mysql")
     table = seeded(source, 30)
-    # The module, not the function core exports under its name.
-    monkeypatch.setattr(importlib.import_module("airflow_provider_pdr.core.snapshot"), "CHUNKS_PER_HOLD", 2)
+    monkeypatch.setattr(snapshot_module, "CHUNKS_PER_HOLD", 2)
     lock = type(engine_module(source)).channel_lock
     reflected = []
 
