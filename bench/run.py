@@ -20,12 +20,13 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import sqlalchemy as sa
 
 from airflow_provider_pdr.core import install_channel, pending_changes, reflect
-from bench import baselines
+from bench import baselines, verdict
 from bench.databases import LABELS, Databases
 from bench.workload import TABLES, analyze, narrow, write_backlog
 
@@ -346,45 +347,56 @@ def table_text(title: str, header: list[str], rows: list[list]) -> str:
     return "\n".join(lines)
 
 
-def spread(ratios: list[float]) -> str:
-    return f"{min(ratios):.2f}-{max(ratios):.2f}"
+def verdict_columns(results: dict) -> tuple[list[str], Callable[[dict], list[str]]]:
+    """The columns every table ends with: the figure's target and whether it was met; with an
+    earlier run to compare, that run's ratio (or range) and whether this one moved from it."""
+    compared = "compared_with" in results
+
+    def cells(row: dict) -> list[str]:
+        goal = f"{row['target']} {'met' if row['met'] else 'MISSED'}" if "target" in row else ""
+        earlier = row.get("previous", "") + (f" ({row['moved']})" if "moved" in row else "")
+        return [goal, earlier] if compared else [goal]
+
+    return ["target"] + (["previous"] if compared else []), cells
 
 
 def report(results: dict) -> str:
+    extra, judged = verdict_columns(results)
     parts = [table_text(
         "1. Apply throughput: draining a mixed backlog (60% inserts, 30% updates, 10% deletes); "
         "ratio = baseline time / our time for the same final rows; the run with the median ratio of "
         f"{results['repeats']}, and every run's range",
         ["pair", "rows", "changes", "seconds", "changes/s", "final rows/s", "baseline rows/s", "baseline", "ratio",
-         "range", "rows written", "written/s ratio"],
+         "range", "rows written", "written/s ratio", *extra],
         [[t["pair"], t["width"], t["changes"], t["seconds"], t["changes_per_s"], t["rows_per_s"],
-          t["baseline"]["rows_per_s"], t["baseline"]["method"], t["ratio"], spread(t["ratios"]), t["written"],
-          t["write_ratio"]]
+          t["baseline"]["rows_per_s"], t["baseline"]["method"], t["ratio"], verdict.spread(t["ratios"]), t["written"],
+          t["write_ratio"], *judged(t)]
          for t in results["throughput"]],
     ), table_text(
         "1b. Initial load: the same final rows copied into an empty table (reflect with initial_load) against "
         "the same baseline; ratio = baseline time / our time",
-        ["pair", "rows", "seconds", "rows/s", "baseline rows/s", "ratio", "range"],
+        ["pair", "rows", "seconds", "rows/s", "baseline rows/s", "ratio", "range", *extra],
         [[t["pair"], t["width"], load["seconds"], load["rows_per_s"], load["baseline_rows_per_s"], load["ratio"],
-          spread(load["ratios"])] for t in results["throughput"] for load in [t["initial_load"]]],
+          verdict.spread(load["ratios"]), *judged(load)] for t in results["throughput"] for load in [t["initial_load"]]],
     ), table_text(
         "2. Trigger overhead: source writes/s with the channel installed / without (1.00 = no slowdown)",
-        ["engine", "write", "rows", "without/s", "with/s", "ratio"],
-        [[t["engine"], t["op"], t["rows"], t["without_per_s"], t["with_per_s"], t["ratio"]] for t in results["triggers"]],
+        ["engine", "write", "rows", "without/s", "with/s", "ratio", *extra],
+        [[t["engine"], t["op"], t["rows"], t["without_per_s"], t["with_per_s"], t["ratio"], *judged(t)]
+         for t in results["triggers"]],
     ), table_text(
         "3. Latency: source commit -> visible in the destination, core loop (pending check + reflect) and whole "
         "Airflow DAG runs (install, deferred sensor, reflect task), against a hand-written loop copying new rows "
         "every poll interval; ratio = baseline p50 / our p50",
-        ["pair", "rows", "poll s", "p50 ms", "p99 ms", "max ms", "baseline p50 ms", "baseline p99 ms", "ratio"],
+        ["pair", "rows", "poll s", "p50 ms", "p99 ms", "max ms", "baseline p50 ms", "baseline p99 ms", "ratio", *extra],
         [[t["pair"], t["rows"], t["poll_s"], t["p50_ms"], t["p99_ms"], t["max_ms"], t["baseline_p50_ms"],
-          t["baseline_p99_ms"], t["ratio"]] for t in results["latency"]],
+          t["baseline_p99_ms"], t["ratio"], *judged(t)] for t in results["latency"]],
     ), table_text(
         "4. Memory: peak RSS of a process draining the backlog (ratio = large / small)",
-        ["engine", "changes", "seconds", "RSS after imports MB", "peak RSS MB", "ru_maxrss MB", "ratio"],
+        ["engine", "changes", "seconds", "RSS after imports MB", "peak RSS MB", "ru_maxrss MB", "ratio", *extra],
         [[t["engine"], t["changes"], t["seconds"], t["start_kb"] / 1024, t["peak_kb"] / 1024, t["ru_maxrss_kb"] / 1024,
-          t["ratio"]]
+          t["ratio"], *judged(t)]
          for t in results["memory"]],
-    )]
+    ), verdict.summary(results)]
     return "\n\n".join(parts)
 
 
@@ -394,7 +406,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", choices=["throughput", "triggers", "latency", "memory"], action="append",
                         help="run only these parts (repeatable)")
     parser.add_argument("--output", type=Path, help="results JSON (default bench/results/<time>.json)")
+    parser.add_argument("--compare", type=Path, metavar="RESULTS_JSON",
+                        help="an earlier run's results: each figure shows its earlier ratio, and the report "
+                             "lists those that moved beyond run-to-run noise")
     args = parser.parse_args(argv)
+    earlier = read_results(args.compare) if args.compare else None
     mode = "quick" if args.quick else "full"
     size = SIZES[mode]
     parts = set(args.only or ["throughput", "triggers", "latency", "memory"])
@@ -432,6 +448,9 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         dbs.close()
     results["seconds"] = time.perf_counter() - began
+    verdict.judge(results)
+    if earlier is not None:
+        verdict.compare(results, earlier, args.compare)
     print(report(results))
     print(f"\n{mode} run in {results['seconds']:.0f}s on {os.cpu_count()} CPUs")
     output = args.output or RESULTS / f"{results['started'].replace(':', '')}-{mode}.json"
@@ -439,6 +458,17 @@ def main(argv: list[str] | None = None) -> int:
     output.write_text(json.dumps(results, indent=2, default=str))
     print(f"results: {output}")
     return 0
+
+
+def read_results(path: Path) -> dict:
+    """An earlier run's results JSON, read before this run starts: a wrong path fails at once."""
+    try:
+        results = json.loads(path.read_text())
+    except (OSError, ValueError) as error:
+        raise SystemExit(f"--compare {path}: not a results file of this benchmark ({error})") from None
+    if not isinstance(results, dict) or "throughput" not in results:
+        raise SystemExit(f"--compare {path}: not a results file of this benchmark (no 'throughput' key)")
+    return results
 
 
 def progress(item) -> None:

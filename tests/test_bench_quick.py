@@ -10,6 +10,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from bench import verdict
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -33,3 +35,47 @@ def test_quick_benchmark_runs_and_writes_every_figure(tmp_path):
     assert [m["changes"] for m in results["memory"]] == [2_000, 20_000]
     assert all(m["peak_kb"] > 0 for m in results["memory"])
     assert "1. Apply throughput" in run.stdout and "1b. Initial load" in run.stdout and "4. Memory" in run.stdout
+    # Every figure with a target says whether it met it (the quick sizes decide nothing).
+    assert all(t["target"] == ">= 0.50" and isinstance(t["met"], bool) for t in results["throughput"])
+    assert {t["target"] for t in results["triggers"] if t["op"].endswith(" 1 row")} == {">= 0.75"}
+    assert results["memory"][1]["target"] == "<= 1.10" and "target" not in results["memory"][0]
+    assert "Targets: " in run.stdout and "quick mode" in run.stdout
+
+
+def test_an_earlier_run_is_compared_figure_by_figure(tmp_path):
+    earlier, output = tmp_path / "earlier.json", tmp_path / "results.json"
+    # An earlier run whose large backlog took half the memory of its small one: any real run is worse.
+    earlier.write_text(json.dumps({"mode": "full", "started": "2026-01-01T00:00:00+00:00", "throughput": [],
+                                   "memory": [{"engine": "PostgreSQL", "changes": 2_000, "ratio": 1.0},
+                                              {"engine": "PostgreSQL", "changes": 20_000, "ratio": 0.5}]}))
+    run = subprocess.run([sys.executable, "-m", "bench", "--quick", "--only", "memory", "--compare", str(earlier),
+                          "--output", str(output)], cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stderr[-3000:]
+    large = json.loads(output.read_text())["memory"][1]
+    assert (large["previous"], large["moved"]) == ("0.50", "worse")
+    assert f"Against {earlier} (full run of 2026-01-01T00:00:00+00:00): 1 figures moved" in run.stdout
+    assert "worse: memory, PostgreSQL, 20,000 changes" in run.stdout
+
+
+def test_a_figure_measured_several_times_moves_only_when_its_ranges_part():
+    def run(ratios):
+        load = {"ratio": sorted(ratios)[1], "ratios": ratios}
+        return {"mode": "full", "started": "then", "throughput": [
+            {"pair": "A -> B", "width": "narrow", "ratio": sorted(ratios)[1], "ratios": ratios, "initial_load": load}]}
+
+    for now, then, moved in [([0.50, 0.55, 0.60], [0.45, 0.52, 0.58], None),  # ranges overlap: noise
+                             ([0.61, 0.65, 0.70], [0.45, 0.52, 0.60], "better"),
+                             ([0.30, 0.35, 0.44], [0.45, 0.52, 0.60], "worse")]:
+        results = run(now)
+        verdict.compare(results, run(then), Path("earlier.json"))
+        row = results["throughput"][0]
+        assert row.get("moved") == moved == row["initial_load"].get("moved"), (now, then)
+        assert row["previous"] == verdict.spread(then)
+
+
+def test_a_wrong_earlier_results_file_stops_the_run_before_it_starts(tmp_path):
+    missing = tmp_path / "nothing.json"
+    run = subprocess.run([sys.executable, "-m", "bench", "--quick", "--compare", str(missing)],
+                         cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert run.returncode != 0
+    assert f"--compare {missing}: not a results file of this benchmark" in run.stderr
