@@ -406,12 +406,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", choices=["throughput", "triggers", "latency", "memory"], action="append",
                         help="run only these parts (repeatable)")
     parser.add_argument("--output", type=Path, help="results JSON (default bench/results/<time>.json)")
-    parser.add_argument("--compare", type=Path, metavar="RESULTS_JSON",
-                        help="an earlier run's results: each figure shows its earlier ratio, and the report "
-                             "lists those that moved beyond run-to-run noise")
+    parser.add_argument("--compare", metavar="RESULTS_JSON",
+                        help="an earlier run's results, or 'last' for the newest run of the same mode in "
+                             "bench/results: each figure shows its earlier ratio, and the report lists those "
+                             "that moved beyond run-to-run noise")
     args = parser.parse_args(argv)
-    earlier = read_results(args.compare) if args.compare else None
     mode = "quick" if args.quick else "full"
+    if args.compare == "last":
+        earlier_file = latest_results(mode)
+        if earlier_file is None:
+            print(f"no earlier {mode} run in {RESULTS} to compare with", file=sys.stderr)
+    else:
+        earlier_file = Path(args.compare) if args.compare else None
+    earlier = read_results(earlier_file) if earlier_file else None
     size = SIZES[mode]
     parts = set(args.only or ["throughput", "triggers", "latency", "memory"])
     results = {"mode": mode, "started": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
@@ -450,7 +457,7 @@ def main(argv: list[str] | None = None) -> int:
     results["seconds"] = time.perf_counter() - began
     verdict.judge(results)
     if earlier is not None:
-        verdict.compare(results, earlier, args.compare)
+        verdict.compare(results, earlier, earlier_file)
     print(report(results))
     print(f"\n{mode} run in {results['seconds']:.0f}s on {os.cpu_count()} CPUs")
     output = args.output or RESULTS / f"{results['started'].replace(':', '')}-{mode}.json"
@@ -458,6 +465,12 @@ def main(argv: list[str] | None = None) -> int:
     output.write_text(json.dumps(results, indent=2, default=str))
     print(f"results: {output}")
     return 0
+
+
+def latest_results(mode: str) -> Path | None:
+    """The newest results of a `mode` run in bench/results (their names begin with the start time)."""
+    runs = sorted(RESULTS.glob(f"*-{mode}.json"))
+    return runs[-1] if runs else None
 
 
 def read_results(path: Path) -> dict:

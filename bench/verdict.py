@@ -21,7 +21,8 @@ def figures(results: dict) -> Iterator[tuple[str, dict]]:
     """(name, row) of every ratio in the results; the name is the same in every run."""
     for row in results.get("throughput", []):
         yield f"apply throughput, {row['pair']}, {row['width']}", row
-        yield f"initial load, {row['pair']}, {row['width']}", row["initial_load"]
+        if "initial_load" in row:  # results of earlier releases may lack it
+            yield f"initial load, {row['pair']}, {row['width']}", row["initial_load"]
     for row in results.get("triggers", []):
         yield f"trigger overhead, {row['engine']}, {row['op']}", row
     for row in results.get("latency", []):
@@ -90,6 +91,6 @@ def summary(results: dict) -> str:
     if compared:
         moved = [(name, row) for name, row in figures(results) if "moved" in row]
         lines.append(f"Against {compared['file']} ({compared['mode']} run of {compared['started']}): "
-                     f"{len(moved)} figures moved beyond run-to-run noise")
+                     f"{len(moved)} figure{'' if len(moved) == 1 else 's'} moved beyond run-to-run noise")
         lines += [f"  {row['moved']}: {name}: {row['ratio']:.2f}, was {row['previous']}" for name, row in moved]
     return "\n".join(lines)

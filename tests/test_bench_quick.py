@@ -53,7 +53,7 @@ def test_an_earlier_run_is_compared_figure_by_figure(tmp_path):
     assert run.returncode == 0, run.stderr[-3000:]
     large = json.loads(output.read_text())["memory"][1]
     assert (large["previous"], large["moved"]) == ("0.50", "worse")
-    assert f"Against {earlier} (full run of 2026-01-01T00:00:00+00:00): 1 figures moved" in run.stdout
+    assert f"Against {earlier} (full run of 2026-01-01T00:00:00+00:00): 1 figure moved beyond" in run.stdout
     assert "worse: memory, PostgreSQL, 20,000 changes" in run.stdout
 
 
@@ -79,3 +79,15 @@ def test_a_wrong_earlier_results_file_stops_the_run_before_it_starts(tmp_path):
                          cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert run.returncode != 0
     assert f"--compare {missing}: not a results file of this benchmark" in run.stderr
+
+
+def test_the_last_run_to_compare_with_is_the_newest_of_the_same_mode(tmp_path, monkeypatch):
+    from bench import run
+
+    monkeypatch.setattr(run, "RESULTS", tmp_path)
+    assert run.latest_results("full") is None
+    for name in ("2026-01-01T000000+0000-full.json", "2026-02-01T000000+0000-full.json",
+                 "2026-03-01T000000+0000-quick.json"):
+        (tmp_path / name).write_text("{}")
+    assert run.latest_results("full").name == "2026-02-01T000000+0000-full.json"
+    assert run.latest_results("quick").name == "2026-03-01T000000+0000-quick.json"
