@@ -405,6 +405,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="tiny sizes: proves the benchmark works, in seconds")
     parser.add_argument("--only", choices=["throughput", "triggers", "latency", "memory"], action="append",
                         help="run only these parts (repeatable)")
+    parser.add_argument("--pair", type=pair, action="append", metavar="SOURCE:DESTINATION",
+                        help=f"only these pairs for throughput and latency (repeatable), e.g. psycopg:psycopg; "
+                             f"each side one of {', '.join(LABELS)}")
+    parser.add_argument("--width", choices=list(TABLES), action="append",
+                        help="only these tables for throughput (repeatable)")
     parser.add_argument("--output", type=Path, help="results JSON (default bench/results/<time>.json)")
     parser.add_argument("--compare", metavar="RESULTS_JSON",
                         help="an earlier run's results, or 'last' for the newest run of the same mode in "
@@ -434,24 +439,27 @@ def main(argv: list[str] | None = None) -> int:
             results["memory"] += [small, large]
             progress(results["memory"])
         if "throughput" in parts:
-            for pairs, changes in ((PAIRS, size["changes"]), (FIREBIRD_PAIRS, size["firebird_changes"])):
-                for source_kind, destination_kind in pairs:
-                    for width in TABLES:
-                        runs = [on_fresh_databases(throughput, source_kind, destination_kind, width, changes)
-                                for _ in range(size["repeats"])]
-                        results["throughput"].append(median_run(runs))
-                        progress(results["throughput"][-1])
+            for source_kind, destination_kind in args.pair or PAIRS + FIREBIRD_PAIRS:
+                firebird = "firebird" in (source_kind, destination_kind)
+                changes = size["firebird_changes" if firebird else "changes"]
+                for width in args.width or TABLES:
+                    runs = [on_fresh_databases(throughput, source_kind, destination_kind, width, changes)
+                            for _ in range(size["repeats"])]
+                    results["throughput"].append(median_run(runs))
+                    progress(results["throughput"][-1])
         if "triggers" in parts:
             for kind in ("postgresql", "mysql"):
                 results["triggers"] += trigger_overhead(dbs, kind, size["single"], size["blocks"], size["chunks"])
                 progress(results["triggers"][-6:])
         if "latency" in parts:
-            for source_kind, destination_kind in size["latency_pairs"]:
+            for source_kind, destination_kind in args.pair or size["latency_pairs"]:
                 results["latency"].append(latency(dbs, source_kind, destination_kind, size["latency_s"]))
                 progress(results["latency"][-1])
-            loop = next(t for t in results["latency"] if t["pair"] == label("postgresql", "postgresql"))
-            results["latency"].append(airflow_latency(dbs, size["airflow_runs"], loop))
-            progress(results["latency"][-1])
+            # Through Airflow: PostgreSQL -> PostgreSQL, against that pair's hand-written loop.
+            loop = next((t for t in results["latency"] if t["pair"] == label("postgresql", "postgresql")), None)
+            if loop is not None:
+                results["latency"].append(airflow_latency(dbs, size["airflow_runs"], loop))
+                progress(results["latency"][-1])
     finally:
         dbs.close()
     results["seconds"] = time.perf_counter() - began
@@ -465,6 +473,14 @@ def main(argv: list[str] | None = None) -> int:
     output.write_text(json.dumps(results, indent=2, default=str))
     print(f"results: {output}")
     return 0
+
+
+def pair(text: str) -> tuple[str, str]:
+    """A --pair argument: SOURCE:DESTINATION, each a kind of database the benchmark knows."""
+    source, _, destination = text.partition(":")
+    if source not in LABELS or destination not in LABELS:
+        raise argparse.ArgumentTypeError(f"{text!r}: give SOURCE:DESTINATION, each one of {', '.join(LABELS)}")
+    return source, destination
 
 
 def latest_results(mode: str) -> Path | None:

@@ -91,3 +91,19 @@ def test_the_last_run_to_compare_with_is_the_newest_of_the_same_mode(tmp_path, m
         (tmp_path / name).write_text("{}")
     assert run.latest_results("full").name == "2026-02-01T000000+0000-full.json"
     assert run.latest_results("quick").name == "2026-03-01T000000+0000-quick.json"
+
+
+def test_a_run_can_be_narrowed_to_some_pairs_and_tables(tmp_path):
+    output = tmp_path / "results.json"
+    run = subprocess.run([sys.executable, "-m", "bench", "--quick", "--only", "throughput", "--only", "latency",
+                          "--pair", "sqlite:sqlite", "--width", "narrow", "--output", str(output)],
+                         cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stderr[-3000:]
+    results = json.loads(output.read_text())
+    assert [(t["pair"], t["width"]) for t in results["throughput"]] == [("SQLite -> SQLite", "narrow")]
+    assert [t["pair"] for t in results["latency"]] == ["SQLite -> SQLite"]  # no Airflow runs without PostgreSQL
+
+    wrong = subprocess.run([sys.executable, "-m", "bench", "--pair", "sqlite:oracle"],
+                           cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert wrong.returncode == 2
+    assert "'sqlite:oracle': give SOURCE:DESTINATION, each one of postgresql, psycopg, mysql, sqlite" in wrong.stderr
