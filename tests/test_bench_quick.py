@@ -15,10 +15,15 @@ from bench import verdict
 ROOT = Path(__file__).resolve().parent.parent
 
 
+def bench(*args: str, timeout: int = 600) -> subprocess.CompletedProcess:
+    """`python -m bench` with these arguments, exactly as `make bench` starts it."""
+    return subprocess.run([sys.executable, "-m", "bench", *args], cwd=ROOT, capture_output=True, text=True,
+                          timeout=timeout)
+
+
 def test_quick_benchmark_runs_and_writes_every_figure(tmp_path):
     output = tmp_path / "results.json"
-    run = subprocess.run([sys.executable, "-m", "bench", "--quick", "--output", str(output)],
-                         cwd=ROOT, capture_output=True, text=True, timeout=600)
+    run = bench("--quick", "--output", str(output))
     assert run.returncode == 0, run.stderr[-3000:]
     results = json.loads(output.read_text())
     assert {(t["pair"], t["width"]) for t in results["throughput"]} == {
@@ -48,8 +53,7 @@ def test_an_earlier_run_is_compared_figure_by_figure(tmp_path):
     earlier.write_text(json.dumps({"mode": "full", "started": "2026-01-01T00:00:00+00:00", "throughput": [],
                                    "memory": [{"engine": "PostgreSQL", "changes": 2_000, "ratio": 1.0},
                                               {"engine": "PostgreSQL", "changes": 20_000, "ratio": 0.5}]}))
-    run = subprocess.run([sys.executable, "-m", "bench", "--quick", "--only", "memory", "--compare", str(earlier),
-                          "--output", str(output)], cwd=ROOT, capture_output=True, text=True, timeout=600)
+    run = bench("--quick", "--only", "memory", "--compare", str(earlier), "--output", str(output))
     assert run.returncode == 0, run.stderr[-3000:]
     large = json.loads(output.read_text())["memory"][1]
     assert (large["previous"], large["moved"]) == ("0.50", "worse")
@@ -75,8 +79,7 @@ def test_a_figure_measured_several_times_moves_only_when_its_ranges_part():
 
 def test_a_wrong_earlier_results_file_stops_the_run_before_it_starts(tmp_path):
     missing = tmp_path / "nothing.json"
-    run = subprocess.run([sys.executable, "-m", "bench", "--quick", "--compare", str(missing)],
-                         cwd=ROOT, capture_output=True, text=True, timeout=60)
+    run = bench("--quick", "--compare", str(missing), timeout=60)
     assert run.returncode != 0
     assert f"--compare {missing}: not a results file of this benchmark" in run.stderr
 
@@ -95,15 +98,13 @@ def test_the_last_run_to_compare_with_is_the_newest_of_the_same_mode(tmp_path, m
 
 def test_a_run_can_be_narrowed_to_some_pairs_and_tables(tmp_path):
     output = tmp_path / "results.json"
-    run = subprocess.run([sys.executable, "-m", "bench", "--quick", "--only", "throughput", "--only", "latency",
-                          "--pair", "sqlite:sqlite", "--width", "narrow", "--output", str(output)],
-                         cwd=ROOT, capture_output=True, text=True, timeout=600)
+    run = bench("--quick", "--only", "throughput", "--only", "latency", "--pair", "sqlite:sqlite",
+                "--width", "narrow", "--output", str(output))
     assert run.returncode == 0, run.stderr[-3000:]
     results = json.loads(output.read_text())
     assert [(t["pair"], t["width"]) for t in results["throughput"]] == [("SQLite -> SQLite", "narrow")]
     assert [t["pair"] for t in results["latency"]] == ["SQLite -> SQLite"]  # no Airflow runs without PostgreSQL
 
-    wrong = subprocess.run([sys.executable, "-m", "bench", "--pair", "sqlite:oracle"],
-                           cwd=ROOT, capture_output=True, text=True, timeout=60)
+    wrong = bench("--pair", "sqlite:oracle", timeout=60)
     assert wrong.returncode == 2
     assert "'sqlite:oracle': give SOURCE:DESTINATION, each one of postgresql, psycopg, mysql, sqlite" in wrong.stderr
