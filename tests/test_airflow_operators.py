@@ -66,8 +66,10 @@ def test_reflect_operator_mirrors_and_reports(pair, databases, connect):
     op = ReflectOperator(task_id="reflect", source_conn_id=src, channel="orders", source_table="orders",
                          destination_conn_id=dst, destination_table="mirror", create_table=True, batch_size=4)
     summary = op.execute({})
+    times = {field: summary.pop(field) for field in ("seconds", "reading_seconds", "writing_seconds")}
     assert summary == {"upserted": 10, "deleted": 0, "batches": 3, "changes": 12, "copied": 0, "drained": True,
                        "lag_seconds": 0.0}
+    assert 0 < times["reading_seconds"] <= times["seconds"] and 0 < times["writing_seconds"] <= times["seconds"]
     assert [(i, note, Decimal(str(amount))) for i, note, amount in table_rows(destination, "mirror")] == [
         (r["id"], r["note"], r["amount"]) for r in rows(*range(1, 12)) if r["id"] != 5]
     write(source, table.delete().where(table.c.id.in_([1, 2])))

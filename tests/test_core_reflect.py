@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import gc
 import threading
+import time
 import uuid
 
 import pytest
@@ -453,6 +454,32 @@ def test_limits_stop_the_drain_and_report_lag(source, destination):
     assert result.lag_seconds >= 0
     assert pending_changes(source, "orders").count == 10
     assert mirror(source, destination).drained is True
+
+
+# A threaded drain (the reader waits for the writer) and one applied in place (SQLite), each with
+# an initial load before its changes: both phases count.
+@pytest.mark.parametrize("source,destination", [("postgresql", "mysql"), ("sqlite", "postgresql")], indirect=True)
+def test_the_result_says_how_long_reading_and_writing_took(source, destination, monkeypatch):
+    """A destination write held up for a second counts as writing, and the reader's wait for it
+    does not count as reading: the slow side shows."""
+    table = orders(source)
+    write(source, table.insert(), [{"id": i} for i in range(5)])
+    install_channel(source, "orders", "orders")
+    write(source, table.update().values(note="changed"))
+    original_apply, slow = Drain.apply, 1.0
+
+    def held_up(self, conn, upserts, deletes, *form):
+        if upserts and not held:
+            held.append(time.sleep(slow))
+        return original_apply(self, conn, upserts, deletes, *form)
+
+    held = []
+    monkeypatch.setattr(Drain, "apply", held_up)
+    result = mirror(source, destination, initial_load=True)
+    assert (result.copied, result.changes, len(held)) == (5, 5, 1)
+    assert result.writing_seconds >= slow and result.seconds >= slow
+    assert 0 < result.reading_seconds < slow  # a few statements, far below the second waited for
+    assert max(result.reading_seconds, result.writing_seconds) <= result.seconds
 
 
 def test_batch_size_must_be_positive(source, destination):

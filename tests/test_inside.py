@@ -69,7 +69,7 @@ def test_it_ends_exactly_where_the_row_path_ends(pair, caplog, monkeypatch):
                 else:
                     conn.execute(table.update().where(where).values(note=f"u{round_}", qty=table.c.qty + 1))
         result = reflect(source, destination, "inside", "by_sql", create_table=True, batch_size=7)
-        assert inside_used(caplog) and result.drained
+        assert inside_used(caplog) and result.drained and result.writing_seconds > 0  # applied inside: writing
         with monkeypatch.context() as patch:
             patch.setattr(importlib.import_module("airflow_provider_pdr.core.reflect"), "verbatim",
                           lambda drain, dialect: False)

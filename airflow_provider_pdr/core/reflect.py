@@ -55,7 +55,22 @@ log = logging.getLogger(__name__)
 
 
 @dataclass
-class ReflectResult:
+class Timed:
+    """Where a run's time went. Reading and writing run side by side (Pace), so the larger of the
+    two sets the pace: the side to look at when a run is slow."""
+
+    seconds: float = 0.0  # the whole run
+    reading_seconds: float = 0.0  # reading changes and rows from the source, acknowledging them
+    writing_seconds: float = 0.0  # writing them into the destination
+
+    def timing(self) -> str:
+        """Where the time went, for a log line."""
+        return (f"in {self.seconds:.2f}s (reading the source {self.reading_seconds:.2f}s, "
+                f"writing the destination {self.writing_seconds:.2f}s)")
+
+
+@dataclass
+class ReflectResult(Timed):
     upserted: int = 0
     deleted: int = 0  # destination rows removed
     batches: int = 0
@@ -764,24 +779,29 @@ def reflect(
             loaded = run_snapshot(sconn, dconn, drain, resync=drain.drift.triggers_missing, restart=refill,
                                   chunk_size=batch_size, deadline=deadline, schema=info.schema)
             result.copied = loaded.copied
+            result.reading_seconds, result.writing_seconds = loaded.reading_seconds, loaded.writing_seconds
             ready = loaded.done
-        if ready and not drain_inside(drain, sconn, destination, where, result, batch_size, max_batches, deadline):
-            left = None if max_batches is None else max_batches - result.batches
-            if drain.text is not None:
-                log.info("%s: rows travel as the source's own text, never parsed in Python", where)
-            with young_collections_only():
-                Pipeline(drain, sconn, dconn, where, result).run(batch_size, left, deadline)
+        if ready:
+            pace = Pace()
+            if not drain_inside(drain, sconn, destination, where, result, pace, batch_size, max_batches, deadline):
+                left = None if max_batches is None else max_batches - result.batches
+                if drain.text is not None:
+                    log.info("%s: rows travel as the source's own text, never parsed in Python", where)
+                with young_collections_only():
+                    Pipeline(drain, sconn, dconn, where, result, pace).run(batch_size, left, deadline)
+            pace.add_to(result)
         with reaching(where, "source"):
             pending = count_pending(sconn, src, info)
         result.lag_seconds = pending.oldest_age_seconds or 0.0
         result.drained = pending.count == 0
-    log.info("%s: %d upserted, %d deleted in %d batches, lag %.1fs", where, result.upserted,
-             result.deleted, result.batches, result.lag_seconds)
+    result.seconds = time.monotonic() - started
+    log.info("%s: %d upserted, %d deleted in %d batches, lag %.1fs, %s", where, result.upserted,
+             result.deleted, result.batches, result.lag_seconds, result.timing())
     return result
 
 
 def drain_inside(drain: Drain, source: Connection, destination: Engine, where: str, result: ReflectResult,
-                 batch_size: int, max_batches: int | None, deadline: float | None) -> bool:
+                 pace: Pace, batch_size: int, max_batches: int | None, deadline: float | None) -> bool:
     """Apply spans of `batch_size` changes inside the source database while it can (core/inside.py);
     True when that ended the drain (dry, or at a limit), False when the row path takes the rest."""
     if drain.span_queries is None:
@@ -794,7 +814,7 @@ def drain_inside(drain: Drain, source: Connection, destination: Engine, where: s
         spans = 0
         while spans == 0 or ((max_batches is None or spans < max_batches)
                              and (deadline is None or time.monotonic() < deadline)):
-            applied = inside.apply(source, batch_size)
+            applied = pace.inline(inside.apply, source, batch_size)
             if applied is None:  # the destination refused a row: the row path names it
                 return False
             first, last, count, upserted, deleted = applied
@@ -863,6 +883,41 @@ class Later:
         return self.value
 
 
+class Pace:
+    """Where a drain's or a copy's time goes: `writing` in the writer (destination writes), and
+    `reading` in the reader, less its waits for the writer (source reads, acknowledgements)."""
+
+    def __init__(self):
+        self.began, self.writing, self.waiting = time.perf_counter(), 0.0, 0.0
+
+    def writer(self, function: Callable) -> Callable:
+        """`function`, its run time counted as writing (only the writer adds to it)."""
+        def timed(*args):
+            began = time.perf_counter()
+            try:
+                return function(*args)
+            finally:
+                self.writing += time.perf_counter() - began
+
+        return timed
+
+    def wait(self, applying: Future | Later):
+        """The writer's result, the wait for it not counted as reading."""
+        began = time.perf_counter()
+        try:
+            return applying.result()
+        finally:
+            self.waiting += time.perf_counter() - began
+
+    def inline(self, function: Callable, *args):
+        """`function` run here, in the reader, counted as writing."""
+        return self.wait(InPlace.submit(self.writer(function), *args))
+
+    def add_to(self, result: Timed) -> None:
+        result.reading_seconds += time.perf_counter() - self.began - self.waiting
+        result.writing_seconds += self.writing
+
+
 # A batch in the writer: the batch, the one read after it (Batch.without), and its result.
 Flight = tuple[Batch, Batch | None, Future | Later]
 
@@ -874,9 +929,9 @@ class Pipeline:
     lands last. The drain ends when a read from the oldest change finds nothing, or at a limit."""
 
     def __init__(self, drain: Drain, source: Connection, destination: Connection, where: str,
-                 result: ReflectResult):
+                 result: ReflectResult, pace: Pace):
         self.drain, self.source, self.destination = drain, source, destination
-        self.where, self.result = where, result
+        self.where, self.result, self.pace = where, result, pace
 
     def run(self, batch_size: int, max_batches: int | None, deadline: float | None) -> None:
         drain = self.drain
@@ -895,7 +950,7 @@ class Pipeline:
         with writing_thread(drain) as writer:
 
             def apply(batch: Batch, later: Batch | None = None) -> Flight:
-                return batch, later, writer.submit(self.write, batch, later, batch_size)
+                return batch, later, writer.submit(self.pace.writer(self.write), batch, later, batch_size)
 
             def exactly() -> Window:
                 log.info("%s: another transaction committed late, or is still open, inside the span of "
@@ -949,7 +1004,7 @@ class Pipeline:
         where, drain = self.where, self.drain
         try:
             with reaching(where, "destination"):
-                batch, removed, transactions = applying.result()
+                batch, removed, transactions = self.pace.wait(applying)
         except sa.exc.DBAPIError as error:
             batch = batch.without(later)
             with reaching(where, "destination"):

@@ -41,7 +41,7 @@ from airflow_provider_pdr.core.engines import engine_module
 from airflow_provider_pdr.core.errors import ApplyError
 from airflow_provider_pdr.core.keys import after, key_chunks, key_in
 from airflow_provider_pdr.core.reflect import (
-    Batch, Drain, brief_key, committing, lines_made, open_drain, reflection, writing_thread,
+    Batch, Drain, Pace, Timed, brief_key, committing, lines_made, open_drain, reflection, writing_thread,
 )
 from airflow_provider_pdr.core.schema import value_converters
 from airflow_provider_pdr.core.transform import Mapping
@@ -56,7 +56,7 @@ CHUNKS_PER_HOLD = 8
 
 
 @dataclass
-class SnapshotResult:
+class SnapshotResult(Timed):
     copied: int = 0  # source rows written to the destination
     removed: int = 0  # destination rows deleted (or cleared) because the source no longer has them
     chunks: int = 0
@@ -180,7 +180,7 @@ def run_snapshot(source: Connection, destination: Connection, drain: Drain, *, r
     if chunk_size < 1:
         raise ValueError(f"chunk_size must be at least 1, got {chunk_size}")
     progress = Progress(source, schema, drain.channel.name)
-    result = SnapshotResult()
+    result, pace = SnapshotResult(), Pace()
     if progress.phase in (COPY, SWEEP) and not restart and (progress.resync or not resync):
         result.resumed = True  # an interrupted snapshot continues where it stopped
     elif progress.phase == DONE and not resync and not restart:
@@ -241,10 +241,10 @@ def run_snapshot(source: Connection, destination: Connection, drain: Drain, *, r
                     progress.phase, progress.last = (SWEEP if progress.resync else DONE), None
                     progress.save(source)
                     break
-                writing = writer.submit(write, rows, as_text)
+                writing = writer.submit(pace.writer(write), rows, as_text)
                 last = tuple(rows[-1][:width])
                 following = None if held == per_hold or out_of_time() else read(last)
-                writing.result()
+                pace.wait(writing)
                 progress.last = last
                 progress.copied += len(rows)
                 result.copied += len(rows)
@@ -266,13 +266,14 @@ def run_snapshot(source: Connection, destination: Connection, drain: Drain, *, r
                 progress.phase, progress.last = DONE, None
             else:
                 gone = missing_in_source(source, drain, keys, to_source)
-                removed = drain.apply(destination, [], gone) if gone else 0
+                removed = pace.inline(drain.apply, destination, [], gone) if gone else 0
                 progress.last = keys[-1]
                 progress.removed += removed
                 result.removed += removed
                 result.chunks += 1
         progress.save(source)
     result.done = progress.phase == DONE
+    pace.add_to(result)
     return result
 
 
@@ -312,17 +313,19 @@ def snapshot(
     longer has (unless `deletes` is false or the mapping's on_delete is keep). An interrupted
     run resumes where it stopped (``restart=True`` starts over).
     Run a reflect afterwards to apply the changes captured during the copy."""
-    deadline = None if time_budget is None else time.monotonic() + time_budget
+    started = time.monotonic()
+    deadline = None if time_budget is None else started + time_budget
     with open_drain(source, destination, channel, destination_table, destination_schema,
                     create_table=create_table, deletes=deletes, mapping=mapping) as (drain, sconn, dconn):
         info, table = drain.channel, drain.target.name
         result = run_snapshot(sconn, dconn, drain, resync=resync, chunk_size=chunk_size, deadline=deadline,
                               schema=info.schema, restart=restart,
                               hold=lambda: drain.src.channel_lock(source, info.schema, channel, lock_timeout))
-    log.info("%s: %s %s, %d rows copied, %d removed in %d chunks",
+    result.seconds = time.monotonic() - started
+    log.info("%s: %s %s, %d rows copied, %d removed in %d chunks, %s",
              reflection(channel, info.table, table, destination_schema), "resync" if resync else "initial load",
              "complete" if result.done else "paused (resumes on the next run)", result.copied, result.removed,
-             result.chunks)
+             result.chunks, result.timing())
     return result
 
 

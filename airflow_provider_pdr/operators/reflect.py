@@ -15,6 +15,9 @@ from airflow_provider_pdr.core.channel import load_channel
 from airflow_provider_pdr.core.schema import describe
 from airflow_provider_pdr.hooks import PdrHook
 
+# Where a run's time went (Timed), summed over the reflects and the resync of one task run.
+SIDES = ("reading_seconds", "writing_seconds")
+
 
 def seconds(value: float | timedelta) -> float:
     return value.total_seconds() if isinstance(value, timedelta) else float(value)
@@ -90,16 +93,21 @@ class ReflectOperator(BaseOperator):
             started = time.monotonic()
             resynced = self.resync(source, destination) if self.wants_full_refresh(context) else None
             total = self.drain(source, destination, self.time_budget - (time.monotonic() - started))
+            if resynced is not None:
+                total.copied += resynced.copied
+                for field in SIDES:
+                    setattr(total, field, getattr(total, field) + getattr(resynced, field))
+            total.seconds = time.monotonic() - started
             self.log.info(
-                "channel %r -> %r in %s: %d rows upserted, %d deleted, %d changes in %d batches; lag %.1fs%s",
+                "channel %r -> %r in %s: %d rows upserted, %d deleted, %d changes in %d batches; lag %.1fs, %s%s",
                 self.channel, target, destination.describe(), total.upserted, total.deleted, total.changes,
-                total.batches, total.lag_seconds,
+                total.batches, total.lag_seconds, total.timing(),
                 "" if total.drained else " (time budget used up: the rest waits for the next run)",
             )
         summary = total.as_dict()
-        summary["lag_seconds"] = round(summary["lag_seconds"], 3)
+        for field in ("lag_seconds", "seconds", *SIDES):
+            summary[field] = round(summary[field], 3)
         if resynced is not None:
-            summary["copied"] += resynced.copied
             summary["removed"] = resynced.removed
         self.annotate_assets(context, summary)
         return summary
@@ -130,7 +138,7 @@ class ReflectOperator(BaseOperator):
                 deletes=self.deletes, create_table=self.create_table, lock_timeout=self.lock_timeout,
                 mapping=self.mapping, initial_load=self.initial_load,
             )
-            for field in ("upserted", "deleted", "batches", "changes", "copied"):
+            for field in ("upserted", "deleted", "batches", "changes", "copied", *SIDES):
                 setattr(total, field, getattr(total, field) + getattr(result, field))
             total.drained, total.lag_seconds = result.drained, result.lag_seconds
             # Changes committed after the last empty read: take them too while time remains.
