@@ -35,6 +35,8 @@ def test_quick_benchmark_runs_and_writes_every_figure(tmp_path):
     }
     assert all(t["ratio"] > 0 and t["rows"] > 0 and t["baseline"]["rows_per_s"] > 0 for t in results["throughput"])
     assert all(t["initial_load"]["ratio"] > 0 for t in results["throughput"])
+    assert all(0 < t["reading_seconds"] <= t["seconds"] and 0 < t["writing_seconds"] <= t["seconds"]
+               for t in results["throughput"])
     assert {t["engine"] for t in results["triggers"]} == {"PostgreSQL", "MariaDB"}
     assert all(0 < t["p50_ms"] <= t["p99_ms"] for t in results["latency"]) and results["latency"]
     assert [m["changes"] for m in results["memory"]] == [2_000, 20_000]
