@@ -5,10 +5,19 @@ Server have no `(a, b) IN (...)` nor `(a, b) > (...)`), few enough parameters pe
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
+from typing import TYPE_CHECKING
 
 import sqlalchemy as sa
 
+if TYPE_CHECKING:
+    from airflow_provider_pdr.core.engines.base import EngineModule
+
 MAX_PARAMETERS = 1000
+
+
+def chunks(items: Sequence, size: int) -> Iterator[Sequence]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
 
 
 def after(columns: Sequence[sa.ColumnElement], last: tuple | None) -> sa.ColumnElement | None:
@@ -28,6 +37,20 @@ def key_in(columns: Sequence[sa.ColumnElement], keys: Sequence[tuple]) -> sa.Col
 
 def key_chunks(keys: Sequence[tuple], width: int) -> Iterator[Sequence[tuple]]:
     """Keys in parts small enough for one statement."""
-    size = max(1, MAX_PARAMETERS // max(width, 1))
-    for start in range(0, len(keys), size):
-        yield keys[start : start + size]
+    return chunks(keys, max(1, MAX_PARAMETERS // max(width, 1)))
+
+
+def keys_among(module: EngineModule, columns: Sequence[sa.ColumnElement],
+               keys: Sequence[tuple]) -> Iterator[sa.ColumnElement]:
+    """"`columns` among `keys`" in parts small enough for one statement, the values bound: the
+    list the engine reads fastest (EngineModule.in_list, one statement compiled once) where it
+    takes a key as one value or a row value, else key_in's equalities."""
+    width = len(columns)
+    parts = chunks(keys, max(1, module.max_parameters // width))
+    if width > 1 and not module.row_values:
+        for part in parts:
+            yield key_in(columns, part)
+        return
+    listed = module.in_list(columns, "pdr_keys")
+    for part in parts:
+        yield listed.params(pdr_keys=[key[0] for key in part] if width == 1 else [tuple(key) for key in part])

@@ -22,7 +22,7 @@ from dataclasses import asdict, dataclass, field
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
-from airflow_provider_pdr.core.keys import after, key_chunks, key_in
+from airflow_provider_pdr.core.keys import after, keys_among
 from airflow_provider_pdr.core.reflect import Drain, open_drain
 from airflow_provider_pdr.core.schema import describe, value_converters
 from airflow_provider_pdr.core.snapshot import comparable, missing_in_source
@@ -75,8 +75,8 @@ class Reconciler:
         changes = self.drain.changes
         columns = [changes.c[f"key_{i}"] for i in range(1, self.width + 1)]
         found = set()
-        for part in key_chunks(source_keys, self.width):
-            rows = self.source.execute(sa.select(*columns).where(key_in(columns, list(part))).distinct())
+        for condition in keys_among(self.drain.src, columns, source_keys):
+            rows = self.source.execute(sa.select(*columns).where(condition).distinct())
             found.update(tuple(comparable(v) for v in row) for row in rows)
         self.source.rollback()
         return found
@@ -114,8 +114,8 @@ class Reconciler:
             wanted[tuple(comparable(values[k]) for k in drain.keys)] = (tuple(row[: self.width]), values)
         have = {}
         keys = [tuple(values[k] for k in drain.keys) for _, values in wanted.values()]
-        for part in key_chunks(keys, len(dest_keys)):
-            for found in self.destination.execute(sa.select(dest_table).where(key_in(dest_keys, list(part)))):
+        for condition in keys_among(drain.dst, dest_keys, keys):
+            for found in self.destination.execute(sa.select(dest_table).where(condition)):
                 have[tuple(comparable(found._mapping[k]) for k in drain.keys)] = found._mapping
         self.destination.rollback()
         self.result.checked += len(rows)

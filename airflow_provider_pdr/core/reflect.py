@@ -40,12 +40,11 @@ from sqlalchemy.engine import Connection, Engine
 from airflow_provider_pdr.core import drift
 from airflow_provider_pdr.core.channel import Channel, change_table, count_pending, install_channel, load_channel
 from airflow_provider_pdr.core.engines import EngineModule, engine_module
-from airflow_provider_pdr.core.engines.base import chunks
 from airflow_provider_pdr.core.inside import Inside, verbatim
 from airflow_provider_pdr.core.errors import (
     ApplyError, ChannelChangedError, ConfigurationError, SchemaError, UnreachableError,
 )
-from airflow_provider_pdr.core.keys import key_chunks, key_in
+from airflow_provider_pdr.core.keys import chunks, keys_among
 from airflow_provider_pdr.core.schema import (
     check_destination, create_destination_table, describe, generic_type, reflect_table, value_converters,
 )
@@ -568,8 +567,8 @@ class Drain:
         if not cleared:
             return 0
         return sum(
-            destination.execute(sa.update(self.write_table).where(key_in(columns, part)).values(cleared)).rowcount
-            for part in key_chunks(keys, len(columns))
+            destination.execute(sa.update(self.write_table).where(condition).values(cleared)).rowcount
+            for condition in keys_among(self.dst, columns, keys)
         )
 
     def refusal(self, destination: Connection, batch: Batch, error: sa.exc.DBAPIError) -> str:

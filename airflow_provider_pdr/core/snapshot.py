@@ -39,7 +39,7 @@ from sqlalchemy.engine import Connection, Engine
 from airflow_provider_pdr.core.channel import registry_schema
 from airflow_provider_pdr.core.engines import engine_module
 from airflow_provider_pdr.core.errors import ApplyError
-from airflow_provider_pdr.core.keys import after, key_chunks, key_in
+from airflow_provider_pdr.core.keys import after, keys_among
 from airflow_provider_pdr.core.reflect import (
     Batch, Drain, Pace, Timed, brief_key, committing, lines_made, open_drain, reflection, writing_thread,
 )
@@ -281,10 +281,10 @@ def missing_in_source(source: Connection, drain: Drain, keys: list[tuple], to_so
     """The destination keys whose row the source no longer has (or that no longer match the filter)."""
     converters = [to_source.get(k) for k in drain.source_keys]
     columns = [drain.source_table.c[k] for k in drain.source_keys]
+    asked = [tuple(f(v) if f else v for f, v in zip(converters, key)) for key in keys]
     found = set()
-    for part in key_chunks(keys, len(columns)):
-        asked = [tuple(f(v) if f else v for f, v in zip(converters, key)) for key in part]
-        query = sa.select(*columns).where(key_in(columns, asked))
+    for condition in keys_among(drain.src, columns, asked):
+        query = sa.select(*columns).where(condition)
         if drain.plan.condition is not None:
             query = query.where(drain.plan.condition)
         found.update(tuple(comparable(v) for v in row) for row in source.execute(query))

@@ -14,7 +14,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
 from airflow_provider_pdr.core import names
-from airflow_provider_pdr.core.keys import MAX_PARAMETERS
+from airflow_provider_pdr.core.keys import MAX_PARAMETERS, keys_among
 from airflow_provider_pdr.core.errors import ChannelBusyError
 
 
@@ -133,10 +133,8 @@ class EngineModule:
     def delete_keys(self, conn: Connection, table: sa.Table, key_columns: Sequence[str], keys: list[tuple]) -> int:
         """Delete rows by key; returns how many rows were removed."""
         columns = [table.c[name] for name in key_columns]
-        statement = sa.delete(table).where(self.in_list(columns, "keys"))
-        values = [key[0] for key in keys] if len(columns) == 1 else keys
-        return sum(conn.execute(statement, {"keys": list(part)}).rowcount
-                   for part in chunks(values, self.max_parameters // len(columns)))
+        return sum(conn.execute(sa.delete(table).where(condition)).rowcount
+                   for condition in keys_among(self, columns, keys))
 
     def text_copy(self, destination: Connection, source: EngineModule, values: Sequence[sa.ColumnElement],
                   destinations: Sequence[sa.types.TypeEngine]):
@@ -280,11 +278,6 @@ def driver_cursor(conn: Connection, statement: str) -> Iterator:
     finally:
         if not conn.invalidated:
             cursor.close()
-
-
-def chunks(items: Sequence, size: int) -> Iterator[Sequence]:
-    for start in range(0, len(items), size):
-        yield items[start : start + size]
 
 
 def release(conn: Connection, unlock: sa.Executable) -> None:

@@ -18,7 +18,8 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 
 from airflow_provider_pdr.core import names
-from airflow_provider_pdr.core.engines.base import CaptureTarget, EngineModule, SourceTable, chunks, key_mismatch
+from airflow_provider_pdr.core.engines.base import CaptureTarget, EngineModule, SourceTable, key_mismatch
+from airflow_provider_pdr.core.keys import chunks
 from airflow_provider_pdr.core.errors import ConfigurationError, UnsupportedTypeError
 from airflow_provider_pdr.dialects.firebird import Cursor
 

@@ -10,7 +10,8 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import mssql
 
 from airflow_provider_pdr.core import names
-from airflow_provider_pdr.core.engines.base import CaptureTarget, EngineModule, SourceTable, chunks
+from airflow_provider_pdr.core.engines.base import CaptureTarget, EngineModule, SourceTable
+from airflow_provider_pdr.core.keys import chunks
 from airflow_provider_pdr.core.errors import ConfigurationError, UnsupportedTypeError
 
 MAX_PARAMETERS = 2000  # SQL Server accepts 2100 parameters per statement
