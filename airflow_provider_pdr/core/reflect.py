@@ -306,11 +306,12 @@ class Drain:
         changes, keys = self.changes, [self.changes.c[f"key_{i}"] for i in range(1, self.width + 1)]
         oldest = sa.select(changes.c.seq, *keys).order_by(changes.c.seq).limit(sa.bindparam("limit"))
         self.oldest = {False: oldest, True: oldest.where(changes.c.seq > sa.bindparam("after"))}
-        # The current source rows of the keys asked for, found by the source's key index.
-        key_columns = [source_table.c[k] for k in self.source_keys]
+        # The current source rows of the keys asked for (keys_among), found by the source's key
+        # index, where one list can hold the keys.
+        self.key_columns = key_columns = [source_table.c[k] for k in self.source_keys]
         self.lookup = None
         if self.width == 1 or src.row_values:
-            self.lookup = sa.select(*key_columns, *self.selected()).where(src.in_list(key_columns, "keys"))
+            self.lookup = sa.select(*key_columns, *self.selected())
             if self.plan.condition is not None:
                 self.lookup = self.lookup.where(self.plan.condition)
         exact_keys = all(src.exact_lookup(c.type) for c in key_columns)
@@ -499,9 +500,8 @@ class Drain:
         taken = window.take(batch_size)
         width, found = self.width, {}
         if self.lookup is not None:
-            for part in chunks(list(taken), self.src.max_parameters // width):
-                keys = [key[0] for key in part] if width == 1 else list(part)
-                rows = source.execute(self.lookup, {"keys": keys}).all()
+            for condition in keys_among(self.src, self.key_columns, list(taken)):
+                rows = source.execute(self.lookup.where(condition)).all()
                 found.update(zip((row[:width] for row in rows), self.merged([row[width:] for row in rows])))
         upserts = [found[key] for key in taken if key in found]
         missing = {seqs[0]: key for key, seqs in taken.items() if key not in found}
