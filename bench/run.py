@@ -2,7 +2,7 @@
 
 1. apply throughput: draining a mixed backlog, against the fastest plain bulk upsert of the
    same final rows into the same destination with the same driver; and an initial load of
-   those rows into an empty table, against the same baseline;
+   those rows into an empty table, then a resync of that copy, against the same baseline;
 2. trigger overhead: source writes with the channel installed, against the same without;
 3. latency: source commit to visible in the destination, with a pending-check + reflect loop;
 4. memory: peak RSS of a process draining a large backlog, against a backlog ten times smaller.
@@ -25,7 +25,7 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
-from airflow_provider_pdr.core import install_channel, pending_changes, reflect
+from airflow_provider_pdr.core import install_channel, pending_changes, reflect, snapshot
 from bench import baselines, verdict
 from bench.databases import LABELS, Databases
 from bench.workload import TABLES, analyze, narrow, write_backlog
@@ -69,7 +69,8 @@ def throughput(dbs: Databases, source_kind: str, destination_kind: str, width: s
         raise RuntimeError(f"{label(source_kind, destination_kind)} {width}: mirror has {mirrored} rows, "
                            f"source {len(rows)}, drained={result.drained}")
     base = baselines.fastest(destination, table.name, rows, BATCH_SIZE)
-    load = initial_load(source, destination, table.name, len(rows))
+    copied = {kind: {**figure, "ratio": base["seconds"] / figure["seconds"], "baseline_rows_per_s": base["rows_per_s"]}
+              for kind, figure in copies(source, destination, table.name, len(rows)).items()}
     return {
         "pair": label(source_kind, destination_kind), "width": width, "changes": backlog,
         "rows": len(rows), "seconds": seconds, "changes_per_s": backlog / seconds,
@@ -80,21 +81,31 @@ def throughput(dbs: Databases, source_kind: str, destination_kind: str, width: s
         # per second, against the baseline's rows/s: the cost per written row alone.
         "written": result.upserted + result.deleted,
         "write_ratio": (result.upserted + result.deleted) / seconds / base["rows_per_s"],
-        "initial_load": {**load, "ratio": base["seconds"] / load["seconds"], "baseline_rows_per_s": base["rows_per_s"]},
+        **copied,
     }
 
 
-def initial_load(source: sa.Engine, destination: sa.Engine, name: str, rows: int) -> dict:
-    """Copy the same final rows into an empty table: a second channel on the source table, its
-    reflect with initial_load (against the same baseline: the same rows, destination and driver)."""
+# The copies measured beside each drain, against the drain's baseline.
+COPIES = {"initial_load": "1b. Initial load: the same final rows copied into an empty table (reflect with initial_load)",
+          "resync": "1c. Resync: those rows copied again over that copy, then its keys swept (snapshot with resync)"}
+
+
+def copies(source: sa.Engine, destination: sa.Engine, name: str, rows: int) -> dict[str, dict]:
+    """The same final rows copied into an empty table by a second channel on the source table
+    (its reflect with initial_load), then copied again over that copy and swept, as a full
+    refresh does; each against the same baseline: the same rows, destination and driver."""
     install_channel(source, "load", name)
     started = time.perf_counter()
-    result = reflect(source, destination, "load", f"{name}_loaded", batch_size=BATCH_SIZE, create_table=True,
+    loaded = reflect(source, destination, "load", f"{name}_loaded", batch_size=BATCH_SIZE, create_table=True,
                      initial_load=True)
-    seconds = time.perf_counter() - started
-    if result.copied != rows:
-        raise RuntimeError(f"initial load of {name} copied {result.copied} rows of {rows}")
-    return {"seconds": seconds, "rows_per_s": rows / seconds}
+    loading = time.perf_counter() - started
+    started = time.perf_counter()
+    again = snapshot(source, destination, "load", f"{name}_loaded", resync=True, restart=True, chunk_size=BATCH_SIZE)
+    resyncing = time.perf_counter() - started
+    if (loaded.copied, again.copied, again.removed, again.done) != (rows, rows, 0, True):
+        raise RuntimeError(f"copies of {name}: initial load {loaded.copied} rows, resync {again} for {rows} rows")
+    return {"initial_load": {"seconds": loading, "rows_per_s": rows / loading},
+            "resync": {"seconds": resyncing, "rows_per_s": rows / resyncing}}
 
 
 def on_fresh_databases(measure, *args) -> dict:
@@ -107,14 +118,13 @@ def on_fresh_databases(measure, *args) -> dict:
 
 
 def median_run(runs: list[dict]) -> dict:
-    """The run with the median ratio, each run's ratio beside it, and the same for its initial
-    load: on a shared machine one run alone can be a fifth off either way."""
+    """The run with the median ratio, each run's ratio beside it, and the same for its copies:
+    on a shared machine one run alone can be a fifth off either way."""
     def middle(items: list[dict]) -> dict:
-        return sorted(items, key=lambda item: item["ratio"])[(len(items) - 1) // 2]
+        return {**sorted(items, key=lambda item: item["ratio"])[(len(items) - 1) // 2],
+                "ratios": [item["ratio"] for item in items]}
 
-    loads = [run["initial_load"] for run in runs]
-    return {**middle(runs), "ratios": [run["ratio"] for run in runs],
-            "initial_load": {**middle(loads), "ratios": [load["ratio"] for load in loads]}}
+    return {**middle(runs), **{kind: middle([run[kind] for run in runs]) for kind in COPIES}}
 
 
 # -- 2. trigger overhead ---------------------------------------------------------------------
@@ -373,13 +383,12 @@ def report(results: dict) -> str:
           t["changes_per_s"], t["rows_per_s"], t["baseline"]["rows_per_s"], t["baseline"]["method"], t["ratio"],
           verdict.spread(t["ratios"]), t["written"], t["write_ratio"], *judged(t)]
          for t in results["throughput"]],
-    ), table_text(
-        "1b. Initial load: the same final rows copied into an empty table (reflect with initial_load) against "
-        "the same baseline; ratio = baseline time / our time",
+    ), *[table_text(
+        f"{title} against the same baseline; ratio = baseline time / our time",
         ["pair", "rows", "seconds", "rows/s", "baseline rows/s", "ratio", "range", *extra],
-        [[t["pair"], t["width"], load["seconds"], load["rows_per_s"], load["baseline_rows_per_s"], load["ratio"],
-          verdict.spread(load["ratios"]), *judged(load)] for t in results["throughput"] for load in [t["initial_load"]]],
-    ), table_text(
+        [[t["pair"], t["width"], copy["seconds"], copy["rows_per_s"], copy["baseline_rows_per_s"], copy["ratio"],
+          verdict.spread(copy["ratios"]), *judged(copy)] for t in results["throughput"] for copy in [t[kind]]],
+    ) for kind, title in COPIES.items()], table_text(
         "2. Trigger overhead: source writes/s with the channel installed / without (1.00 = no slowdown)",
         ["engine", "write", "rows", "without/s", "with/s", "ratio", *extra],
         [[t["engine"], t["op"], t["rows"], t["without_per_s"], t["with_per_s"], t["ratio"], *judged(t)]

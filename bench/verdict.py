@@ -5,7 +5,7 @@ transactions on PostgreSQL and MariaDB less than a quarter slower with the chann
 peak memory that does not grow with the backlog (ten times the changes, at most a tenth more).
 
 An earlier run is compared figure by figure. A figure measured several times (apply throughput,
-initial load) moved when its range no longer overlaps the earlier range; a figure measured once
+initial load, resync) moved when its range no longer overlaps the earlier range; a figure measured once
 moved when its ratio changed by more than a fifth, what one run alone moves by on a shared machine.
 """
 
@@ -21,8 +21,9 @@ def figures(results: dict) -> Iterator[tuple[str, dict]]:
     """(name, row) of every ratio in the results; the name is the same in every run."""
     for row in results.get("throughput", []):
         yield f"apply throughput, {row['pair']}, {row['width']}", row
-        if "initial_load" in row:  # results of earlier releases may lack it
-            yield f"initial load, {row['pair']}, {row['width']}", row["initial_load"]
+        for kind in ("initial_load", "resync"):
+            if kind in row:  # results of earlier releases may lack them
+                yield f"{kind.replace('_', ' ')}, {row['pair']}, {row['width']}", row[kind]
     for row in results.get("triggers", []):
         yield f"trigger overhead, {row['engine']}, {row['op']}", row
     for row in results.get("latency", []):
