@@ -29,7 +29,7 @@ import logging
 import operator
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager as ContextManager
 from dataclasses import asdict, dataclass
 
@@ -278,17 +278,24 @@ def run_snapshot(source: Connection, destination: Connection, drain: Drain, *, r
 
 
 def missing_in_source(source: Connection, drain: Drain, keys: list[tuple], to_source: dict) -> list[tuple]:
-    """The destination keys whose row the source no longer has (or that no longer match the filter)."""
+    """The destination keys whose row the source no longer has (or that no longer match the filter).
+    Where keys compare exactly (Drain.exact_lookup), the source counts them first: mostly none
+    is gone, and then no key travels back."""
     converters = [to_source.get(k) for k in drain.source_keys]
     columns = [drain.source_table.c[k] for k in drain.source_keys]
     asked = [tuple(f(v) if f else v for f, v in zip(converters, key)) for key in keys]
-    found = set()
-    for condition in keys_among(drain.src, columns, asked):
-        query = sa.select(*columns).where(condition)
-        if drain.plan.condition is not None:
-            query = query.where(drain.plan.condition)
-        found.update(tuple(comparable(v) for v in row) for row in source.execute(query))
-    source.rollback()
+
+    def matching(*selected: sa.ColumnElement) -> Iterator[sa.Select]:
+        for condition in keys_among(drain.src, columns, asked):
+            query = sa.select(*selected).select_from(drain.source_table).where(condition)
+            yield query if drain.plan.condition is None else query.where(drain.plan.condition)
+
+    try:
+        if drain.exact_lookup and sum(source.scalar(query) for query in matching(sa.func.count())) == len(asked):
+            return []
+        found = {tuple(comparable(v) for v in row) for query in matching(*columns) for row in source.execute(query)}
+    finally:
+        source.rollback()
     return [key for key in keys if tuple(comparable(v) for v in key) not in found]
 
 
