@@ -318,6 +318,32 @@ def test_postgresql_key_edges_never_fail_a_write(source, destination):
     assert pending_changes(source, "edges").count == 0
 
 
+@pytest.mark.parametrize("destination", ["postgresql", "sqlite"], indirect=True)
+@pytest.mark.parametrize("source", ["postgresql"], indirect=True)
+def test_postgresql_keys_that_ignore_case_leave_no_ghost(source, destination):
+    """Under a nondeterministic collation and in citext 'a' = 'A': a case-only key change records
+    both keys, the old one leaves the mirror, and an update of other columns still records each
+    key once. The spans' grouping, the lookups and the join all compare the keys' text bytewise."""
+    execute(source, "CREATE COLLATION ci (provider = icu, locale = 'und-u-ks-level2', deterministic = false)")
+    execute(source, "CREATE EXTENSION citext")
+    execute(source, "CREATE TABLE words (k varchar(20) COLLATE ci PRIMARY KEY, note text)")
+    execute(source, "CREATE TABLE tags (k citext PRIMARY KEY, note text)")
+    for name in ("words", "tags"):
+        table = sa.Table(name, sa.MetaData(), autoload_with=source)
+        write(source, table.insert(), [{"k": k, "note": "new"} for k in ("a", "b", "Mixed")])
+        install_channel(source, name, name)
+        reflect(source, destination, name, name, create_table=True, initial_load=True)
+        with source.begin() as conn:
+            conn.execute(table.update().values(note="updated"))
+        assert pending_changes(source, name).count == 3, "one change row a key"
+        with source.begin() as conn:
+            conn.execute(table.update().where(table.c.k == "a").values(k="A"))  # case-only key changes
+            conn.execute(table.update().where(table.c.k == "mixed").values(k="MIXED"))
+        assert pending_changes(source, name).count == 7
+        reflect(source, destination, name, name)
+        assert table_rows(destination, name) == [("A", "updated"), ("MIXED", "updated"), ("b", "updated")], name
+
+
 @pytest.mark.parametrize("destination", ["postgresql", "psycopg"], indirect=True)
 @pytest.mark.parametrize("source", ["sqlite"], indirect=True)
 def test_sqlite_key_edges_never_fail_a_write(source, destination):

@@ -59,14 +59,19 @@ class PostgresEngine(EngineModule):
         keys = ", ".join(self.quote(c) for c in table.key_columns)
         function = self.qualified(base, table.schema)
         on_row_change, on_truncate = [], []
+        key_list = self.key_list(table)
+        # UNION: one row per affected key, old and new, so a key update leaves no ghost. Keys
+        # count as one only when their text is the same too: under a nondeterministic collation
+        # 'a' = 'A', and a case-only key change must record both.
+        both = (f"SELECT {key_list} FROM (SELECT {keys}, ROW({keys})::text FROM pdr_new UNION "
+                f"SELECT {keys}, ROW({keys})::text FROM pdr_old) AS pdr_both({key_list}, pdr_exact)")
         for target in targets:
-            insert = f"INSERT INTO {self.qualified(target.change_table, target.schema)} ({self.key_list(table)})"
+            insert = f"INSERT INTO {self.qualified(target.change_table, target.schema)} ({key_list})"
             notify = f"PERFORM pg_notify({self.literal(self.notify_name(target))}, '');"
             on_row_change.append(
                 f"IF TG_OP = 'INSERT' THEN {insert} SELECT {keys} FROM pdr_new;\n"
                 f"  ELSIF TG_OP = 'DELETE' THEN {insert} SELECT {keys} FROM pdr_old;\n"
-                # UNION: one row per affected key, old and new, so a key update leaves no ghost.
-                f"  ELSE {insert} SELECT {keys} FROM pdr_new UNION SELECT {keys} FROM pdr_old;\n"
+                f"  ELSE {insert} {both};\n"
                 f"  END IF;\n  IF FOUND THEN {notify} END IF;"
             )
             # TRUNCATE fires no row trigger: record every key while the rows still exist.
@@ -267,6 +272,14 @@ class PostgresEngine(EngineModule):
     def exact_lookup(self, type_):
         return array_element(type_) is not None
 
+    def same_key(self, column, value):
+        # Under a nondeterministic collation (or citext) 'a' = 'A': compare the text bytewise
+        # too, as the trigger does, so an old key does not find the row its new key names.
+        if not isinstance(column.type, sa.String) or self.exact_lookup(column.type):
+            return column == value
+        exact = [sa.collate(sa.cast(v, sa.Text), "C") for v in (column, value)]
+        return sa.and_(column == value, exact[0] == exact[1])
+
     @contextlib.contextmanager
     def channel_lock(self, engine, schema, channel, timeout):
         key = names.lock_key("pdr", schema or "", channel)
@@ -396,14 +409,19 @@ def default_precision(type_: sa.types.TypeEngine) -> sa.types.TypeEngine:
     return type_
 
 
+# Collations that compare text byte by byte (an explicit one may be nondeterministic: 'a' = 'A').
+BYTEWISE = {None, "C", "POSIX", "default", "ucs_basic", "pg_c_utf8"}
+
+
 def array_element(type_: sa.types.TypeEngine) -> sa.types.TypeEngine | None:
-    """The element type of an array whose `= ANY` compares exactly as the column's own equality:
-    bigint for integers, text for varchar and text (not char, whose trailing spaces text would
-    count, nor citext), uuid; None for other types. Never with a length or a precision: a cast to
-    varchar(n)[] would cut longer values short, and match other keys."""
+    """The element type of an array whose `= ANY` compares exactly as the column's own equality,
+    and exactly: bigint for integers, text for varchar and text in a bytewise collation (not
+    char, whose trailing spaces text would count, nor citext), uuid; None for other types. Never
+    with a length or a precision: a cast to varchar(n)[] would cut longer values short, and match
+    other keys."""
     if isinstance(type_, sa.Integer):
         return sa.BigInteger()
-    if type(type_) in (sa.String, sa.Text, sa.VARCHAR, sa.TEXT):
+    if type(type_) in (sa.String, sa.Text, sa.VARCHAR, sa.TEXT) and type_.collation in BYTEWISE:
         return sa.Text()
     if isinstance(type_, sa.Uuid):
         return sa.Uuid()
