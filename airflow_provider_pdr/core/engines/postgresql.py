@@ -409,7 +409,8 @@ def default_precision(type_: sa.types.TypeEngine) -> sa.types.TypeEngine:
     return type_
 
 
-# Collations that compare text byte by byte (an explicit one may be nondeterministic: 'a' = 'A').
+# Collations whose equality is byte equality: the database's own (None; PostgreSQL allows no
+# nondeterministic one there) and the built-in ones. Another may be nondeterministic: 'a' = 'A'.
 BYTEWISE = {None, "C", "POSIX", "default", "ucs_basic", "pg_c_utf8"}
 
 
