@@ -98,8 +98,19 @@ class EngineModule:
             conn.exec_driver_sql(statement)
 
     def same_key(self, column: sa.ColumnElement, value: sa.ColumnElement) -> sa.ColumnElement:
-        """Joins a change row's key to its source row: as exact as the trigger's "key changed" test."""
-        return column == value
+        """Joins a change row's key to its source row: as exact as the trigger's "key changed" test.
+        Where this engine's equality may call two different strings equal ('a' = 'A', 'a' = 'a '),
+        their bytes are compared too (`key_bytes`), so an old key does not find the row its new
+        key names and stay in a case-sensitive mirror as a ghost."""
+        if not isinstance(column.type, sa.String) or self.exact_lookup(column.type):
+            return column == value
+        exact = self.key_bytes(column), self.key_bytes(value)
+        return column == value if exact[0] is None else sa.and_(column == value, exact[0] == exact[1])
+
+    def key_bytes(self, value: sa.ColumnElement) -> sa.ColumnElement | None:
+        """A string key as a form compared bytewise, where this engine's equality of strings
+        may call different keys equal; None where it never does."""
+        return None
 
     # -- apply ----------------------------------------------------------------------------
     def upsert(self, conn: Connection, table: sa.Table, key_columns: Sequence[str], rows: list[dict]) -> None:

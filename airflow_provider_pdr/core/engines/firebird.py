@@ -94,13 +94,9 @@ class FirebirdEngine(EngineModule):
     def event_name(target: CaptureTarget) -> str:
         return target.change_table
 
-    def same_key(self, column, value):
-        # 'a' = 'a ' in Firebird (and 'a' = 'A' under a _CI collation): compare the bytes too,
-        # as the trigger does, so an old key does not find the row its new key names.
-        if not isinstance(column.type, sa.String):
-            return column == value
-        exact = [sa.cast(v, OCTETS) for v in (column, value)]
-        return sa.and_(column == value, exact[0] == exact[1])
+    def key_bytes(self, value):
+        # 'a' = 'a ' in Firebird (and 'a' = 'A' under a _CI collation); the trigger compares bytes.
+        return sa.cast(value, OCTETS)
 
     def drop_capture_ddl(self, table: SourceTable, base: str) -> list[str]:
         return [f"DROP TRIGGER {self.quote(base + '_c')}"]

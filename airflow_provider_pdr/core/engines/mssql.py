@@ -72,13 +72,10 @@ class MssqlEngine(EngineModule):
             f"BEGIN\n  SET NOCOUNT ON;\n  {inserts}\nEND"
         ]
 
-    def same_key(self, column, value):
-        # Default collations are case-insensitive ('abc' = 'ABC') and ignore trailing blanks:
-        # compare the bytes too, as the trigger does, so an old key does not find the new row.
-        if not isinstance(column.type, sa.String):
-            return column == value
-        exact = [sa.cast(v, mssql.VARBINARY(None)) for v in (column, value)]
-        return sa.and_(column == value, exact[0] == exact[1])
+    def key_bytes(self, value):
+        # Default collations are case-insensitive ('abc' = 'ABC') and ignore trailing blanks;
+        # the trigger compares bytes.
+        return sa.cast(value, mssql.VARBINARY(None))
 
     def drop_capture_ddl(self, table: SourceTable, base: str) -> list[str]:
         return [f"DROP TRIGGER IF EXISTS {self.qualified(base + '_c', table.schema)}"]

@@ -159,15 +159,10 @@ class MysqlEngine(EngineModule):
         )
         return {name.rsplit("_", 1)[0] for (name,) in rows}
 
-    def same_key(self, column, value):
-        # Under an insensitive or PAD SPACE collation 'a' = 'A ': after a case-only key change the
-        # old key would still find the row, and stay in a case-sensitive mirror as a ghost. So
-        # compare the bytes too (in one character set: the change table may use another).
-        if not isinstance(column.type, sa.String):
-            return column == value
-        exact = [sa.cast(sa.func.convert(v, sa.literal_column("CHAR CHARACTER SET utf8mb4")), mysql.BINARY())
-                 for v in (column, value)]
-        return sa.and_(column == value, exact[0] == exact[1])
+    def key_bytes(self, value):
+        # Under an insensitive or PAD SPACE collation 'a' = 'A '. Bytes in one character set:
+        # the change table may use another.
+        return sa.cast(sa.func.convert(value, sa.literal_column("CHAR CHARACTER SET utf8mb4")), mysql.BINARY())
 
     @staticmethod
     def upsert_statement(table: sa.Table, key_columns):

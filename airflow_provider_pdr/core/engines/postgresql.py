@@ -272,13 +272,10 @@ class PostgresEngine(EngineModule):
     def exact_lookup(self, type_):
         return array_element(type_) is not None
 
-    def same_key(self, column, value):
-        # Under a nondeterministic collation (or citext) 'a' = 'A': compare the text bytewise
-        # too, as the trigger does, so an old key does not find the row its new key names.
-        if not isinstance(column.type, sa.String) or self.exact_lookup(column.type):
-            return column == value
-        exact = [sa.collate(sa.cast(v, sa.Text), "C") for v in (column, value)]
-        return sa.and_(column == value, exact[0] == exact[1])
+    def key_bytes(self, value):
+        # Under a nondeterministic collation (or in citext) 'a' = 'A'; the trigger tells them apart
+        # by their text. Keys that compare exactly (exact_lookup) never come here.
+        return sa.collate(sa.cast(value, sa.Text), "C")
 
     @contextlib.contextmanager
     def channel_lock(self, engine, schema, channel, timeout):
