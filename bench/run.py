@@ -85,11 +85,6 @@ def throughput(dbs: Databases, source_kind: str, destination_kind: str, width: s
     }
 
 
-# The copies measured beside each drain, against the drain's baseline.
-COPIES = {"initial_load": "1b. Initial load: the same final rows copied into an empty table (reflect with initial_load)",
-          "resync": "1c. Resync: those rows copied again over that copy, then its keys swept (snapshot with resync)"}
-
-
 def copies(source: sa.Engine, destination: sa.Engine, name: str, rows: int) -> dict[str, dict]:
     """The same final rows copied into an empty table by a second channel on the source table
     (its reflect with initial_load), then copied again over that copy and swept, as a full
@@ -124,7 +119,7 @@ def median_run(runs: list[dict]) -> dict:
         return {**sorted(items, key=lambda item: item["ratio"])[(len(items) - 1) // 2],
                 "ratios": [item["ratio"] for item in items]}
 
-    return {**middle(runs), **{kind: middle([run[kind] for run in runs]) for kind in COPIES}}
+    return {**middle(runs), **{kind: middle([run[kind] for run in runs]) for kind in verdict.COPIES}}
 
 
 # -- 2. trigger overhead ---------------------------------------------------------------------
@@ -388,7 +383,7 @@ def report(results: dict) -> str:
         ["pair", "rows", "seconds", "rows/s", "baseline rows/s", "ratio", "range", *extra],
         [[t["pair"], t["width"], copy["seconds"], copy["rows_per_s"], copy["baseline_rows_per_s"], copy["ratio"],
           verdict.spread(copy["ratios"]), *judged(copy)] for t in results["throughput"] for copy in [t[kind]]],
-    ) for kind, title in COPIES.items()], table_text(
+    ) for kind, title in verdict.COPIES.items()], table_text(
         "2. Trigger overhead: source writes/s with the channel installed / without (1.00 = no slowdown)",
         ["engine", "write", "rows", "without/s", "with/s", "ratio", *extra],
         [[t["engine"], t["op"], t["rows"], t["without_per_s"], t["with_per_s"], t["ratio"], *judged(t)]

@@ -15,13 +15,16 @@ from collections.abc import Iterator
 from pathlib import Path
 
 NOISE = 1.25  # a single run's ratio moves by up to a fifth either way
+# The copies measured beside each drain, against the drain's baseline, by key in its results.
+COPIES = {"initial_load": "1b. Initial load: the same final rows copied into an empty table (reflect with initial_load)",
+          "resync": "1c. Resync: those rows copied again over that copy, then its keys swept (snapshot with resync)"}
 
 
 def figures(results: dict) -> Iterator[tuple[str, dict]]:
     """(name, row) of every ratio in the results; the name is the same in every run."""
     for row in results.get("throughput", []):
         yield f"apply throughput, {row['pair']}, {row['width']}", row
-        for kind in ("initial_load", "resync"):
+        for kind in COPIES:
             if kind in row:  # results of earlier releases may lack them
                 yield f"{kind.replace('_', ' ')}, {row['pair']}, {row['width']}", row[kind]
     for row in results.get("triggers", []):

@@ -62,6 +62,11 @@ class Timed:
     reading_seconds: float = 0.0  # reading changes and rows from the source, acknowledging them
     writing_seconds: float = 0.0  # writing them into the destination
 
+    def add_sides(self, other: Timed) -> None:
+        """Count another run's reading and writing (a copy within a reflect, a reflect within a task)."""
+        self.reading_seconds += other.reading_seconds
+        self.writing_seconds += other.writing_seconds
+
     def timing(self) -> str:
         """Where the time went, for a log line."""
         return (f"in {self.seconds:.2f}s (reading the source {self.reading_seconds:.2f}s, "
@@ -778,7 +783,7 @@ def reflect(
             loaded = run_snapshot(sconn, dconn, drain, resync=drain.drift.triggers_missing, restart=refill,
                                   chunk_size=batch_size, deadline=deadline, schema=info.schema)
             result.copied = loaded.copied
-            result.reading_seconds, result.writing_seconds = loaded.reading_seconds, loaded.writing_seconds
+            result.add_sides(loaded)
             ready = loaded.done
         if ready:
             pace = Pace()

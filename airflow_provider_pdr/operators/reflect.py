@@ -15,9 +15,6 @@ from airflow_provider_pdr.core.channel import load_channel
 from airflow_provider_pdr.core.schema import describe
 from airflow_provider_pdr.hooks import PdrHook
 
-# Where a run's time went (Timed), summed over the reflects and the resync of one task run.
-SIDES = ("reading_seconds", "writing_seconds")
-
 
 def seconds(value: float | timedelta) -> float:
     return value.total_seconds() if isinstance(value, timedelta) else float(value)
@@ -95,8 +92,7 @@ class ReflectOperator(BaseOperator):
             total = self.drain(source, destination, self.time_budget - (time.monotonic() - started))
             if resynced is not None:
                 total.copied += resynced.copied
-                for field in SIDES:
-                    setattr(total, field, getattr(total, field) + getattr(resynced, field))
+                total.add_sides(resynced)
             total.seconds = time.monotonic() - started
             self.log.info(
                 "channel %r -> %r in %s: %d rows upserted, %d deleted, %d changes in %d batches; lag %.1fs, %s%s",
@@ -105,7 +101,7 @@ class ReflectOperator(BaseOperator):
                 "" if total.drained else " (time budget used up: the rest waits for the next run)",
             )
         summary = total.as_dict()
-        for field in ("lag_seconds", "seconds", *SIDES):
+        for field in ("lag_seconds", "seconds", "reading_seconds", "writing_seconds"):
             summary[field] = round(summary[field], 3)
         if resynced is not None:
             summary["removed"] = resynced.removed
@@ -138,8 +134,9 @@ class ReflectOperator(BaseOperator):
                 deletes=self.deletes, create_table=self.create_table, lock_timeout=self.lock_timeout,
                 mapping=self.mapping, initial_load=self.initial_load,
             )
-            for field in ("upserted", "deleted", "batches", "changes", "copied", *SIDES):
+            for field in ("upserted", "deleted", "batches", "changes", "copied"):
                 setattr(total, field, getattr(total, field) + getattr(result, field))
+            total.add_sides(result)
             total.drained, total.lag_seconds = result.drained, result.lag_seconds
             # Changes committed after the last empty read: take them too while time remains.
             if result.drained or time.monotonic() >= deadline:
