@@ -13,6 +13,7 @@ import sqlalchemy as sa
 from airflow_provider_pdr.core.engines import engine_module
 from airflow_provider_pdr.core.engines.postgresql import copy_text
 from airflow_provider_pdr.core.schema import reflect_table, value_converters
+from bench import cpu
 
 
 def final_rows(source: sa.Engine, destination: sa.Engine, name: str) -> list[dict]:
@@ -143,7 +144,7 @@ DRIVER_METHODS = {
 
 def fastest(destination: sa.Engine, name: str, rows: list[dict], batch: int) -> dict:
     methods = DRIVER_METHODS[f"{destination.dialect.name}+{destination.dialect.driver}"]
-    tried = {}
+    tried, work_of = {}, {}
     with destination.connect() as conn:
         mirror = reflect_table(conn, engine_module(destination), name, None)
         keys = [c.name for c in mirror.primary_key.columns]
@@ -154,12 +155,15 @@ def fastest(destination: sa.Engine, name: str, rows: list[dict], batch: int) -> 
             copy.create(conn)
             conn.commit()
             began = time.perf_counter()
-            run(conn, copy, keys, rows, batch)
+            with cpu.measured(destination=destination) as work:
+                run(conn, copy, keys, rows, batch)
             tried[method] = time.perf_counter() - began
+            work_of[method] = work.total
             copied = conn.execute(sa.select(sa.func.count()).select_from(copy)).scalar()
             if copied != len(rows):
                 raise RuntimeError(f"baseline {method} wrote {copied} rows of {len(rows)}")
             copy.drop(conn)
             conn.commit()
     method = min(tried, key=tried.get)
-    return {"method": method, "seconds": tried[method], "rows_per_s": len(rows) / tried[method], "tried": tried}
+    return {"method": method, "seconds": tried[method], "rows_per_s": len(rows) / tried[method], "tried": tried,
+            "cpu_s": work_of[method]}

@@ -26,7 +26,7 @@ from pathlib import Path
 import sqlalchemy as sa
 
 from airflow_provider_pdr.core import install_channel, pending_changes, reflect, snapshot
-from bench import baselines, verdict
+from bench import baselines, cpu, verdict
 from bench.databases import LABELS, Databases
 from bench.workload import TABLES, analyze, narrow, write_backlog
 
@@ -60,7 +60,8 @@ def throughput(dbs: Databases, source_kind: str, destination_kind: str, width: s
     analyze(source, table, channel.change_table)
     backlog = pending_changes(source, CHANNEL).count
     started = time.perf_counter()
-    result = reflect(source, destination, CHANNEL, batch_size=BATCH_SIZE, create_table=True)
+    with cpu.measured(source=source, destination=destination) as work:
+        result = reflect(source, destination, CHANNEL, batch_size=BATCH_SIZE, create_table=True)
     seconds = time.perf_counter() - started
     rows = baselines.final_rows(source, destination, table.name)
     with destination.connect() as conn:
@@ -82,7 +83,18 @@ def throughput(dbs: Databases, source_kind: str, destination_kind: str, width: s
         "written": result.upserted + result.deleted,
         "write_ratio": (result.upserted + result.deleted) / seconds / base["rows_per_s"],
         **copied,
+        **cpu_figure(work, base["cpu_s"], backlog),
     }
+
+
+def cpu_figure(work: cpu.Work, baseline: float | None, changes: int) -> dict:
+    """The drain's CPU time, by who spent it, against the baseline's (its destination server and
+    process); nothing where a server's time cannot be read."""
+    if work.total is None or baseline is None:
+        return {}
+    return {"cpu": {"source_s": work["source"], "destination_s": work["destination"], "process_s": work["process"],
+                    "seconds": work.total, "baseline_seconds": baseline, "ratio": baseline / work.total,
+                    "source_ms_per_1000_changes": work["source"] / changes * 1e6}}
 
 
 def copies(source: sa.Engine, destination: sa.Engine, name: str, rows: int) -> dict[str, dict]:
@@ -119,7 +131,8 @@ def median_run(runs: list[dict]) -> dict:
         return {**sorted(items, key=lambda item: item["ratio"])[(len(items) - 1) // 2],
                 "ratios": [item["ratio"] for item in items]}
 
-    return {**middle(runs), **{kind: middle([run[kind] for run in runs]) for kind in verdict.COPIES}}
+    return {**middle(runs), **{kind: middle([run[kind] for run in runs]) for kind in verdict.BESIDE
+                               if all(kind in run for run in runs)}}
 
 
 # -- 2. trigger overhead ---------------------------------------------------------------------
@@ -384,6 +397,15 @@ def report(results: dict) -> str:
         [[t["pair"], t["width"], copy["seconds"], copy["rows_per_s"], copy["baseline_rows_per_s"], copy["ratio"],
           verdict.spread(copy["ratios"]), *judged(copy)] for t in results["throughput"] for copy in [t[kind]]],
     ) for kind, title in verdict.COPIES.items()], table_text(
+        "1d. CPU: seconds of CPU time the drain took from the source database server, the destination database "
+        "server and its own process, against the baseline's (its destination server and process); "
+        "ratio = baseline CPU / our CPU",
+        ["pair", "rows", "source server s", "destination server s", "process s", "total s", "baseline s", "ratio",
+         "range", "source ms / 1,000 changes", *extra],
+        [[t["pair"], t["width"], c["source_s"], c["destination_s"], c["process_s"], c["seconds"],
+          c["baseline_seconds"], c["ratio"], verdict.spread(c["ratios"]), c["source_ms_per_1000_changes"], *judged(c)]
+         for t in results["throughput"] if "cpu" in t for c in [t["cpu"]]],
+    ), table_text(
         "2. Trigger overhead: source writes/s with the channel installed / without (1.00 = no slowdown)",
         ["engine", "write", "rows", "without/s", "with/s", "ratio", *extra],
         [[t["engine"], t["op"], t["rows"], t["without_per_s"], t["with_per_s"], t["ratio"], *judged(t)]

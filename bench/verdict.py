@@ -5,7 +5,7 @@ transactions on PostgreSQL and MariaDB less than a quarter slower with the chann
 peak memory that does not grow with the backlog (ten times the changes, at most a tenth more).
 
 An earlier run is compared figure by figure. A figure measured several times (apply throughput,
-initial load, resync) moved when its range no longer overlaps the earlier range; a figure measured once
+initial load, resync, CPU) moved when its range no longer overlaps the earlier range; a figure measured once
 moved when its ratio changed by more than a fifth, what one run alone moves by on a shared machine.
 """
 
@@ -18,14 +18,16 @@ NOISE = 1.25  # a single run's ratio moves by up to a fifth either way
 # The copies measured beside each drain, against the drain's baseline, by key in its results.
 COPIES = {"initial_load": "1b. Initial load: the same final rows copied into an empty table (reflect with initial_load)",
           "resync": "1c. Resync: those rows copied again over that copy, then its keys swept (snapshot with resync)"}
+# Every figure measured with each drain, by key in its results: its copies, and its CPU time.
+BESIDE = [*COPIES, "cpu"]
 
 
 def figures(results: dict) -> Iterator[tuple[str, dict]]:
     """(name, row) of every ratio in the results; the name is the same in every run."""
     for row in results.get("throughput", []):
         yield f"apply throughput, {row['pair']}, {row['width']}", row
-        for kind in COPIES:
-            if kind in row:  # results of earlier releases may lack them
+        for kind in BESIDE:
+            if kind in row:  # results of earlier releases may lack them, and CPU needs local servers
                 yield f"{kind.replace('_', ' ')}, {row['pair']}, {row['width']}", row[kind]
     for row in results.get("triggers", []):
         yield f"trigger overhead, {row['engine']}, {row['op']}", row

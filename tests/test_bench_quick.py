@@ -37,11 +37,15 @@ def test_quick_benchmark_runs_and_writes_every_figure(tmp_path):
     assert all(t["initial_load"]["ratio"] > 0 and t["resync"]["ratio"] > 0 for t in results["throughput"])
     assert all(0 < t["reading_seconds"] <= t["seconds"] and 0 < t["writing_seconds"] <= t["seconds"]
                for t in results["throughput"])
+    # CPU time by who spent it; SQLite has no server of its own (its work is the process's).
+    assert all(t["cpu"]["seconds"] >= t["cpu"]["process_s"] > 0 and t["cpu"]["ratio"] > 0 for t in results["throughput"])
+    assert all(t["cpu"]["source_s"] == 0 for t in results["throughput"] if t["pair"].startswith("SQLite"))
+    assert all(min(t["cpu"]["source_s"], t["cpu"]["destination_s"]) >= 0 for t in results["throughput"])
     assert {t["engine"] for t in results["triggers"]} == {"PostgreSQL", "MariaDB"}
     assert all(0 < t["p50_ms"] <= t["p99_ms"] for t in results["latency"]) and results["latency"]
     assert [m["changes"] for m in results["memory"]] == [2_000, 20_000]
     assert all(m["peak_kb"] > 0 for m in results["memory"])
-    assert all(f"{part}." in run.stdout for part in ("1", "1b", "1c", "2", "3", "4"))
+    assert all(f"{part}." in run.stdout for part in ("1", "1b", "1c", "1d", "2", "3", "4"))
     # Every figure with a target says whether it met it (the quick sizes decide nothing).
     assert all(t["target"] == ">= 0.50" and isinstance(t["met"], bool) for t in results["throughput"])
     assert {t["target"] for t in results["triggers"] if t["op"].endswith(" 1 row")} == {">= 0.75"}
