@@ -434,6 +434,7 @@ class Drain:
             text, queries, form = None, self.value_span_queries, None
         if text is not None:
             text.prepare(source)
+        self.src.prepare_join(source, self.source_table, limit)
         rows = source.execute(queries[after is not None], {"limit": limit, "after": after}).all()
         source.rollback()  # end the read transaction: the next read must see new commits
         rows.sort(key=first_seq)  # keys land in the order they first changed
@@ -521,6 +522,7 @@ class Drain:
         """Keys (by the seq of one of their change rows) joined to their source rows: the rows found
         are added to `upserts`; returns the keys that are gone."""
         decided = {}
+        self.src.prepare_join(source, self.source_table, len(unsure))
         for part in chunks(list(unsure), self.src.max_parameters):
             decided.update((row[0], row) for row in source.execute(self.current, {"seqs": list(part)}).all())
         if len(decided) != len(unsure):  # only this run deletes change rows, under the channel lock

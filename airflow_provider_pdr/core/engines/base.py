@@ -164,6 +164,11 @@ class EngineModule:
     def prepare_text(self, conn: Connection) -> None:
         """Fix, for the rest of the read transaction, the settings that shape text_field's text."""
 
+    def prepare_join(self, conn: Connection, table: sa.Table, keys: int) -> None:
+        """Before a statement of the read transaction joins up to `keys` keys to their rows in
+        `table`: steer it to each key's row by the table's key index, where this engine's planner
+        might read the whole table instead."""
+
     def decode_faster(self, conn: Connection) -> None:
         """Let the driver decode the rows `conn` reads to the same values at less cost, where it can."""
 

@@ -24,6 +24,9 @@ from airflow_provider_pdr.core.engines.base import (
 LOCK_NOT_AVAILABLE = "55P03"  # SQLSTATE of a lock wait that ran past lock_timeout
 
 
+PG_CLASS = sa.table("pg_class", sa.column("oid"), sa.column("reltuples"), schema="pg_catalog")
+
+
 def sqlstate(error) -> str | None:
     """The SQLSTATE of a driver error: psycopg2 names it pgcode, psycopg 3 sqlstate."""
     return getattr(error, "sqlstate", None) or getattr(error, "pgcode", None)
@@ -271,6 +274,22 @@ class PostgresEngine(EngineModule):
 
     def exact_lookup(self, type_):
         return array_element(type_) is not None
+
+    # A table with more rows than this many per key asked for: its keys are looked up by index.
+    ROWS_PER_KEY_LOOKUP = 10
+
+    def prepare_join(self, conn, table, keys):
+        # The planner costs an index lookup as a read from disk, and so joins a span's keys to a
+        # table of a few hundred thousand rows or more by hashing the whole table. Measured on a
+        # span of 20,000 changes: 65 ms from 400,000 rows and 200 ms from 2,000,000, against 40 ms
+        # by index whatever the size; a table of 100,000 rows hashes in 33 ms. Past ten rows per
+        # key (or with no statistics yet), nested loops through the key index it is.
+        large = sa.or_(PG_CLASS.c.reltuples < 0, PG_CLASS.c.reltuples > self.ROWS_PER_KEY_LOOKUP * keys)
+        conn.execute(
+            sa.select(*[sa.func.set_config(name, sa.case((large, "off"), else_=sa.func.current_setting(name)), True)
+                        for name in ("enable_hashjoin", "enable_mergejoin")])
+            .where(PG_CLASS.c.oid == sa.func.to_regclass(self.qualified(table.name, table.schema)))
+        )
 
     def key_bytes(self, value):
         # Under a nondeterministic collation (or in citext) 'a' = 'A'; the trigger tells them apart
