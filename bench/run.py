@@ -28,17 +28,21 @@ import sqlalchemy as sa
 from airflow_provider_pdr.core import install_channel, pending_changes, reflect, snapshot
 from bench import baselines, cpu, verdict
 from bench.databases import LABELS, Databases
-from bench.workload import TABLES, analyze, narrow, write_backlog
+from bench.workload import TABLES, analyze, fill, narrow, write_backlog
 
 PAIRS = [("postgresql", "mysql"), ("mysql", "postgresql"), ("postgresql", "postgresql"), ("psycopg", "psycopg"),
          ("sqlite", "sqlite")]
 # Firebird writes and reads a row per round trip (fdb): its pairs drain a smaller backlog.
 FIREBIRD_PAIRS = [("postgresql", "firebird"), ("firebird", "postgresql")]
+# A source engine's planner decides how a span finds its rows: one pair per source engine.
+TABLE_SIZE_PAIRS = [("postgresql", "postgresql"), ("mysql", "postgresql"), ("sqlite", "sqlite")]
 SIZES = {
     "quick": {"changes": 2000, "firebird_changes": 2000, "repeats": 1, "single": 40, "blocks": 2, "chunks": 4,
-              "latency_s": 1.0, "memory": (2_000, 20_000), "latency_pairs": PAIRS[2:], "airflow_runs": 1},
+              "latency_s": 1.0, "memory": (2_000, 20_000), "latency_pairs": PAIRS[2:], "airflow_runs": 1,
+              "untouched_rows": 20_000},
     "full": {"changes": 200_000, "firebird_changes": 20_000, "repeats": 3, "single": 6000, "blocks": 20, "chunks": 60,
-             "latency_s": 6.0, "memory": (100_000, 1_000_000), "latency_pairs": PAIRS, "airflow_runs": 5},
+             "latency_s": 6.0, "memory": (100_000, 1_000_000), "latency_pairs": PAIRS, "airflow_runs": 5,
+             "untouched_rows": 2_000_000},
 }
 BATCH_SIZE = 5000
 CHANNEL = "bench"
@@ -133,6 +137,34 @@ def median_run(runs: list[dict]) -> dict:
 
     return {**middle(runs), **{kind: middle([run[kind] for run in runs]) for kind in verdict.BESIDE
                                if all(kind in run for run in runs)}}
+
+
+# -- 5. source table size ---------------------------------------------------------------------
+def drain_beside(dbs: Databases, source_kind: str, destination_kind: str, changes: int, untouched: int) -> float:
+    """Seconds to drain a narrow backlog of about `changes` change rows from a table that also
+    holds `untouched` rows the backlog never changes."""
+    source, destination = dbs.new(source_kind), dbs.new(destination_kind)
+    table = narrow()
+    table.create(source)
+    fill(source, table, untouched)
+    channel = install_channel(source, CHANNEL, table.name)
+    write_backlog(source, table, changes)
+    analyze(source, table, channel.change_table)
+    started = time.perf_counter()
+    result = reflect(source, destination, CHANNEL, batch_size=BATCH_SIZE, create_table=True)
+    seconds = time.perf_counter() - started
+    if not result.drained:
+        raise RuntimeError(f"{label(source_kind, destination_kind)} beside {untouched:,} rows: not drained ({result})")
+    return seconds
+
+
+def table_size(source_kind: str, destination_kind: str, changes: int, untouched: int) -> dict:
+    """The same backlog drained from its table alone and from one holding `untouched` more rows:
+    a span's cost must follow its own keys, not the size of the table they live in."""
+    alone, beside = (on_fresh_databases(drain_beside, source_kind, destination_kind, changes, rows)
+                     for rows in (0, untouched))
+    return {"pair": label(source_kind, destination_kind), "changes": changes, "untouched_rows": untouched,
+            "seconds": alone, "large_seconds": beside, "ratio": alone / beside}
 
 
 # -- 2. trigger overhead ---------------------------------------------------------------------
@@ -423,6 +455,12 @@ def report(results: dict) -> str:
         [[t["engine"], t["changes"], t["seconds"], t["start_kb"] / 1024, t["peak_kb"] / 1024, t["ru_maxrss_kb"] / 1024,
           t["ratio"], *judged(t)]
          for t in results["memory"]],
+    ), table_text(
+        "5. Source table size: the same narrow backlog drained from its table alone, then from one that also "
+        "holds rows the backlog never changes; ratio = time alone / time beside them",
+        ["pair", "changes", "untouched rows", "seconds alone", "seconds beside them", "ratio", *extra],
+        [[t["pair"], t["changes"], t["untouched_rows"], t["seconds"], t["large_seconds"], t["ratio"], *judged(t)]
+         for t in results["table_size"]],
     ), verdict.summary(results)]
     return "\n\n".join(parts)
 
@@ -430,10 +468,11 @@ def report(results: dict) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="tiny sizes: proves the benchmark works, in seconds")
-    parser.add_argument("--only", choices=["throughput", "triggers", "latency", "memory"], action="append",
+    parser.add_argument("--only", choices=["throughput", "triggers", "latency", "memory", "size"], action="append",
                         help="run only these parts (repeatable)")
     parser.add_argument("--pair", type=pair, action="append", metavar="SOURCE:DESTINATION",
-                        help=f"only these pairs for throughput and latency (repeatable), e.g. psycopg:psycopg; "
+                        help=f"only these pairs for throughput, latency and table size (repeatable), e.g. "
+                             f"psycopg:psycopg; "
                              f"each side one of {', '.join(LABELS)}")
     parser.add_argument("--width", choices=list(TABLES), action="append",
                         help="only these tables for throughput (repeatable)")
@@ -452,10 +491,11 @@ def main(argv: list[str] | None = None) -> int:
         earlier_file = Path(args.compare) if args.compare else None
     earlier = read_results(earlier_file) if earlier_file else None
     size = SIZES[mode]
-    parts = set(args.only or ["throughput", "triggers", "latency", "memory"])
+    parts = set(args.only or ["throughput", "triggers", "latency", "memory", "size"])
     results = {"mode": mode, "started": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
                "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()},
-               "batch_size": BATCH_SIZE, "repeats": size["repeats"], "throughput": [], "triggers": [], "latency": [], "memory": []}
+               "batch_size": BATCH_SIZE, "repeats": size["repeats"], "throughput": [], "triggers": [], "latency": [], "memory": [],
+               "table_size": []}
     began = time.perf_counter()
     dbs = Databases()
     try:
@@ -474,6 +514,12 @@ def main(argv: list[str] | None = None) -> int:
                             for _ in range(size["repeats"])]
                     results["throughput"].append(median_run(runs))
                     progress(results["throughput"][-1])
+        if "size" in parts:
+            for source_kind, destination_kind in args.pair or TABLE_SIZE_PAIRS:
+                firebird = "firebird" in (source_kind, destination_kind)
+                changes = size["firebird_changes" if firebird else "changes"]
+                results["table_size"].append(table_size(source_kind, destination_kind, changes, size["untouched_rows"]))
+                progress(results["table_size"][-1])
         if "triggers" in parts:
             for kind in ("postgresql", "mysql"):
                 results["triggers"] += trigger_overhead(dbs, kind, size["single"], size["blocks"], size["chunks"])

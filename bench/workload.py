@@ -103,3 +103,22 @@ def analyze(engine: sa.Engine, table: sa.Table, change_table: str) -> None:
         statement = "ANALYZE TABLE {}" if engine.dialect.name == "mysql" else "ANALYZE {}"
         for name in (table.name, change_table):
             conn.exec_driver_sql(statement.format(quote(name)))
+
+
+
+def fill(engine: sa.Engine, table: sa.Table, rows: int) -> None:
+    """`rows` rows that the backlog never touches (keys -1 down to -rows), the database copying
+    them onto themselves, doubling each time."""
+    if not rows:
+        return
+    others = [c for c in table.columns if c.name != "id"]
+    with engine.begin() as conn:
+        conn.execute(table.insert(), {**row(table, 1), "id": -1})
+        made = 1
+        while made < rows:
+            more = min(made, rows - made)
+            conn.execute(table.insert().from_select(
+                ["id", *[c.name for c in others]],
+                sa.select(table.c.id - made, *others).where(table.c.id.between(-more, -1)),
+            ))
+            made += more

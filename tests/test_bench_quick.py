@@ -45,11 +45,16 @@ def test_quick_benchmark_runs_and_writes_every_figure(tmp_path):
     assert all(0 < t["p50_ms"] <= t["p99_ms"] for t in results["latency"]) and results["latency"]
     assert [m["changes"] for m in results["memory"]] == [2_000, 20_000]
     assert all(m["peak_kb"] > 0 for m in results["memory"])
-    assert all(f"{part}." in run.stdout for part in ("1", "1b", "1c", "1d", "2", "3", "4"))
+    # One pair per source engine drains beside rows it never changes.
+    assert [(t["pair"], t["untouched_rows"]) for t in results["table_size"]] == [
+        (pair, 20_000) for pair in ("PostgreSQL -> PostgreSQL", "MariaDB -> PostgreSQL", "SQLite -> SQLite")]
+    assert all(t["ratio"] == t["seconds"] / t["large_seconds"] > 0 for t in results["table_size"])
+    assert all(f"{part}." in run.stdout for part in ("1", "1b", "1c", "1d", "2", "3", "4", "5"))
     # Every figure with a target says whether it met it (the quick sizes decide nothing).
     assert all(t["target"] == ">= 0.50" and isinstance(t["met"], bool) for t in results["throughput"])
     assert {t["target"] for t in results["triggers"] if t["op"].endswith(" 1 row")} == {">= 0.75"}
     assert results["memory"][1]["target"] == "<= 1.10" and "target" not in results["memory"][0]
+    assert {t["target"] for t in results["table_size"]} == {">= 0.50"}
     assert "Targets: " in run.stdout and "quick mode" in run.stdout
 
 
@@ -104,12 +109,13 @@ def test_the_last_run_to_compare_with_is_the_newest_of_the_same_mode(tmp_path, m
 
 def test_a_run_can_be_narrowed_to_some_pairs_and_tables(tmp_path):
     output = tmp_path / "results.json"
-    run = bench("--quick", "--only", "throughput", "--only", "latency", "--pair", "sqlite:sqlite",
+    run = bench("--quick", "--only", "throughput", "--only", "latency", "--only", "size", "--pair", "sqlite:sqlite",
                 "--width", "narrow", "--output", str(output))
     assert run.returncode == 0, run.stderr[-3000:]
     results = json.loads(output.read_text())
     assert [(t["pair"], t["width"]) for t in results["throughput"]] == [("SQLite -> SQLite", "narrow")]
     assert [t["pair"] for t in results["latency"]] == ["SQLite -> SQLite"]  # no Airflow runs without PostgreSQL
+    assert [t["pair"] for t in results["table_size"]] == ["SQLite -> SQLite"]
 
     wrong = bench("--pair", "sqlite:oracle", timeout=60)
     assert wrong.returncode == 2
