@@ -50,9 +50,8 @@ def server_processes(engine: sa.Engine) -> set[str] | None:
         except OSError:
             continue
         # A PostgreSQL backend names itself "postgres: <cluster>: <user> <database> <client> ...".
-        if name == "postgresql" and words[:1] == ["postgres:"] and url.database in words:
-            found.add(pid)
-        elif command in SERVER_COMMANDS.get(name, ()):
+        backend = name == "postgresql" and words[:1] == ["postgres:"] and url.database in words
+        if backend or command in SERVER_COMMANDS.get(name, ()):
             found.add(pid)
     return found if found or name == "postgresql" else None
 

@@ -19,18 +19,16 @@ def test_a_postgresql_database_counts_only_its_own_backends(databases):
     for engine in (busy, idle):
         with engine.connect() as conn:
             conn.exec_driver_sql("SELECT 1")
-    with cpu.measured(source=busy, destination=idle) as work:
-        with busy.connect() as conn:
-            conn.exec_driver_sql(BUSY["postgresql"])
+    with cpu.measured(source=busy, destination=idle) as work, busy.connect() as conn:
+        conn.exec_driver_sql(BUSY["postgresql"])
     assert work["source"] >= 0.05, work
     assert work["destination"] < work["source"] / 4, work
 
 
 def test_a_query_on_mariadb_counts_for_its_side_once(databases):
     mariadb, sqlite = databases.new("mysql"), databases.new("sqlite")
-    with cpu.measured(source=mariadb, destination=mariadb, other=sqlite) as work:
-        with mariadb.connect() as conn:
-            conn.exec_driver_sql(BUSY["mysql"])
+    with cpu.measured(source=mariadb, destination=mariadb, other=sqlite) as work, mariadb.connect() as conn:
+        conn.exec_driver_sql(BUSY["mysql"])
     assert work["source"] >= 0.05, work
     assert work["destination"] == 0 and work["other"] == 0, work  # one server counted once; SQLite has none
     assert work.total == pytest.approx(work["source"] + work["process"])
