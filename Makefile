@@ -12,7 +12,7 @@ lock:
 	.venv/bin/uv pip freeze --python .venv/bin/python --exclude-editable > constraints.txt
 
 # Throughput (each case three times), initial loads, trigger overhead, latency and memory
-# against the local databases (~13 min); results JSON in bench/results/, each run compared
+# against the local databases (~15 min); results JSON in bench/results/, each run compared
 # with the one before it there. bench-quick runs tiny sizes in seconds.
 bench:
 	.venv/bin/python -m bench --compare last
