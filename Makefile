@@ -11,9 +11,9 @@ setup:
 lock:
 	.venv/bin/uv pip freeze --python .venv/bin/python --exclude-editable > constraints.txt
 
-# Throughput (each case three times), initial loads, trigger overhead, latency and memory
-# against the local databases (~15 min); results JSON in bench/results/, each run compared
-# with the one before it there. bench-quick runs tiny sizes in seconds.
+# Throughput (each case three times, with its CPU time), initial loads, resyncs, trigger overhead,
+# latency, memory and source table size against the local databases (~15 min); results JSON in
+# bench/results/, each run compared with the one before it there. bench-quick runs tiny sizes in seconds.
 bench:
 	.venv/bin/python -m bench --compare last
 
