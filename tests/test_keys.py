@@ -7,7 +7,7 @@ import pytest
 import sqlalchemy as sa
 
 from airflow_provider_pdr.core.engines import engine_module
-from airflow_provider_pdr.core.keys import keys_among
+from airflow_provider_pdr.core.keys import after, keys_among
 from core_tables import create
 
 
@@ -39,3 +39,42 @@ def test_keys_among_finds_exactly_the_keys_asked_for(databases, kind, width, mon
         left = conn.execute(sa.select(*columns, table.c["keys"], table.c.pdr_keys)).all()
     assert sorted(tuple(row[:width]) for row in left) == sorted(set(every) - set(asked))
     assert {tuple(row[width:]) for row in left} == {("k", "p")}
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "postgresql", "mysql", "firebird"])
+def test_a_keyset_walk_visits_every_key_once_in_order(databases, kind):
+    """after() pages through a three-column key, 7 rows a page, on the engine itself."""
+    engine = databases.new(kind)
+    table = create(engine, "cells", *[sa.Column(name, sa.Integer, primary_key=True, autoincrement=False)
+                                      for name in ("a", "b", "c")])
+    every = [(a, b, c) for a in range(4) for b in range(3) for c in range(3)]
+    with engine.begin() as conn:
+        conn.execute(table.insert(), [dict(zip("abc", key)) for key in every])
+    columns, seen, last = list(table.primary_key.columns), [], None
+    with engine.connect() as conn:
+        while True:
+            query, condition = sa.select(*columns).order_by(*columns).limit(7), after(columns, last)
+            page = [tuple(row) for row in conn.execute(query if condition is None else query.where(condition))]
+            if not page:
+                break
+            seen += page
+            last = page[-1]
+    assert seen == every
+
+
+def test_a_keyset_page_of_a_composite_key_starts_in_the_index_at_its_last_key(databases):
+    """PostgreSQL scanned the key index from its start for every page while the condition began
+    with an OR: a page's cost grew with how far the walk had gone."""
+    engine = databases.new("postgresql")
+    table = create(engine, "cells", *[sa.Column(name, sa.Integer, primary_key=True, autoincrement=False)
+                                      for name in ("a", "b")])
+    with engine.begin() as conn:
+        conn.execute(table.insert().from_select(["a", "b"], sa.select(
+            sa.func.generate_series(1, 50_000).label("a"), sa.literal(1))))
+        conn.exec_driver_sql("ANALYZE cells")
+    columns = list(table.primary_key.columns)
+    query = sa.select(*columns).order_by(*columns).limit(5000).where(after(columns, (40_000, 1)))
+    with engine.connect() as conn:
+        plan = "\n".join(conn.execute(sa.text("EXPLAIN " + str(query.compile(
+            dialect=conn.dialect, compile_kwargs={"literal_binds": True})))).scalars())
+    assert "Index Cond: (a >= 40000)" in plan, plan
