@@ -13,7 +13,7 @@ from airflow_provider_pdr.core import ApplyError, install_channel, pending_chang
 from airflow_provider_pdr.core.engines import engine_module
 from airflow_provider_pdr.core.reflect import Drain
 from airflow_provider_pdr.core.snapshot import PROGRESS_TABLE, Progress, is_loaded, snapshot
-from conftest import execute
+from conftest import execute, rows
 from core_tables import create, orders, table_rows, write
 
 # The module, not the function core exports under its name.
@@ -325,3 +325,31 @@ def test_drains_run_between_holds_of_a_copy(databases, monkeypatch):
     monkeypatch.undo()
     assert (reflected[0].copied, reflected[0].changes) == (10, 1), "the drain ran between two holds"
     assert table_rows(destination, "mirror") == table_rows(source, "orders")
+
+
+@pytest.mark.parametrize("driver", ["postgresql", "psycopg"])
+def test_a_postgresql_mirror_keeps_its_rows_that_are_already_the_same(databases, driver):
+    """A resync over an unchanged mirror writes no new version of a row (its xmin stays), while
+    every difference is written, to the byte: a case-only change of a citext value too."""
+    source, destination = databases.new("postgresql"), databases.new(driver)
+    for engine in (source, destination):  # the mirror made by its owner, citext too
+        execute(engine, "CREATE EXTENSION citext")
+        execute(engine, "CREATE TABLE tags (id int PRIMARY KEY, label citext, amount numeric(10, 2))")
+    execute(source, "INSERT INTO tags SELECT g, 'tag ' || g, g FROM generate_series(1, 50) g")
+    install_channel(source, "tags", "tags")
+    reflect(source, destination, "tags", initial_load=True)
+
+    def versions() -> dict:
+        with destination.connect() as conn:
+            return dict(conn.execute(sa.text("SELECT id, xmin::text FROM tags")).all())
+
+    before = versions()
+    assert snapshot(source, destination, "tags", resync=True, restart=True).copied == 50
+    assert versions() == before  # nothing rewritten
+    execute(source, "UPDATE tags SET label = upper(label) WHERE id = 7")  # equal as citext, not as bytes
+    execute(source, "UPDATE tags SET amount = amount + 1 WHERE id = 8")
+    reflect(source, destination, "tags")
+    after = versions()
+    assert {key for key in before if after[key] != before[key]} == {7, 8}
+    assert rows(destination, "tags", "id") == rows(source, "tags", "id")
+    assert rows(destination, "tags", "id")[6][1] == "TAG 7"

@@ -240,15 +240,21 @@ def driver_rows(rows: list[Sequence], order: Sequence[int], processors: Sequence
     return out
 
 
-def on_conflict_upsert(statement, table: sa.Table, key_columns: Sequence[str], rows_from: sa.Select | None = None):
+def on_conflict_upsert(statement, table: sa.Table, key_columns: Sequence[str], rows_from: sa.Select | None = None,
+                       exact: Callable[[sa.ColumnElement], sa.ColumnElement] | None = None):
     """A PostgreSQL or SQLite INSERT (of the rows `rows_from` selects, if given) that, for a key
-    already there, updates the other columns."""
+    already there, updates the other columns; with `exact` (a value's exact form), only where
+    one of them differs from the value there."""
     if rows_from is not None:
         statement = statement.from_select([c.name for c in table.columns], rows_from)
     updates = {c.name: statement.excluded[c.name] for c in table.columns if c.name not in key_columns}
-    if updates:
-        return statement.on_conflict_do_update(index_elements=list(key_columns), set_=updates)
-    return statement.on_conflict_do_nothing(index_elements=list(key_columns))
+    if not updates:
+        return statement.on_conflict_do_nothing(index_elements=list(key_columns))
+    differs = None
+    if exact is not None:
+        differs = sa.tuple_(*[exact(table.c[name]) for name in updates]).is_distinct_from(
+            sa.tuple_(*[exact(value) for value in updates.values()]))
+    return statement.on_conflict_do_update(index_elements=list(key_columns), set_=updates, where=differs)
 
 
 def executemany_upserter(statement: sa.Insert, dialect: sa.engine.Dialect, table: sa.Table):
