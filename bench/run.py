@@ -494,8 +494,8 @@ def main(argv: list[str] | None = None) -> int:
     parts = set(args.only or ["throughput", "triggers", "latency", "memory", "size"])
     results = {"mode": mode, "started": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
                "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()},
-               "batch_size": BATCH_SIZE, "repeats": size["repeats"], "throughput": [], "triggers": [], "latency": [], "memory": [],
-               "table_size": []}
+               "batch_size": BATCH_SIZE, "repeats": size["repeats"], "throughput": [], "triggers": [], "latency": [],
+               "memory": [], "table_size": []}
     began = time.perf_counter()
     dbs = Databases()
     try:

@@ -260,7 +260,7 @@ def run_snapshot(source: Connection, destination: Connection, drain: Drain, *, r
         with hold():
             query = sa.select(*dest_keys).order_by(*dest_keys).limit(chunk_size)
             condition = after(dest_keys, progress.last)
-            keys = [tuple(r) for r in destination.execute(query if condition is None else query.where(condition))]
+            keys = [tuple(r) for r in destination.execute(query if condition is None else query.where(condition)).all()]
             destination.rollback()
             if not keys:
                 progress.phase, progress.last = DONE, None
@@ -283,7 +283,7 @@ def missing_in_source(source: Connection, drain: Drain, keys: list[tuple], to_so
     is gone, and then no key travels back."""
     converters = [to_source.get(k) for k in drain.source_keys]
     columns = [drain.source_table.c[k] for k in drain.source_keys]
-    asked = [tuple(f(v) if f else v for f, v in zip(converters, key)) for key in keys]
+    asked = [tuple(f(v) if f else v for f, v in zip(converters, key)) for key in keys] if any(converters) else keys
 
     def matching(*selected: sa.ColumnElement) -> Iterator[sa.Select]:
         for condition in keys_among(drain.src, columns, asked):
