@@ -34,6 +34,17 @@ def after(columns: Sequence[sa.ColumnElement], last: tuple | None) -> sa.ColumnE
     return condition
 
 
+def key_page(conn, columns: Sequence[sa.ColumnElement], last: tuple | None, size: int,
+             *conditions: sa.ColumnElement) -> list[tuple]:
+    """The next `size` keys of `columns`' table after key `last`, in key order (a keyset page),
+    among the rows that meet `conditions`; ends the read transaction."""
+    query = sa.select(*columns).where(*conditions).order_by(*columns).limit(size)
+    condition = after(columns, last)
+    keys = [tuple(row) for row in conn.execute(query if condition is None else query.where(condition)).all()]
+    conn.rollback()
+    return keys
+
+
 def key_in(columns: Sequence[sa.ColumnElement], keys: Sequence[tuple]) -> sa.ColumnElement:
     if len(columns) == 1:
         return columns[0].in_([key[0] for key in keys])

@@ -22,7 +22,7 @@ from dataclasses import asdict, dataclass, field
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
-from airflow_provider_pdr.core.keys import after, keys_among
+from airflow_provider_pdr.core.keys import after, key_page, keys_among
 from airflow_provider_pdr.core.reflect import Drain, open_drain
 from airflow_provider_pdr.core.schema import describe, value_converters
 from airflow_provider_pdr.core.snapshot import comparable, missing_in_source
@@ -151,14 +151,12 @@ class Reconciler:
         target = drain.write_table
         dest_keys = [target.c[k] for k in drain.keys]
         others = [target.c[n] for n in drain.columns if n not in drain.keys]
-        query = sa.select(*dest_keys).order_by(*dest_keys).limit(self.chunk_size)
+        ours = []
         if drain.on_delete == "nullify":  # a row of another source is extra only if it holds our values
             if not others:
                 return last, False
-            query = query.where(sa.or_(*[c.isnot(None) for c in others]))
-        condition = after(dest_keys, last)
-        keys = [tuple(r) for r in self.destination.execute(query if condition is None else query.where(condition))]
-        self.destination.rollback()
+            ours.append(sa.or_(*[c.isnot(None) for c in others]))
+        keys = key_page(self.destination, dest_keys, last, self.chunk_size, *ours)
         if not keys:
             return last, False
         last = keys[-1]

@@ -39,7 +39,7 @@ from sqlalchemy.engine import Connection, Engine
 from airflow_provider_pdr.core.channel import registry_schema
 from airflow_provider_pdr.core.engines import engine_module
 from airflow_provider_pdr.core.errors import ApplyError
-from airflow_provider_pdr.core.keys import after, keys_among
+from airflow_provider_pdr.core.keys import after, key_page, keys_among
 from airflow_provider_pdr.core.reflect import (
     Batch, Drain, Pace, Timed, brief_key, committing, lines_made, open_drain, reflection, writing_thread,
 )
@@ -258,10 +258,7 @@ def run_snapshot(source: Connection, destination: Connection, drain: Drain, *, r
     to_source = value_converters(drain.source_table)
     while progress.phase == SWEEP and not out_of_time():
         with hold():
-            query = sa.select(*dest_keys).order_by(*dest_keys).limit(chunk_size)
-            condition = after(dest_keys, progress.last)
-            keys = [tuple(r) for r in destination.execute(query if condition is None else query.where(condition)).all()]
-            destination.rollback()
+            keys = key_page(destination, dest_keys, progress.last, chunk_size)
             if not keys:
                 progress.phase, progress.last = DONE, None
             else:
