@@ -124,7 +124,8 @@ class Reconciler:
             current = have.get(key)
             if current is None:
                 suspects.append(("missing", key, source_key, values))
-            elif any(comparable(values[n]) != comparable(current[n]) for n in drain.columns):
+            elif any(values[n] != current[n] and comparable(values[n]) != comparable(current[n])
+                     for n in drain.columns):  # values equal as they are stay equal in one form
                 suspects.append(("different", key, source_key, values))
         self.settle(suspects)
         return last, True

@@ -108,8 +108,13 @@ def decode_key(text: str) -> tuple:
     return tuple(one(v) for v in json.loads(text))
 
 
+PLAIN_VALUES = {int, str, float, type(None)}  # already in the one form `comparable` gives
+
+
 def comparable(value):
     """One form for values equal across engines (an instant, a number, bytes)."""
+    if type(value) in PLAIN_VALUES:  # most keys and values, each compared many times
+        return value
     if isinstance(value, dt.datetime) and value.tzinfo is not None:
         return value.astimezone(dt.timezone.utc).replace(tzinfo=None)
     if isinstance(value, bool):
