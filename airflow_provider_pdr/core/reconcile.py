@@ -115,7 +115,7 @@ class Reconciler:
         have = {}
         keys = [tuple(values[k] for k in drain.keys) for _, values in wanted.values()]
         for condition in keys_among(drain.dst, dest_keys, keys):
-            for found in self.destination.execute(sa.select(dest_table).where(condition)):
+            for found in self.destination.execute(sa.select(dest_table).where(condition)).all():
                 have[tuple(comparable(found._mapping[k]) for k in drain.keys)] = found._mapping
         self.destination.rollback()
         self.result.checked += len(rows)
