@@ -34,15 +34,21 @@ def after(columns: Sequence[sa.ColumnElement], last: tuple | None) -> sa.ColumnE
     return condition
 
 
+def page(conn, query: sa.Select, columns: Sequence[sa.ColumnElement], last: tuple | None, size: int) -> list:
+    """The next `size` rows of `query` after key `last`, in the order of the key `columns` (a
+    keyset page); ends the read transaction."""
+    query = query.order_by(*columns).limit(size)
+    condition = after(columns, last)
+    rows = conn.execute(query if condition is None else query.where(condition)).all()
+    conn.rollback()
+    return rows
+
+
 def key_page(conn, columns: Sequence[sa.ColumnElement], last: tuple | None, size: int,
              *conditions: sa.ColumnElement) -> list[tuple]:
-    """The next `size` keys of `columns`' table after key `last`, in key order (a keyset page),
-    among the rows that meet `conditions`; ends the read transaction."""
-    query = sa.select(*columns).where(*conditions).order_by(*columns).limit(size)
-    condition = after(columns, last)
-    keys = [tuple(row) for row in conn.execute(query if condition is None else query.where(condition)).all()]
-    conn.rollback()
-    return keys
+    """The next `size` keys of `columns`' table after key `last` (page), among the rows that meet
+    `conditions`."""
+    return [tuple(row) for row in page(conn, sa.select(*columns).where(*conditions), columns, last, size)]
 
 
 def key_in(columns: Sequence[sa.ColumnElement], keys: Sequence[tuple]) -> sa.ColumnElement:

@@ -22,7 +22,7 @@ from dataclasses import asdict, dataclass, field
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
-from airflow_provider_pdr.core.keys import after, key_page, keys_among
+from airflow_provider_pdr.core.keys import key_page, keys_among, page
 from airflow_provider_pdr.core.reflect import Drain, open_drain
 from airflow_provider_pdr.core.schema import describe, value_converters
 from airflow_provider_pdr.core.snapshot import comparable, missing_in_source
@@ -98,13 +98,9 @@ class Reconciler:
     def source_chunk(self, last: tuple | None) -> tuple[tuple | None, bool]:
         """Compare the source rows after `last`; returns the new last key and whether more follow."""
         drain = self.drain
-        key_columns = [drain.source_table.c[k] for k in drain.source_keys]
         dest_table = drain.write_table
         dest_keys = [dest_table.c[k] for k in drain.keys]
-        query = drain.source_rows().order_by(*key_columns).limit(self.chunk_size)
-        condition = after(key_columns, last)
-        rows = self.source.execute(query if condition is None else query.where(condition)).all()
-        self.source.rollback()
+        rows = page(self.source, drain.source_rows(), drain.key_columns, last, self.chunk_size)
         if not rows:
             return last, False
         last = tuple(rows[-1][: self.width])

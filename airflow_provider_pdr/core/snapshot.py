@@ -39,7 +39,7 @@ from sqlalchemy.engine import Connection, Engine
 from airflow_provider_pdr.core.channel import registry_schema
 from airflow_provider_pdr.core.engines import engine_module
 from airflow_provider_pdr.core.errors import ApplyError
-from airflow_provider_pdr.core.keys import after, key_page, keys_among
+from airflow_provider_pdr.core.keys import key_page, keys_among, page
 from airflow_provider_pdr.core.reflect import (
     Batch, Drain, Pace, Timed, brief_key, committing, lines_made, open_drain, reflection, writing_thread,
 )
@@ -199,17 +199,12 @@ def run_snapshot(source: Connection, destination: Connection, drain: Drain, *, r
         return deadline is not None and time.monotonic() >= deadline
 
     width = len(drain.source_keys)
-    key_columns = [drain.source_table.c[k] for k in drain.source_keys]
 
     def chunk(last: tuple | None, as_text: bool) -> list:
         """The chunk after key `last`: keys, then the fields or (as_text) their line of text."""
         if as_text:
             drain.text.prepare(source)
-        query = drain.source_rows(drain.shortcuts, as_text).order_by(*key_columns).limit(chunk_size)
-        condition = after(key_columns, last)
-        rows = source.execute(query if condition is None else query.where(condition)).all()
-        source.rollback()
-        return rows
+        return page(source, drain.source_rows(drain.shortcuts, as_text), drain.key_columns, last, chunk_size)
 
     def read(last: tuple | None) -> tuple[list, bool]:
         """The next chunk's rows, and whether they hold lines of text."""
