@@ -54,14 +54,23 @@ def label(source: str, destination: str) -> str:
 
 
 # -- 1. apply throughput ---------------------------------------------------------------------
-def throughput(dbs: Databases, source_kind: str, destination_kind: str, width: str, changes: int) -> dict:
-    """Drain a backlog of about `changes` change rows; the baseline upserts the final rows."""
+def with_backlog(dbs: Databases, source_kind: str, destination_kind: str, table: sa.Table, changes: int,
+                 untouched: int = 0) -> tuple[sa.Engine, sa.Engine]:
+    """New source and destination databases; in the source, `table` with `untouched` rows the
+    backlog never changes, the channel, and an analyzed backlog of about `changes` change rows."""
     source, destination = dbs.new(source_kind), dbs.new(destination_kind)
-    table = TABLES[width]()
     table.create(source)
+    fill(source, table, untouched)
     channel = install_channel(source, CHANNEL, table.name)
     write_backlog(source, table, changes)
     analyze(source, table, channel.change_table)
+    return source, destination
+
+
+def throughput(dbs: Databases, source_kind: str, destination_kind: str, width: str, changes: int) -> dict:
+    """Drain a backlog of about `changes` change rows; the baseline upserts the final rows."""
+    table = TABLES[width]()
+    source, destination = with_backlog(dbs, source_kind, destination_kind, table, changes)
     backlog = pending_changes(source, CHANNEL).count
     started = time.perf_counter()
     with cpu.measured(source=source, destination=destination) as work:
@@ -143,13 +152,7 @@ def median_run(runs: list[dict]) -> dict:
 def drain_beside(dbs: Databases, source_kind: str, destination_kind: str, changes: int, untouched: int) -> float:
     """Seconds to drain a narrow backlog of about `changes` change rows from a table that also
     holds `untouched` rows the backlog never changes."""
-    source, destination = dbs.new(source_kind), dbs.new(destination_kind)
-    table = narrow()
-    table.create(source)
-    fill(source, table, untouched)
-    channel = install_channel(source, CHANNEL, table.name)
-    write_backlog(source, table, changes)
-    analyze(source, table, channel.change_table)
+    source, destination = with_backlog(dbs, source_kind, destination_kind, narrow(), changes, untouched)
     started = time.perf_counter()
     result = reflect(source, destination, CHANNEL, batch_size=BATCH_SIZE, create_table=True)
     seconds = time.perf_counter() - started
