@@ -1,10 +1,12 @@
-"""Draining inside the source database: SQLite -> SQLite with values that pass unchanged applies
-each span of changes by statements SQLite runs itself, the destination file attached to the
-source's connection. It must end exactly where the row path ends, under the same faults."""
+"""Draining inside the source database: SQLite -> SQLite applies each span of changes by statements
+SQLite runs itself, the destination file attached to the source's connection, and values the row
+path converts pass through the same Python functions there. It must end exactly where the row path
+ends, value for value and under the same faults."""
 
 from __future__ import annotations
 
-import importlib
+import datetime as dt
+import decimal
 import logging
 import random
 import sqlite3
@@ -35,6 +37,11 @@ def plain(engine: sa.Engine, name: str = "items") -> sa.Table:
         sa.Column("note", sa.String(100)),
         sa.Column("qty", sa.Integer),
     )
+
+
+def row_path_only(drain, source_dialect, destination_dialect):
+    """Drain.carriers as where nothing can be applied inside: the drain takes the row path."""
+    return None
 
 
 def inside_used(caplog) -> bool:
@@ -71,8 +78,7 @@ def test_it_ends_exactly_where_the_row_path_ends(pair, caplog, monkeypatch):
         result = reflect(source, destination, "inside", "by_sql", create_table=True, batch_size=7)
         assert inside_used(caplog) and result.drained and result.writing_seconds > 0  # applied inside: writing
         with monkeypatch.context() as patch:
-            patch.setattr(importlib.import_module("airflow_provider_pdr.core.reflect"), "verbatim",
-                          lambda drain, dialect: False)
+            patch.setattr(Drain, "carriers", row_path_only)
             reflect(source, destination, "rows", "by_rows", create_table=True, batch_size=7)
         assert not inside_used(caplog)
         assert table_rows(destination, "by_sql") == table_rows(destination, "by_rows") == table_rows(source, "items")
@@ -191,19 +197,88 @@ def test_a_destination_table_in_the_source_file_itself(databases, caplog):
     assert table_rows(source, "items_copy") == table_rows(source, "items")
 
 
-def test_values_the_row_path_converts_stay_on_the_row_path(pair, caplog):
-    """Decimals travel as text in a mirror SQLite table, timestamps are parsed: copying the stored
-    value would differ from what the row path writes, so those tables drain row by row."""
+def stored(engine: sa.Engine, name: str) -> list[tuple]:
+    """Each stored value with its storage class: 80 and 80.0, or '1' and 1, are not the same."""
+    with engine.connect() as conn:
+        columns = [row[1] for row in conn.exec_driver_sql(f"PRAGMA table_info({name})")]
+        fields = ", ".join(f'"{c}", typeof("{c}")' for c in columns)
+        return [tuple(row) for row in conn.exec_driver_sql(f"SELECT {fields} FROM {name} ORDER BY 1")]
+
+
+def test_values_the_row_path_converts_pass_through_its_functions(pair, caplog, monkeypatch):
+    """Decimals become text of their scale in the mirror, timestamps and booleans are checked,
+    whatever the source holds: inside SQLite each such value goes through the row path's own
+    function, so both mirrors hold the same values of the same storage classes."""
     source, destination = pair
-    for name, type_ in (("prices", sa.Numeric(12, 2)), ("stamps", sa.DateTime)):
-        table = create(source, name, sa.Column("id", sa.Integer, primary_key=True, autoincrement=False),
-                       sa.Column("value", type_))
-        install_channel(source, name, name)
-        write(source, table.insert(), {"id": 1})
-        caplog.set_level(logging.INFO, "airflow_provider_pdr")
-        reflect(source, destination, name, create_table=True)
-        assert not inside_used(caplog), name
-        assert table_rows(destination, name) == [(1, None)]
+    table = create(source, "kinds", sa.Column("id", sa.Integer, primary_key=True, autoincrement=False),
+                   sa.Column("price", sa.Numeric(12, 2)), sa.Column("rate", sa.Numeric(20, 8)),
+                   sa.Column("stamp", sa.DateTime), sa.Column("day", sa.Date), sa.Column("flag", sa.Boolean),
+                   sa.Column("ratio", sa.Float), sa.Column("data", sa.LargeBinary), sa.Column("note", sa.Text))
+    install_channel(source, "inside", "kinds")
+    install_channel(source, "rows", "kinds")
+    full = dict.fromkeys(table.columns.keys())
+    write(source, table.insert(), [{**full, **row} for row in [
+        {"id": 1, "price": decimal.Decimal("80.00"), "rate": decimal.Decimal("0.00000001"),
+         "stamp": dt.datetime(2026, 1, 2, 3, 4, 5, 6), "day": dt.date(2026, 1, 2), "flag": True, "ratio": 0.1 + 0.2,
+         "data": b"\x00\xff", "note": "ünï"},
+        {"id": 2, "price": decimal.Decimal("-1234567890.5"), "rate": decimal.Decimal("123456789012.12345678"),
+         "stamp": dt.datetime(1999, 12, 31, 23, 59, 59), "day": dt.date(1, 1, 1), "flag": False, "ratio": -0.0},
+        {"id": 3},
+    ]])
+    # What another program may have stored: REAL and TEXT decimals, an integer where a float goes.
+    with source.begin() as conn:
+        conn.exec_driver_sql("INSERT INTO kinds (id, price, rate, ratio) VALUES (4, 12.345, '7.5', 3), "
+                             "(5, 1e20, 5e-324, 1e308), (6, '0.1', 0.30000000000000004, 2.5)")
+    caplog.set_level(logging.INFO, "airflow_provider_pdr")
+    reflect(source, destination, "inside", "by_sql", create_table=True)
+    assert inside_used(caplog)
+    monkeypatch.setattr(Drain, "carriers", row_path_only)
+    reflect(source, destination, "rows", "by_rows", create_table=True)
+    assert not inside_used(caplog)
+    assert stored(destination, "by_sql") == stored(destination, "by_rows")
+    assert stored(destination, "by_sql")[0][2:4] == ("80.00", "text")  # carried as text of its scale
+    assert table_rows(destination, "by_sql") == table_rows(destination, "by_rows")
+    assert len(table_rows(destination, "by_sql")) == 6
+
+
+def test_a_value_the_row_path_cannot_read_fails_the_same_way(pair, caplog, monkeypatch):
+    """A timestamp SQLAlchemy cannot parse: the function raises inside SQLite, the span is applied
+    row by row instead, and that path stops on it as it always did; nothing is acknowledged."""
+    source, destination = pair
+    table = create(source, "stamps", sa.Column("id", sa.Integer, primary_key=True, autoincrement=False),
+                   sa.Column("stamp", sa.DateTime))
+    install_channel(source, "stamps", "stamps")
+    write(source, table.insert(), {"id": 1, "stamp": dt.datetime(2026, 1, 2)})
+    with source.begin() as conn:
+        conn.exec_driver_sql("INSERT INTO stamps VALUES (2, 'not a time')")
+    caplog.set_level(logging.INFO, "airflow_provider_pdr")
+    with pytest.raises(ValueError, match="not a time") as inside:
+        reflect(source, destination, "stamps", create_table=True)
+    assert "user-defined function raised exception" in caplog.text and inside_used(caplog)
+    monkeypatch.setattr(Drain, "carriers", row_path_only)
+    with pytest.raises(ValueError) as rows_only:
+        reflect(source, destination, "stamps")
+    assert str(rows_only.value) == str(inside.value)
+    assert pending_changes(source, "stamps").count == 2
+    assert table_rows(destination, "stamps") == []
+
+
+def test_a_key_the_row_path_converts_keeps_the_drain_on_the_row_path(pair, caplog):
+    """A span's deletes compare its keys as the change table stores them, so a key column whose
+    values the row path converts (an integer key into a decimal one) keeps the drain row by row."""
+    source, destination = pair
+    table = plain(source)
+    create(destination, "items",
+           sa.Column("shard", sa.Integer, primary_key=True, autoincrement=False),
+           sa.Column("id", sa.Numeric(10, 0), primary_key=True, autoincrement=False),
+           sa.Column("note", sa.String(100)), sa.Column("qty", sa.Integer))
+    install_channel(source, "items", "items")
+    write(source, table.insert(), [{"shard": 1, "id": i, "note": "n"} for i in range(3)])
+    write(source, table.delete().where(table.c.id == 1))
+    caplog.set_level(logging.INFO, "airflow_provider_pdr")
+    reflect(source, destination, "items")
+    assert not inside_used(caplog)
+    assert [(shard, int(id_)) for shard, id_, *_ in table_rows(destination, "items")] == [(1, 0), (1, 2)]
 
 
 def test_an_engine_that_begins_its_own_transactions_drains_inside_and_detaches(pair, caplog):

@@ -1,7 +1,8 @@
 """Draining inside the source database, where its connection also reaches the destination table
-(a SQLite destination file is attached to the source's connection) and every value would pass
-through Python unchanged: each span of change rows is applied by statements the database runs
-itself, and no row is read into Python.
+(a SQLite destination file is attached to the source's connection): each span of change rows is
+applied by statements the database runs itself, and no row is read into Python. A value the row
+path would convert (a decimal, a timestamp) passes through the very Python function the row path
+would apply to it, which the statements call (Drain.carriers), so both paths write the same.
 
 A span is the oldest `batch_size` change rows. One destination transaction deletes the keys
 whose source row is gone (or no longer matches the filter), upserts the current rows of the
@@ -13,31 +14,31 @@ would handle differently (a late commit in a span's gap) hands the rest of the d
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from airflow_provider_pdr.core import names
 from airflow_provider_pdr.core.engines.base import declared_alike
 
 log = logging.getLogger(__name__)
 
 
-def verbatim(drain, dialect: sa.engine.Dialect) -> bool:
-    """Whether the row path would carry every value as it is: no conversion, and source and
-    destination column types that are declared alike and processed by neither side."""
-    pairs = drain.field_types()
-    if pairs is None or drain.convert:
-        return False
-    return all(declared_alike(pair, dialect) and not any(
-        type_._cached_bind_processor(dialect) or type_._cached_result_processor(dialect, None) for type_ in pair
-    ) for pair in pairs)
+def unchanged(types: tuple[sa.types.TypeEngine, sa.types.TypeEngine], dialect: sa.engine.Dialect) -> bool:
+    """Whether the row path carries a field's values as they are, the drain converting nothing: its
+    source and destination column types are declared alike and processed by neither side."""
+    return declared_alike(types, dialect) and not any(
+        type_._cached_bind_processor(dialect) or type_._cached_result_processor(dialect, None) for type_ in types
+    )
 
 
 class Inside:
     """The statements that apply one span inside the source database, the destination table
-    reached under `schema`."""
+    reached under `schema`; `carried` maps a field's position to the function its values pass
+    through (Drain.carriers), which the statements call by the name `functions` gives it."""
 
-    def __init__(self, drain, schema: str):
+    def __init__(self, drain, schema: str, carried: dict[int, Callable]):
         changes = drain.changes
         keys = [changes.c[f"key_{i}"] for i in range(1, drain.width + 1)]
         oldest = sa.select(changes.c.seq, *keys).order_by(changes.c.seq).limit(sa.bindparam("limit"))
@@ -53,7 +54,10 @@ class Inside:
                     .where(drain.present().is_(None)))
             self.delete = sa.delete(target).where(sa.tuple_(*[target.c[k] for k in drain.keys]).in_(gone))
         source_keys = [drain.source_table.c[k] for k in drain.source_keys]
-        current = (sa.select(*[planned.expression for planned in drain.plan.columns])
+        self.functions = {f"{names.PREFIX}field_{i}": carry for i, carry in carried.items()}
+        fields = [getattr(sa.func, f"{names.PREFIX}field_{i}")(planned.expression) if i in carried
+                  else planned.expression for i, planned in enumerate(drain.plan.columns)]
+        current = (sa.select(*fields)
                    .select_from(drain.source_table)
                    .where(sa.tuple_(*source_keys).in_(sa.select(*changed_keys))))
         if drain.plan.condition is not None:
@@ -74,7 +78,7 @@ class Inside:
             source.rollback()
             if error.connection_invalidated:
                 raise
-            log.info("the destination refused a span applied inside the source database (%s); "
+            log.info("a span applied inside the source database was refused (%s); "
                      "applying it row by row", str(error.orig).strip())
             return None
         source.commit()

@@ -40,7 +40,7 @@ from sqlalchemy.engine import Connection, Engine
 from airflow_provider_pdr.core import drift
 from airflow_provider_pdr.core.channel import Channel, change_table, count_pending, install_channel, load_channel
 from airflow_provider_pdr.core.engines import EngineModule, engine_module
-from airflow_provider_pdr.core.inside import Inside, verbatim
+from airflow_provider_pdr.core.inside import Inside, unchanged
 from airflow_provider_pdr.core.errors import (
     ApplyError, ChannelChangedError, ConfigurationError, SchemaError, UnreachableError,
 )
@@ -382,6 +382,24 @@ class Drain:
         ways = sorted({**conversions, **shortcuts}.items())
         self.span_form = self.shortcut_form = Form(lambda rows: convert_rows(rows, ways),
                                                    self.dst.upserter(destination_dialect, unprocessed, self.keys))
+
+    def carriers(self, source_dialect: sa.engine.Dialect, destination_dialect: sa.engine.Dialect
+                 ) -> dict[int, Callable] | None:
+        """For each field whose values the row path converts, by position: the function that takes a
+        value as the source's driver returns it to the one the row path writes (the field's shortcut,
+        else its exact path). None where a key field is converted (the keys of a span's deletes are
+        compared as stored) or rows are not written as read (field_types)."""
+        pairs = self.field_types()
+        if pairs is None:
+            return None
+        conversions, carried = dict(self.convert), {}
+        for i, (form, pair) in enumerate(zip(self.forms, pairs)):
+            if i in conversions or not unchanged(pair, source_dialect):
+                if i in self.key_positions:
+                    return None
+                carried[i] = self.shortcuts.get(i) or exact_path(form.type, conversions.get(i), pair[1],
+                                                                 source_dialect, destination_dialect)
+        return carried
 
     def field_types(self) -> list[tuple] | None:
         """Each field's (source, destination) types where rows are written as read: no custom
@@ -813,9 +831,11 @@ def drain_inside(drain: Drain, source: Connection, destination: Engine, where: s
     if drain.span_queries is None:
         return False
     with reaching(where, "source"), drain.src.sharing(source, destination) as schema:
-        if schema is None or not verbatim(drain, source.dialect):
+        carried = None if schema is None else drain.carriers(source.dialect, destination.dialect)
+        if carried is None:
             return False
-        inside = Inside(drain, schema)
+        inside = Inside(drain, schema, carried)
+        drain.src.define_functions(source, inside.functions)
         log.info("%s: applying changes inside the source database, which reaches the destination table", where)
         spans = 0
         while spans == 0 or ((max_batches is None or spans < max_batches)

@@ -186,6 +186,12 @@ class EngineModule:
         runs, so that a drain can apply changes inside the source database; None where it cannot."""
         yield None
 
+    def define_functions(self, conn: Connection, functions: dict[str, Callable]) -> None:
+        """Let the statements run on `conn` call each Python function of one value by its name (a drain
+        inside the source database calls them, where `sharing` reaches the destination)."""
+        if functions:
+            raise NotImplementedError(f"{self.name}: statements cannot call Python functions")
+
     # -- locking --------------------------------------------------------------------------
     @contextlib.contextmanager
     def channel_lock(self, engine: Engine, schema: str | None, channel: str, timeout: float) -> Iterator[None]:

@@ -247,6 +247,12 @@ class SqliteEngine(EngineModule):
     def upsert(self, conn, table: sa.Table, key_columns, rows) -> None:
         conn.execute(self.upsert_statement(table, key_columns), rows)
 
+    def define_functions(self, conn, functions):
+        # They stay defined on the pooled connection, under names that only a drain calls, and each
+        # drain defines its own before its statements run.
+        for name, function in functions.items():
+            conn.connection.dbapi_connection.create_function(name, 1, function, deterministic=True)
+
     @contextlib.contextmanager
     def sharing(self, conn, other):
         """Another SQLite file is attached to the connection for the block and detached after; the
