@@ -14,7 +14,7 @@ import sqlite3
 import pytest
 import sqlalchemy as sa
 
-from airflow_provider_pdr.core import ApplyError, install_channel, pending_changes, reflect
+from airflow_provider_pdr.core import ApplyError, install_channel, pending_changes, reflect, snapshot
 from airflow_provider_pdr.core.reflect import Drain
 from airflow_provider_pdr.core.transform import Field, Mapping
 from core_tables import create, race_writers, table_rows, write
@@ -41,7 +41,6 @@ def plain(engine: sa.Engine, name: str = "items") -> sa.Table:
 
 def row_path_only(drain, source_dialect, destination_dialect):
     """Drain.carriers as where nothing can be applied inside: the drain takes the row path."""
-    return None
 
 
 def inside_used(caplog) -> bool:
@@ -239,6 +238,69 @@ def test_values_the_row_path_converts_pass_through_its_functions(pair, caplog, m
     assert stored(destination, "by_sql")[0][2:4] == ("80.00", "text")  # carried as text of its scale
     assert table_rows(destination, "by_sql") == table_rows(destination, "by_rows")
     assert len(table_rows(destination, "by_sql")) == 6
+
+
+def test_initial_loads_and_resyncs_copy_inside_as_the_row_path_does(pair, caplog, monkeypatch):
+    """An initial load and a resync, chunk by chunk in key order (a composite key, a filter),
+    copy inside SQLite the values the row path writes, converted values too."""
+    source, destination = pair
+    table = create(source, "kinds", sa.Column("shard", sa.Integer, primary_key=True, autoincrement=False),
+                   sa.Column("id", sa.Integer, primary_key=True, autoincrement=False),
+                   sa.Column("price", sa.Numeric(12, 2)), sa.Column("stamp", sa.DateTime), sa.Column("flag", sa.Boolean))
+    write(source, table.insert(), [
+        {"shard": shard, "id": i, "price": decimal.Decimal(i) / 4, "stamp": dt.datetime(2026, 1, 1, i % 24),
+         "flag": i % 3 == 0} for shard in (1, 2) for i in range(23)])
+    with source.begin() as conn:  # stored as another program might have: REAL, INTEGER and TEXT decimals
+        conn.exec_driver_sql("UPDATE kinds SET price = 0.1 + 0.2 WHERE id = 1")
+        conn.exec_driver_sql("UPDATE kinds SET price = '7.125' WHERE id = 2")
+    install_channel(source, "inside", "kinds")
+    install_channel(source, "rows", "kinds")
+    mapping = Mapping(filter="kinds.id % 5 != 4")
+    caplog.set_level(logging.INFO, "airflow_provider_pdr")
+
+    def both(**options):
+        inside = snapshot(source, destination, "inside", "by_sql", mapping=mapping, chunk_size=7, **options)
+        assert "copying inside the source database" in caplog.text
+        caplog.clear()
+        with monkeypatch.context() as patch:
+            patch.setattr(Drain, "carriers", row_path_only)
+            rows = snapshot(source, destination, "rows", "by_rows", mapping=mapping, chunk_size=7, **options)
+        assert "copying inside" not in caplog.text
+        assert (inside.copied, inside.removed, inside.chunks, inside.done) == (rows.copied, rows.removed,
+                                                                                rows.chunks, True)
+        assert stored(destination, "by_sql") == stored(destination, "by_rows")
+        return inside
+
+    loaded = both(create_table=True)
+    assert (loaded.copied, loaded.chunks) == (38, 6)  # 23 rows a shard, those with id % 5 == 4 left out
+    write(source, table.update().where(table.c.id == 3).values(price=decimal.Decimal("9.99"), flag=None))
+    write(source, table.delete().where(table.c.id == 5))
+    write(source, table.update().where(table.c.id == 6).values(id=29))  # leaves the filter
+    resynced = both(resync=True, restart=True)
+    assert (resynced.copied, resynced.removed) == (34, 4)
+    assert [row[:2] for row in table_rows(destination, "by_sql")] == [
+        (shard, i) for shard in (1, 2) for i in range(23) if i % 5 != 4 and i not in (5, 6)]
+
+
+def test_a_chunk_the_destination_refuses_is_named_after_the_chunks_before_it(pair, caplog):
+    """Copied inside SQLite, the chunks before the refused one are committed with their progress;
+    the row path then names the row, and the copy resumes at that chunk."""
+    source, destination = pair
+    table = plain(source)
+    create(destination, "items",
+           sa.Column("shard", sa.Integer, primary_key=True, autoincrement=False),
+           sa.Column("id", sa.Integer, primary_key=True, autoincrement=False),
+           sa.Column("note", sa.String(100), nullable=False), sa.Column("qty", sa.Integer))
+    write(source, table.insert(), [{"shard": 1, "id": i, "note": None if i == 12 else "n"} for i in range(20)])
+    install_channel(source, "items", "items")
+    caplog.set_level(logging.INFO, "airflow_provider_pdr")
+    with pytest.raises(ApplyError, match=r"initial load.*the row shard=1, id=12 was rejected: NOT NULL"):
+        snapshot(source, destination, "items", chunk_size=5)
+    assert "a chunk applied inside the source database was refused" in caplog.text
+    assert [row[1] for row in table_rows(destination, "items")] == list(range(10))
+    write(source, table.update().where(table.c.id == 12).values(note="fixed"))
+    assert snapshot(source, destination, "items", chunk_size=5).copied == 10
+    assert table_rows(destination, "items") == table_rows(source, "items")
 
 
 def test_a_value_the_row_path_cannot_read_fails_the_same_way(pair, caplog, monkeypatch):

@@ -149,7 +149,9 @@ def test_a_crashed_load_resumes_after_the_last_saved_chunk(source, databases, mo
     with pytest.raises(KeyboardInterrupt):
         snapshot(source, destination, "orders", "mirror", chunk_size=10, create_table=True)
     monkeypatch.undo()
-    assert len(table_rows(destination, "mirror")) == 30
+    # Through Python the third chunk was committed before its progress; copied inside SQLite,
+    # a chunk commits with its progress, and the third is gone with it.
+    assert len(table_rows(destination, "mirror")) == (20 if source.dialect.name == "sqlite" else 30)
     assert not is_loaded(source, "orders")
     result = snapshot(source, destination, "orders", "mirror", chunk_size=10)
     assert result.resumed and result.done
@@ -187,20 +189,20 @@ def test_a_time_budget_pauses_and_the_next_run_continues(engine, databases):
     destination = databases.new("sqlite")
     first = snapshot(engine, destination, "orders", "mirror", chunk_size=10, create_table=True, time_budget=0)
     assert (first.copied, first.done) == (0, False)
-    fetched = []
-    original = Drain.apply
+    copied = []
+    original = Progress.chunk_copied
 
-    def counting(self, conn, upserts, deletes, *text):
-        fetched.append(len(upserts))
-        return original(self, conn, upserts, deletes, *text)
+    def counting(self, conn, count, last, result):
+        copied.append(count)
+        return original(self, conn, count, last, result)
 
-    Drain.apply = counting
+    Progress.chunk_copied = counting
     try:
         second = snapshot(engine, destination, "orders", "mirror", chunk_size=10)
     finally:
-        Drain.apply = original
+        Progress.chunk_copied = original
     assert second.resumed and second.done
-    assert fetched == [10, 10, 5], "memory holds one chunk at a time"
+    assert copied == [10, 10, 5, 0], "one chunk at a time, then the end of the table"
 
 
 def test_resync_removes_rows_the_source_no_longer_has_and_repairs_the_rest(source, destination):

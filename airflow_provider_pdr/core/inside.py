@@ -21,6 +21,7 @@ from sqlalchemy.engine import Connection
 
 from airflow_provider_pdr.core import names
 from airflow_provider_pdr.core.engines.base import declared_alike
+from airflow_provider_pdr.core.keys import after
 
 log = logging.getLogger(__name__)
 
@@ -53,33 +54,65 @@ class Inside:
                     .select_from(span.outerjoin(drain.source_table, drain.same_row(changed_keys)))
                     .where(drain.present().is_(None)))
             self.delete = sa.delete(target).where(sa.tuple_(*[target.c[k] for k in drain.keys]).in_(gone))
-        source_keys = [drain.source_table.c[k] for k in drain.source_keys]
+        self.drain, self.target = drain, target
+        self.source_keys = [drain.source_table.c[k] for k in drain.source_keys]
         self.functions = {f"{names.PREFIX}field_{i}": carry for i, carry in carried.items()}
-        fields = [getattr(sa.func, f"{names.PREFIX}field_{i}")(planned.expression) if i in carried
-                  else planned.expression for i, planned in enumerate(drain.plan.columns)]
-        current = (sa.select(*fields)
-                   .select_from(drain.source_table)
-                   .where(sa.tuple_(*source_keys).in_(sa.select(*changed_keys))))
-        if drain.plan.condition is not None:
-            current = current.where(drain.plan.condition)
-        self.upsert = drain.dst.upsert_statement(target, drain.keys, current)
+        self.fields = [getattr(sa.func, f"{names.PREFIX}field_{i}")(planned.expression) if i in carried
+                       else planned.expression for i, planned in enumerate(drain.plan.columns)]
+        self.upsert = self.upsert_of(sa.select(*changed_keys))
         self.bounds = sa.select(sa.func.min(span.c.seq), sa.func.max(span.c.seq), sa.func.count())
+
+    def upsert_of(self, keys: sa.Select) -> sa.Insert:
+        """The upsert of the current source rows of `keys` (those the filter keeps)."""
+        drain = self.drain
+        rows = sa.select(*self.fields).select_from(drain.source_table).where(sa.tuple_(*self.source_keys).in_(keys))
+        if drain.plan.condition is not None:
+            rows = rows.where(drain.plan.condition)
+        return drain.dst.upsert_statement(self.target, drain.keys, rows)
 
     def apply(self, source: Connection, limit: int) -> tuple[int, int, int, int, int] | None:
         """Apply the oldest `limit` change rows in one transaction; returns their (first seq, last seq,
         count, rows upserted, rows deleted), count 0 when there are none; None, with nothing
         written, if the destination refused a row (the row path then names it)."""
         values = {"limit": limit}
-        try:
+
+        def statements():
             deleted = source.execute(self.delete, values).rowcount if self.delete is not None else 0
             upserted = source.execute(self.upsert, values).rowcount
-            first, last, count = source.execute(self.bounds, values).one()
+            return (*source.execute(self.bounds, values).one(), upserted, deleted)
+
+        applied = self.attempt(source, statements, "a span")
+        if applied is not None:
+            source.commit()
+        return applied
+
+    def copy(self, source: Connection, last: tuple | None, limit: int) -> list[tuple] | None:
+        """An initial load's chunk: upsert the `limit` source rows after key `last`, in key order,
+        among those the filter keeps, and leave the transaction open (the copy's progress commits
+        with it); returns their keys, in order ([] past the last row); None, with nothing
+        written, if the destination refused a row."""
+        chunk = sa.select(*self.source_keys).order_by(*self.source_keys).limit(limit)
+        if self.drain.plan.condition is not None:
+            chunk = chunk.where(self.drain.plan.condition)
+        condition = after(self.source_keys, last)
+        if condition is not None:
+            chunk = chunk.where(condition)
+
+        def statements():
+            source.execute(self.upsert_of(chunk))  # written first: its keys are read in the same snapshot
+            return [tuple(key) for key in source.execute(chunk)]
+
+        return self.attempt(source, statements, "a chunk")
+
+    @staticmethod
+    def attempt(source: Connection, statements: Callable, what: str):
+        """What `statements()` returns; None, all of it rolled back, if the database refused one."""
+        try:
+            return statements()
         except sa.exc.DBAPIError as error:
             source.rollback()
             if error.connection_invalidated:
                 raise
-            log.info("a span applied inside the source database was refused (%s); "
-                     "applying it row by row", str(error.orig).strip())
+            log.info("%s applied inside the source database was refused (%s); applying it row by row",
+                     what, str(error.orig).strip())
             return None
-        source.commit()
-        return first, last, count, upserted, deleted

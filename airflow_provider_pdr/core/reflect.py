@@ -29,7 +29,7 @@ import logging
 import operator
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Collection, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from typing import NamedTuple
@@ -824,18 +824,29 @@ def reflect(
     return result
 
 
+@contextlib.contextmanager
+def applying_inside(drain: Drain, source: Connection, destination: Engine) -> Iterator[Inside | None]:
+    """The statements that apply changes inside the source database, for the block, where its
+    connection reaches the destination table (core/inside.py); None where it cannot."""
+    with drain.src.sharing(source, destination) as schema:
+        carried = None if schema is None else drain.carriers(source.dialect, destination.dialect)
+        if carried is None:
+            yield None
+            return
+        inside = Inside(drain, schema, carried)
+        drain.src.define_functions(source, inside.functions)
+        yield inside
+
+
 def drain_inside(drain: Drain, source: Connection, destination: Engine, where: str, result: ReflectResult,
                  pace: Pace, batch_size: int, max_batches: int | None, deadline: float | None) -> bool:
     """Apply spans of `batch_size` changes inside the source database while it can (core/inside.py);
     True when that ended the drain (dry, or at a limit), False when the row path takes the rest."""
     if drain.span_queries is None:
         return False
-    with reaching(where, "source"), drain.src.sharing(source, destination) as schema:
-        carried = None if schema is None else drain.carriers(source.dialect, destination.dialect)
-        if carried is None:
+    with reaching(where, "source"), applying_inside(drain, source, destination) as inside:
+        if inside is None:
             return False
-        inside = Inside(drain, schema, carried)
-        drain.src.define_functions(source, inside.functions)
         log.info("%s: applying changes inside the source database, which reaches the destination table", where)
         spans = 0
         while spans == 0 or ((max_batches is None or spans < max_batches)

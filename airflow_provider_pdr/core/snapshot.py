@@ -41,7 +41,8 @@ from airflow_provider_pdr.core.engines import engine_module
 from airflow_provider_pdr.core.errors import ApplyError
 from airflow_provider_pdr.core.keys import key_page, keys_among, page
 from airflow_provider_pdr.core.reflect import (
-    Batch, Drain, Pace, Timed, brief_key, committing, lines_made, open_drain, reflection, writing_thread,
+    Batch, Drain, Pace, Timed, applying_inside, brief_key, committing, lines_made, open_drain, reflection,
+    writing_thread,
 )
 from airflow_provider_pdr.core.schema import value_converters
 from airflow_provider_pdr.core.transform import Mapping
@@ -145,6 +146,18 @@ class Progress:
     def start(self, resync: bool) -> None:
         self.phase, self.resync, self.last, self.copied, self.removed = COPY, resync, None, 0, 0
 
+    def chunk_copied(self, source: Connection, count: int, last: tuple | None, result: SnapshotResult) -> None:
+        """A chunk of `count` rows up to key `last` was written (none: the copy is past the last
+        row); saved, the copy resumes after it."""
+        if not count:
+            self.phase, self.last = (SWEEP if self.resync else DONE), None
+        else:
+            self.last = last
+            self.copied += count
+            result.copied += count
+            result.chunks += 1
+        self.save(source)
+
     def save(self, source: Connection) -> None:
         values = {"phase": self.phase, "resync": self.resync, "copied": self.copied, "removed": self.removed,
                   "last_key": None if self.last is None else encode_key(self.last)}
@@ -228,28 +241,25 @@ def run_snapshot(source: Connection, destination: Connection, drain: Drain, *, r
                 f"this chunk once that is fixed: {drain.refusal(destination, refused, error)}"
             ) from error
 
+    per_hold = CHUNKS_PER_HOLD if hold else None
+    hold = hold or contextlib.nullcontext
+    if progress.phase == COPY:
+        copy_inside(source, destination, drain, progress, result, pace, chunk_size, hold, per_hold, out_of_time)
     # The next chunk is read while the last one is written, both under the same hold: a hold
     # ends only after every chunk it read is written (the writer's thread ends inside it, even
     # when a read fails meanwhile), and each written chunk is saved at once.
-    per_hold = CHUNKS_PER_HOLD if hold else None
-    hold = hold or contextlib.nullcontext
     while progress.phase == COPY and not out_of_time():
         with hold(), writing_thread(drain) as writer:
             rows, as_text = read(progress.last)
             for held in itertools.count(1):
                 if not rows:
-                    progress.phase, progress.last = (SWEEP if progress.resync else DONE), None
-                    progress.save(source)
+                    progress.chunk_copied(source, 0, None, result)
                     break
                 writing = writer.submit(pace.writer(write), rows, as_text)
                 last = tuple(rows[-1][:width])
                 following = None if held == per_hold or out_of_time() else read(last)
                 pace.wait(writing)
-                progress.last = last
-                progress.copied += len(rows)
-                result.copied += len(rows)
-                result.chunks += 1
-                progress.save(source)
+                progress.chunk_copied(source, len(rows), last, result)
                 if following is None:
                     break
                 rows, as_text = following
@@ -272,6 +282,28 @@ def run_snapshot(source: Connection, destination: Connection, drain: Drain, *, r
     result.done = progress.phase == DONE
     pace.add_to(result)
     return result
+
+
+def copy_inside(source: Connection, destination: Connection, drain: Drain, progress: Progress,
+                result: SnapshotResult, pace: Pace, chunk_size: int, hold: Callable[[], ContextManager],
+                per_hold: int | None, out_of_time: Callable[[], bool]) -> None:
+    """Copy chunks inside the source database while it reaches the destination table (see
+    core/inside.py), each chunk committed with its progress; a chunk the destination refuses
+    leaves the rest of the copy to the row path, which names the row."""
+    with applying_inside(drain, source, destination.engine) as inside:
+        if inside is None:
+            return
+        log.info("%s: copying inside the source database, which reaches the destination table",
+                 reflection(drain.channel.name, drain.channel.table, drain.target.name, drain.target.schema))
+        while progress.phase == COPY and not out_of_time():
+            with hold():
+                for held in itertools.count(1):
+                    keys = pace.inline(inside.copy, source, progress.last, chunk_size)
+                    if keys is None:
+                        return
+                    progress.chunk_copied(source, len(keys), keys[-1] if keys else None, result)
+                    if not keys or held == per_hold or out_of_time():
+                        break
 
 
 def missing_in_source(source: Connection, drain: Drain, keys: list[tuple], to_source: dict) -> list[tuple]:
