@@ -28,14 +28,14 @@ def test_seq_ranges_cover_exactly_the_numbers_read():
     assert seq_ranges([]) == []
 
 
-@pytest.fixture
-def row_path(monkeypatch):
-    """Spans read into Python on every pair, as these tests count them: a SQLite pair would
+def use_row_path(monkeypatch):
+    """Spans read into Python on every pair, as the tests that count them ask: a SQLite pair would
     otherwise drain inside SQLite (tested in test_inside.py)."""
     monkeypatch.setattr(Drain, "carriers", lambda drain, source_dialect, destination_dialect: None)
 
 
-def test_mirrors_inserts_updates_and_deletes(source, destination, row_path):
+def test_mirrors_inserts_updates_and_deletes(source, destination, monkeypatch):
+    use_row_path(monkeypatch)
     table = orders(source)
     install_channel(source, "orders", "orders")
     write(source, table.insert(), [{"id": i, "note": f"n{i}", "amount": i} for i in range(1, 11)])
@@ -286,7 +286,8 @@ def test_memory_is_bounded_by_the_batch_not_the_backlog(source, databases, monke
     assert result.batches == 3 and result.upserted == 250
 
 
-def test_spans_read_at_most_the_window_and_write_batch_size_rows_per_transaction(source, destination, monkeypatch, row_path):
+def test_spans_read_at_most_the_window_and_write_batch_size_rows_per_transaction(source, destination, monkeypatch):
+    use_row_path(monkeypatch)
     table = orders(source)
     install_channel(source, "orders", "orders")
     write(source, table.insert(), [{"id": i} for i in range(250)])
@@ -315,7 +316,8 @@ def test_spans_read_at_most_the_window_and_write_batch_size_rows_per_transaction
     assert (result.batches, result.changes, result.upserted, result.deleted) == (5, 270, 230, 0)
 
 
-def test_a_key_left_to_the_next_span_stays_pending_until_that_one_lands(source, destination, monkeypatch, row_path):
+def test_a_key_left_to_the_next_span_stays_pending_until_that_one_lands(source, destination, monkeypatch):
+    use_row_path(monkeypatch)
     table = orders(source)
     install_channel(source, "orders", "orders")
     write(source, table.insert(), [{"id": i, "note": "first"} for i in range(8)])  # one span of 8
@@ -436,7 +438,8 @@ def test_transactions_left_open_inside_and_just_after_a_span_neither_stall_it_no
     assert pending_changes(source, "orders").count == 0
 
 
-def test_change_rows_that_vanish_under_a_span_stop_the_drain(source, destination, monkeypatch, row_path):
+def test_change_rows_that_vanish_under_a_span_stop_the_drain(source, destination, monkeypatch):
+    use_row_path(monkeypatch)
     table = orders(source)
     install_channel(source, "orders", "orders")
     write(source, table.insert(), [{"id": i} for i in range(3)])
@@ -494,7 +497,8 @@ def test_batch_size_must_be_positive(source, destination):
         mirror(source, destination, batch_size=0)
 
 
-def test_a_key_changed_more_often_than_a_batch_holds_is_drained_in_bounded_batches(source, destination, row_path):
+def test_a_key_changed_more_often_than_a_batch_holds_is_drained_in_bounded_batches(source, destination, monkeypatch):
+    use_row_path(monkeypatch)
     table = orders(source)
     install_channel(source, "orders", "orders")
     write(source, table.insert(), [{"id": 1, "note": "hot"}, {"id": 2, "note": "cold"}])
