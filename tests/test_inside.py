@@ -16,6 +16,7 @@ import sqlalchemy as sa
 
 from airflow_provider_pdr.core import ApplyError, install_channel, pending_changes, reflect, snapshot
 from airflow_provider_pdr.core.reflect import Drain
+from airflow_provider_pdr.core.snapshot import Progress
 from airflow_provider_pdr.core.transform import Field, Mapping
 from core_tables import create, race_writers, table_rows, write
 
@@ -280,6 +281,35 @@ def test_initial_loads_and_resyncs_copy_inside_as_the_row_path_does(pair, caplog
     assert (resynced.copied, resynced.removed) == (34, 4)
     assert [row[:2] for row in table_rows(destination, "by_sql")] == [
         (shard, i) for shard in (1, 2) for i in range(23) if i % 5 != 4 and i not in (5, 6)]
+
+
+def test_writes_between_chunks_copied_inside_are_not_lost(pair, caplog, monkeypatch):
+    """Other connections write between two chunks copied inside SQLite: rows already copied and
+    rows still ahead change, go and come; the drain that follows the copy leaves the mirror equal."""
+    source, destination = pair
+    table = create(source, "orders", sa.Column("id", sa.Integer, primary_key=True, autoincrement=False),
+                   sa.Column("note", sa.String(20)), sa.Column("amount", sa.Numeric(12, 2)))
+    write(source, table.insert(), [{"id": i, "note": f"n{i}", "amount": decimal.Decimal(i) / 3} for i in range(30)])
+    install_channel(source, "orders", "orders")
+    chunk_copied, chunks = Progress.chunk_copied, []
+
+    def copied_then_others_write(self, conn, count, last, result):
+        chunk_copied(self, conn, count, last, result)
+        chunks.append(count)
+        if len(chunks) == 1:
+            write(source, table.update().where(table.c.id.in_([0, 25])).values(amount=decimal.Decimal("9.99")))
+            write(source, table.delete().where(table.c.id.in_([1, 26])))
+            write(source, table.insert(), [{"id": -1, "note": "behind"}, {"id": 100, "note": "ahead"}])
+
+    monkeypatch.setattr(Progress, "chunk_copied", copied_then_others_write)
+    caplog.set_level(logging.INFO, "airflow_provider_pdr")
+    snapshot(source, destination, "orders", create_table=True, chunk_size=10)
+    monkeypatch.undo()
+    assert "copying inside the source database" in caplog.text
+    assert table_rows(destination, "orders") != table_rows(source, "orders"), "the copy alone is stale"
+    reflect(source, destination, "orders")
+    assert table_rows(destination, "orders") == table_rows(source, "orders")
+    assert pending_changes(source, "orders").count == 0
 
 
 def test_a_chunk_the_destination_refuses_is_named_after_the_chunks_before_it(pair, caplog):
