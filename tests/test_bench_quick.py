@@ -10,7 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from bench import verdict
+from bench import tables, verdict
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -56,6 +56,17 @@ def test_quick_benchmark_runs_and_writes_every_figure(tmp_path):
     assert results["memory"][1]["target"] == "<= 1.10" and "target" not in results["memory"][0]
     assert {t["target"] for t in results["table_size"]} == {">= 0.50"}
     assert "Targets: " in run.stdout and "quick mode" in run.stdout
+    # The README's tables, from two runs: each case in each of the four tables of its own, both
+    # runs' medians beside the last one's figures, and a row for every other figure.
+    lines = [line for line in tables.tables(tables.Runs([results, results])) if line.startswith("| ")]
+    for case in results["throughput"]:
+        named = [line for line in lines if line.startswith((f"| {tables.name(case)} |",
+                                                            f"| {tables.name(case, rows=True)} |"))]
+        assert len(named) == 4, (case["pair"], case["width"])  # throughput, initial load, resync, CPU
+        assert f"| {case['ratio']:.2f}, {case['ratio']:.2f} |" in named[0]
+    engines = {t["engine"] for t in results["triggers"]}
+    assert len(lines) == 2 * 8 + 4 * len(results["throughput"]) + len(engines) + len(results["latency"]) + \
+        len(results["memory"]) + len(results["table_size"])  # eight tables: a title and a rule each
 
 
 def test_an_earlier_run_is_compared_figure_by_figure(tmp_path):
