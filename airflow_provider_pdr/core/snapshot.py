@@ -212,6 +212,7 @@ def run_snapshot(source: Connection, destination: Connection, drain: Drain, *, r
         return deadline is not None and time.monotonic() >= deadline
 
     width = len(drain.source_keys)
+    where = reflection(drain.channel.name, drain.channel.table, drain.target.name, drain.target.schema)
 
     def chunk(last: tuple | None, as_text: bool) -> list:
         """The chunk after key `last`: keys, then the fields or (as_text) their line of text."""
@@ -235,16 +236,34 @@ def run_snapshot(source: Connection, destination: Connection, drain: Drain, *, r
         except sa.exc.DBAPIError as error:
             refused = Batch(upserts, [], [], keys=[tuple(r[:width]) for r in rows], form=form)
             raise ApplyError(
-                f"{reflection(drain.channel.name, drain.channel.table, drain.target.name, drain.target.schema)}: "
-                f"the destination rejected a chunk of the {'resync' if progress.resync else 'initial load'} "
+                f"{where}: the destination rejected a chunk of the {'resync' if progress.resync else 'initial load'} "
                 f"({len(rows)} rows from {brief_key(drain.source_keys, rows[0][:width])}); the copy resumes at "
                 f"this chunk once that is fixed: {drain.refusal(destination, refused, error)}"
             ) from error
 
     per_hold = CHUNKS_PER_HOLD if hold else None
     hold = hold or contextlib.nullcontext
+
+    def copy_inside() -> None:
+        """Copy chunks inside the source database while it reaches the destination table (see
+        core/inside.py), each chunk committed with its progress; a chunk the destination refuses
+        leaves the rest of the copy to the row path, which names the row."""
+        with applying_inside(drain, source, destination.engine) as inside:
+            if inside is None:
+                return
+            log.info("%s: copying inside the source database, which reaches the destination table", where)
+            while progress.phase == COPY and not out_of_time():
+                with hold():
+                    for held in itertools.count(1):
+                        keys = pace.inline(inside.copy, source, progress.last, chunk_size)
+                        if keys is None:
+                            return
+                        progress.chunk_copied(source, len(keys), keys[-1] if keys else None, result)
+                        if not keys or held == per_hold or out_of_time():
+                            break
+
     if progress.phase == COPY:
-        copy_inside(source, destination, drain, progress, result, pace, chunk_size, hold, per_hold, out_of_time)
+        copy_inside()
     # The next chunk is read while the last one is written, both under the same hold: a hold
     # ends only after every chunk it read is written (the writer's thread ends inside it, even
     # when a read fails meanwhile), and each written chunk is saved at once.
@@ -282,28 +301,6 @@ def run_snapshot(source: Connection, destination: Connection, drain: Drain, *, r
     result.done = progress.phase == DONE
     pace.add_to(result)
     return result
-
-
-def copy_inside(source: Connection, destination: Connection, drain: Drain, progress: Progress,
-                result: SnapshotResult, pace: Pace, chunk_size: int, hold: Callable[[], ContextManager],
-                per_hold: int | None, out_of_time: Callable[[], bool]) -> None:
-    """Copy chunks inside the source database while it reaches the destination table (see
-    core/inside.py), each chunk committed with its progress; a chunk the destination refuses
-    leaves the rest of the copy to the row path, which names the row."""
-    with applying_inside(drain, source, destination.engine) as inside:
-        if inside is None:
-            return
-        log.info("%s: copying inside the source database, which reaches the destination table",
-                 reflection(drain.channel.name, drain.channel.table, drain.target.name, drain.target.schema))
-        while progress.phase == COPY and not out_of_time():
-            with hold():
-                for held in itertools.count(1):
-                    keys = pace.inline(inside.copy, source, progress.last, chunk_size)
-                    if keys is None:
-                        return
-                    progress.chunk_copied(source, len(keys), keys[-1] if keys else None, result)
-                    if not keys or held == per_hold or out_of_time():
-                        break
 
 
 def missing_in_source(source: Connection, drain: Drain, keys: list[tuple], to_source: dict) -> list[tuple]:
