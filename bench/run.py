@@ -53,6 +53,11 @@ def label(source: str, destination: str) -> str:
     return f"{LABELS[source]} -> {LABELS[destination]}"
 
 
+def backlog_size(size: dict, source: str, destination: str) -> int:
+    """The changes a pair drains: fewer with Firebird on either side (fdb, a round trip per row)."""
+    return size["firebird_changes" if "firebird" in (source, destination) else "changes"]
+
+
 # -- 1. apply throughput ---------------------------------------------------------------------
 def with_backlog(dbs: Databases, source_kind: str, destination_kind: str, table: sa.Table, changes: int,
                  untouched: int = 0) -> tuple[sa.Engine, sa.Engine]:
@@ -510,8 +515,7 @@ def main(argv: list[str] | None = None) -> int:
             progress(results["memory"])
         if "throughput" in parts:
             for source_kind, destination_kind in args.pair or PAIRS + FIREBIRD_PAIRS:
-                firebird = "firebird" in (source_kind, destination_kind)
-                changes = size["firebird_changes" if firebird else "changes"]
+                changes = backlog_size(size, source_kind, destination_kind)
                 for width in args.width or TABLES:
                     runs = [on_fresh_databases(throughput, source_kind, destination_kind, width, changes)
                             for _ in range(size["repeats"])]
@@ -519,8 +523,7 @@ def main(argv: list[str] | None = None) -> int:
                     progress(results["throughput"][-1])
         if "size" in parts:
             for source_kind, destination_kind in args.pair or TABLE_SIZE_PAIRS:
-                firebird = "firebird" in (source_kind, destination_kind)
-                changes = size["firebird_changes" if firebird else "changes"]
+                changes = backlog_size(size, source_kind, destination_kind)
                 results["table_size"].append(table_size(source_kind, destination_kind, changes, size["untouched_rows"]))
                 progress(results["table_size"][-1])
         if "triggers" in parts:

@@ -105,7 +105,6 @@ def analyze(engine: sa.Engine, table: sa.Table, change_table: str) -> None:
             conn.exec_driver_sql(statement.format(quote(name)))
 
 
-
 def fill(engine: sa.Engine, table: sa.Table, rows: int) -> None:
     """`rows` rows that the backlog never touches (keys -1 down to -rows), the database copying
     them onto themselves, doubling each time."""
