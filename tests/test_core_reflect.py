@@ -14,6 +14,7 @@ import sqlalchemy as sa
 from airflow_provider_pdr.core import ApplyError, ChannelChangedError, install_channel, pending_changes, reflect
 from airflow_provider_pdr.core.reflect import WINDOW_BATCHES, Drain, Window, open_drain, seq_ranges
 from airflow_provider_pdr.core.engines import engine_module
+from conftest import use_row_path
 from core_tables import create, orders, race_writers, table_rows, write
 
 
@@ -26,12 +27,6 @@ def test_seq_ranges_cover_exactly_the_numbers_read():
     assert seq_ranges([5, 3, 4, 9, 11, 10, 20]) == [(3, 5), (9, 11), (20, 20)]
     assert seq_ranges([1, 1, 2]) == [(1, 2)]
     assert seq_ranges([]) == []
-
-
-def use_row_path(monkeypatch):
-    """Spans read into Python on every pair, as the tests that count them ask: a SQLite pair would
-    otherwise drain inside SQLite (tested in test_inside.py)."""
-    monkeypatch.setattr(Drain, "carriers", lambda drain, source_dialect, destination_dialect: None)
 
 
 def test_mirrors_inserts_updates_and_deletes(source, destination, monkeypatch):

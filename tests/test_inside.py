@@ -18,6 +18,7 @@ from airflow_provider_pdr.core import ApplyError, install_channel, pending_chang
 from airflow_provider_pdr.core.reflect import Drain
 from airflow_provider_pdr.core.snapshot import Progress
 from airflow_provider_pdr.core.transform import Field, Mapping
+from conftest import use_row_path
 from core_tables import create, race_writers, table_rows, write
 
 INSIDE = "applying changes inside the source database"
@@ -38,10 +39,6 @@ def plain(engine: sa.Engine, name: str = "items") -> sa.Table:
         sa.Column("note", sa.String(100)),
         sa.Column("qty", sa.Integer),
     )
-
-
-def row_path_only(drain, source_dialect, destination_dialect):
-    """Drain.carriers as where nothing can be applied inside: the drain takes the row path."""
 
 
 def inside_used(caplog) -> bool:
@@ -78,7 +75,7 @@ def test_it_ends_exactly_where_the_row_path_ends(pair, caplog, monkeypatch):
         result = reflect(source, destination, "inside", "by_sql", create_table=True, batch_size=7)
         assert inside_used(caplog) and result.drained and result.writing_seconds > 0  # applied inside: writing
         with monkeypatch.context() as patch:
-            patch.setattr(Drain, "carriers", row_path_only)
+            use_row_path(patch)
             reflect(source, destination, "rows", "by_rows", create_table=True, batch_size=7)
         assert not inside_used(caplog)
         assert table_rows(destination, "by_sql") == table_rows(destination, "by_rows") == table_rows(source, "items")
@@ -232,7 +229,7 @@ def test_values_the_row_path_converts_pass_through_its_functions(pair, caplog, m
     caplog.set_level(logging.INFO, "airflow_provider_pdr")
     reflect(source, destination, "inside", "by_sql", create_table=True)
     assert inside_used(caplog)
-    monkeypatch.setattr(Drain, "carriers", row_path_only)
+    use_row_path(monkeypatch)
     reflect(source, destination, "rows", "by_rows", create_table=True)
     assert not inside_used(caplog)
     assert stored(destination, "by_sql") == stored(destination, "by_rows")
@@ -264,7 +261,7 @@ def test_initial_loads_and_resyncs_copy_inside_as_the_row_path_does(pair, caplog
         assert "copying inside the source database" in caplog.text
         caplog.clear()
         with monkeypatch.context() as patch:
-            patch.setattr(Drain, "carriers", row_path_only)
+            use_row_path(patch)
             rows = snapshot(source, destination, "rows", "by_rows", mapping=mapping, chunk_size=7, **options)
         assert "copying inside" not in caplog.text
         assert (inside.copied, inside.removed, inside.chunks, inside.done) == (rows.copied, rows.removed,
@@ -347,7 +344,7 @@ def test_a_value_the_row_path_cannot_read_fails_the_same_way(pair, caplog, monke
     with pytest.raises(ValueError, match="not a time") as inside:
         reflect(source, destination, "stamps", create_table=True)
     assert "user-defined function raised exception" in caplog.text and inside_used(caplog)
-    monkeypatch.setattr(Drain, "carriers", row_path_only)
+    use_row_path(monkeypatch)
     with pytest.raises(ValueError) as rows_only:
         reflect(source, destination, "stamps")
     assert str(rows_only.value) == str(inside.value)
