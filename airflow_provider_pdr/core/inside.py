@@ -21,7 +21,7 @@ from sqlalchemy.engine import Connection
 
 from airflow_provider_pdr.core import names
 from airflow_provider_pdr.core.engines.base import declared_alike
-from airflow_provider_pdr.core.keys import after
+from airflow_provider_pdr.core.keys import next_page
 
 log = logging.getLogger(__name__)
 
@@ -91,12 +91,10 @@ class Inside:
         among those the filter keeps, and leave the transaction open (the copy's progress commits
         with it); returns their keys, in order ([] past the last row); None, with nothing
         written, if the destination refused a row."""
-        chunk = sa.select(*self.source_keys).order_by(*self.source_keys).limit(limit)
+        chunk = sa.select(*self.source_keys)
         if self.drain.plan.condition is not None:
             chunk = chunk.where(self.drain.plan.condition)
-        condition = after(self.source_keys, last)
-        if condition is not None:
-            chunk = chunk.where(condition)
+        chunk = next_page(chunk, self.source_keys, last, limit)
 
         def statements():
             source.execute(self.upsert_of(chunk))  # written first: its keys are read in the same snapshot

@@ -34,12 +34,17 @@ def after(columns: Sequence[sa.ColumnElement], last: tuple | None) -> sa.ColumnE
     return condition
 
 
-def page(conn, query: sa.Select, columns: Sequence[sa.ColumnElement], last: tuple | None, size: int) -> list:
-    """The next `size` rows of `query` after key `last`, in the order of the key `columns` (a
-    keyset page); ends the read transaction."""
+def next_page(query: sa.Select, columns: Sequence[sa.ColumnElement], last: tuple | None, size: int) -> sa.Select:
+    """`query` narrowed to its next `size` rows after key `last`, in the order of the key `columns`
+    (a keyset page)."""
     query = query.order_by(*columns).limit(size)
     condition = after(columns, last)
-    rows = conn.execute(query if condition is None else query.where(condition)).all()
+    return query if condition is None else query.where(condition)
+
+
+def page(conn, query: sa.Select, columns: Sequence[sa.ColumnElement], last: tuple | None, size: int) -> list:
+    """The rows of the next_page of `query`; ends the read transaction."""
+    rows = conn.execute(next_page(query, columns, last, size)).all()
     conn.rollback()
     return rows
 
