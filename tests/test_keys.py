@@ -7,7 +7,7 @@ import pytest
 import sqlalchemy as sa
 
 from airflow_provider_pdr.core.engines import engine_module
-from airflow_provider_pdr.core.keys import after, keys_among
+from airflow_provider_pdr.core.keys import key_page, keys_among, next_page
 from core_tables import create
 
 
@@ -43,7 +43,7 @@ def test_keys_among_finds_exactly_the_keys_asked_for(databases, kind, width, mon
 
 @pytest.mark.parametrize("kind", ["sqlite", "postgresql", "mysql", "firebird"])
 def test_a_keyset_walk_visits_every_key_once_in_order(databases, kind):
-    """after() pages through a three-column key, 7 rows a page, on the engine itself."""
+    """Keyset pages (after()) walk a three-column key, 7 rows a page, on the engine itself."""
     engine = databases.new(kind)
     table = create(engine, "cells", *[sa.Column(name, sa.Integer, primary_key=True, autoincrement=False)
                                       for name in ("a", "b", "c")])
@@ -52,13 +52,9 @@ def test_a_keyset_walk_visits_every_key_once_in_order(databases, kind):
         conn.execute(table.insert(), [dict(zip("abc", key)) for key in every])
     columns, seen, last = list(table.primary_key.columns), [], None
     with engine.connect() as conn:
-        while True:
-            query, condition = sa.select(*columns).order_by(*columns).limit(7), after(columns, last)
-            page = [tuple(row) for row in conn.execute(query if condition is None else query.where(condition))]
-            if not page:
-                break
-            seen += page
-            last = page[-1]
+        while keys := key_page(conn, columns, last, 7):
+            seen += keys
+            last = keys[-1]
     assert seen == every
 
 
@@ -73,7 +69,7 @@ def test_a_keyset_page_of_a_composite_key_starts_in_the_index_at_its_last_key(da
             sa.func.generate_series(1, 50_000).label("a"), sa.literal(1))))
         conn.exec_driver_sql("ANALYZE cells")
     columns = list(table.primary_key.columns)
-    query = sa.select(*columns).order_by(*columns).limit(5000).where(after(columns, (40_000, 1)))
+    query = next_page(sa.select(*columns), columns, (40_000, 1), 5000)
     with engine.connect() as conn:
         plan = "\n".join(conn.execute(sa.text("EXPLAIN " + str(query.compile(
             dialect=conn.dialect, compile_kwargs={"literal_binds": True})))).scalars())
