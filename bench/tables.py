@@ -17,10 +17,15 @@ from bench.verdict import spread
 COPIES = [("initial load", "initial_load"), ("resync", "resync")]
 
 
-def name(case: dict, rows: bool = False) -> str:
-    """A case as the README names it; Firebird's smaller sizes said, as changes or as rows."""
-    pair = case["pair"].replace(" -> ", " → ").replace(
+def pair_name(pair: str) -> str:
+    """A pair as the README names it."""
+    return pair.replace(" -> ", " → ").replace(
         "PostgreSQL (psycopg 3) → PostgreSQL (psycopg 3)", "PostgreSQL → PostgreSQL with psycopg 3")
+
+
+def name(case: dict, rows: bool = False) -> str:
+    """A throughput case as the README names it; Firebird's smaller sizes said, as changes or as rows."""
+    pair = pair_name(case["pair"])
     size = ""
     if "Firebird" in pair:
         size = f" ({case['rows']:,} rows)" if rows else f" ({case['changes']:,} changes)"
@@ -101,8 +106,7 @@ def tables(runs: Runs) -> Iterator[str]:
     yield "| latency | p50 ms | p99 ms | baseline p50 ms | ratio (p50) | p50 of the runs |"
     yield "| --- | ---: | ---: | ---: | ---: | ---: |"
     for row in last.get("latency", []):
-        pair = name({**row, "width": ""}).removesuffix(", ")
-        yield (f"| {pair} | {row['p50_ms']:.0f} | {row['p99_ms']:.0f} | {row['baseline_p50_ms']:.0f} | {row['ratio']:.2f} "
+        yield (f"| {pair_name(row['pair'])} | {row['p50_ms']:.0f} | {row['p99_ms']:.0f} | {row['baseline_p50_ms']:.0f} | {row['ratio']:.2f} "
                f"| {runs.others('latency', lambda a, b: a['pair'] == b['pair'], row, 'p50_ms', '{:.0f}')} |")
     yield ""
     yield "| memory | seconds | peak RSS MB | ratio | ratio of the runs |"
@@ -117,7 +121,7 @@ def tables(runs: Runs) -> Iterator[str]:
         yield "| --- | ---: | ---: | ---: | ---: |"
     for row in sizes:
         ratio = f"**{row['ratio']:.2f}**" if row.get("met") else f"{row['ratio']:.2f}"
-        yield (f"| {row['pair'].replace(' -> ', ' → ')} | {row['seconds']:.2f} | {row['large_seconds']:.2f} | {ratio} "
+        yield (f"| {pair_name(row['pair'])} | {row['seconds']:.2f} | {row['large_seconds']:.2f} | {ratio} "
                f"| {runs.others('table_size', lambda a, b: a['pair'] == b['pair'], row, 'ratio')} |")
 
 
