@@ -55,9 +55,9 @@ class Inside:
                     .where(drain.present().is_(None)))
             self.delete = sa.delete(target).where(sa.tuple_(*[target.c[k] for k in drain.keys]).in_(gone))
         self.drain, self.target = drain, target
-        self.source_keys = [drain.source_table.c[k] for k in drain.source_keys]
-        self.functions = {f"{names.PREFIX}field_{i}": carry for i, carry in carried.items()}
-        self.fields = [getattr(sa.func, f"{names.PREFIX}field_{i}")(planned.expression) if i in carried
+        called = {i: f"{names.PREFIX}field_{i}" for i in carried}
+        self.functions = {called[i]: carry for i, carry in carried.items()}
+        self.fields = [getattr(sa.func, called[i])(planned.expression) if i in called
                        else planned.expression for i, planned in enumerate(drain.plan.columns)]
         self.upsert = self.upsert_of(sa.select(*changed_keys))
         self.bounds = sa.select(sa.func.min(span.c.seq), sa.func.max(span.c.seq), sa.func.count())
@@ -65,7 +65,7 @@ class Inside:
     def upsert_of(self, keys: sa.Select) -> sa.Insert:
         """The upsert of the current source rows of `keys` (those the filter keeps)."""
         drain = self.drain
-        rows = sa.select(*self.fields).select_from(drain.source_table).where(sa.tuple_(*self.source_keys).in_(keys))
+        rows = sa.select(*self.fields).select_from(drain.source_table).where(sa.tuple_(*drain.key_columns).in_(keys))
         if drain.plan.condition is not None:
             rows = rows.where(drain.plan.condition)
         return drain.dst.upsert_statement(self.target, drain.keys, rows)
@@ -91,10 +91,11 @@ class Inside:
         among those the filter keeps, and leave the transaction open (the copy's progress commits
         with it); returns their keys, in order ([] past the last row); None, with nothing
         written, if the destination refused a row."""
-        chunk = sa.select(*self.source_keys)
-        if self.drain.plan.condition is not None:
-            chunk = chunk.where(self.drain.plan.condition)
-        chunk = next_page(chunk, self.source_keys, last, limit)
+        drain = self.drain
+        chunk = sa.select(*drain.key_columns)
+        if drain.plan.condition is not None:
+            chunk = chunk.where(drain.plan.condition)
+        chunk = next_page(chunk, drain.key_columns, last, limit)
 
         def statements():
             source.execute(self.upsert_of(chunk))  # written first: its keys are read in the same snapshot
