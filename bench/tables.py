@@ -32,6 +32,16 @@ def name(case: dict, rows: bool = False) -> str:
     return f"{pair}, {case['width']}{size}"
 
 
+def heading(*titles: str) -> list[str]:
+    """A table's title row and its rule: the first column text, the others numbers."""
+    return ["| " + " | ".join(titles) + " |", "| --- |" + " ---: |" * (len(titles) - 1)]
+
+
+def judged(row: dict) -> str:
+    """A ratio with a target, in bold where it met it."""
+    return f"**{row['ratio']:.2f}**" if row.get("met") else f"{row['ratio']:.2f}"
+
+
 def span(values: list[float]) -> str:
     return spread(values) if values else ""
 
@@ -62,26 +72,24 @@ def tables(runs: Runs) -> Iterator[str]:
     """The lines of the tables: throughput, its two copies, CPU, trigger overhead, latency, memory
     and source table size."""
     last = runs.last
-    yield ("| apply throughput | final rows/s | baseline rows/s | reading s | writing s | ratio "
-           "| medians of the runs | range |")
-    yield "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
+    yield from heading("apply throughput", "final rows/s", "baseline rows/s", "reading s", "writing s", "ratio",
+                       "medians of the runs", "range")
     for case in last["throughput"]:
-        ratio = f"**{case['ratio']:.2f}**" if case.get("met") else f"{case['ratio']:.2f}"
         yield (f"| {name(case)} | {case['rows_per_s']:,.0f} | {case['baseline']['rows_per_s']:,.0f} "
-               f"| {case['reading_seconds']:.2f} | {case['writing_seconds']:.2f} | {ratio} "
+               f"| {case['reading_seconds']:.2f} | {case['writing_seconds']:.2f} | {judged(case)} "
                f"| {runs.medians(case, lambda c: c)} | {runs.range(case, lambda c: c)} |")
     for title, key in COPIES:
         yield ""
-        yield f"| {title} (same rows, same baseline) | seconds | rows/s | baseline rows/s | ratio | medians of the runs | range |"
-        yield "| --- | ---: | ---: | ---: | ---: | ---: | ---: |"
+        yield from heading(f"{title} (same rows, same baseline)", "seconds", "rows/s", "baseline rows/s", "ratio",
+                           "medians of the runs", "range")
         for case in last["throughput"]:
             copy, figure = case[key], (lambda c, key=key: c.get(key))
             yield (f"| {name(case, rows=True)} | {copy['seconds']:.2f} | {copy['rows_per_s']:,.0f} "
                    f"| {copy['baseline_rows_per_s']:,.0f} | {copy['ratio']:.2f} | {runs.medians(case, figure)} "
                    f"| {runs.range(case, figure)} |")
     yield ""
-    yield "| CPU | source s | destination s | process s | baseline s | CPU ratio | range | source ms / 1,000 changes |"
-    yield "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
+    yield from heading("CPU", "source s", "destination s", "process s", "baseline s", "CPU ratio", "range",
+                       "source ms / 1,000 changes")
     for case in last["throughput"]:
         cpu = case.get("cpu")
         if cpu:
@@ -93,8 +101,7 @@ def tables(runs: Runs) -> Iterator[str]:
     if triggers:
         operations = list(dict.fromkeys(t["op"] for t in triggers))
         yield ""
-        yield "| trigger overhead (with / without) | " + " | ".join(operations) + " |"
-        yield "| --- |" + " ---: |" * len(operations)
+        yield from heading("trigger overhead (with / without)", *operations)
         for engine in dict.fromkeys(t["engine"] for t in triggers):
             cells = []
             for t in (t for t in triggers if t["engine"] == engine):
@@ -103,25 +110,22 @@ def tables(runs: Runs) -> Iterator[str]:
                 cells.append(f"{t['ratio']:.2f} ({span(every)})")
             yield f"| {engine} | " + " | ".join(cells) + " |"
     yield ""
-    yield "| latency | p50 ms | p99 ms | baseline p50 ms | ratio (p50) | p50 of the runs |"
-    yield "| --- | ---: | ---: | ---: | ---: | ---: |"
+    yield from heading("latency", "p50 ms", "p99 ms", "baseline p50 ms", "ratio (p50)", "p50 of the runs")
     for row in last.get("latency", []):
         yield (f"| {pair_name(row['pair'])} | {row['p50_ms']:.0f} | {row['p99_ms']:.0f} | {row['baseline_p50_ms']:.0f} | {row['ratio']:.2f} "
                f"| {runs.others('latency', lambda a, b: a['pair'] == b['pair'], row, 'p50_ms', '{:.0f}')} |")
     yield ""
-    yield "| memory | seconds | peak RSS MB | ratio | ratio of the runs |"
-    yield "| --- | ---: | ---: | ---: | ---: |"
+    yield from heading("memory", "seconds", "peak RSS MB", "ratio", "ratio of the runs")
     for row in last.get("memory", []):
         yield (f"| {row['engine']}, {row['changes']:,} changes | {row['seconds']:.1f} | {row['peak_kb'] / 1024:.1f} "
                f"| {row['ratio']:.2f} | {runs.others('memory', lambda a, b: a['changes'] == b['changes'], row, 'ratio')} |")
     sizes = last.get("table_size", [])
     if sizes:
         yield ""
-        yield f"| source table size | seconds alone | beside {sizes[0]['untouched_rows']:,} untouched rows | ratio | ratio of the runs |"
-        yield "| --- | ---: | ---: | ---: | ---: |"
+        yield from heading("source table size", "seconds alone", f"beside {sizes[0]['untouched_rows']:,} untouched rows",
+                           "ratio", "ratio of the runs")
     for row in sizes:
-        ratio = f"**{row['ratio']:.2f}**" if row.get("met") else f"{row['ratio']:.2f}"
-        yield (f"| {pair_name(row['pair'])} | {row['seconds']:.2f} | {row['large_seconds']:.2f} | {ratio} "
+        yield (f"| {pair_name(row['pair'])} | {row['seconds']:.2f} | {row['large_seconds']:.2f} | {judged(row)} "
                f"| {runs.others('table_size', lambda a, b: a['pair'] == b['pair'], row, 'ratio')} |")
 
 
