@@ -167,6 +167,24 @@ def test_a_destination_without_the_source_key_is_refused_before_writing(source, 
     assert pending_changes(source, "orders").count == 1
 
 
+@pytest.mark.parametrize("destination_kind", ["postgresql", "mysql", "sqlite"])
+def test_a_destination_keyed_by_a_unique_constraint_is_mirrored(databases, destination_kind):
+    """A mirror whose own primary key is a surrogate takes the source's key as a unique
+    constraint: it is found beside the primary key, and rows are upserted on it."""
+    source, destination = databases.new("postgresql"), databases.new(destination_kind)
+    table = orders(source)
+    install_channel(source, "orders", "orders")
+    create(destination, "keyed", sa.Column("row_id", sa.Integer, primary_key=True, autoincrement=True),
+           sa.Column("id", sa.Integer, nullable=False, unique=True), sa.Column("note", sa.String(100)),
+           sa.Column("amount", sa.Numeric(12, 2)))
+    write(source, table.insert(), [{"id": 1, "note": "a"}, {"id": 2, "note": "b"}])
+    reflect(source, destination, "orders", "keyed")
+    write(source, table.update().where(table.c.id == 1).values(note="changed"))
+    write(source, table.delete().where(table.c.id == 2))
+    reflect(source, destination, "orders", "keyed")
+    assert [row[1:3] for row in table_rows(destination, "keyed")] == [(1, "changed")]
+
+
 @pytest.mark.parametrize("source", ["postgresql"], indirect=True)
 def test_an_unsupported_type_creates_nothing_in_the_destination(source, destination):
     create(source, "odd", sa.Column("id", sa.Integer, primary_key=True, autoincrement=False),
