@@ -302,7 +302,7 @@ class Drain:
             *[sa.Column(n, self.target.c[n].type, primary_key=n in self.keys) for n in self.columns],
             schema=self.target.schema,
         )
-        self.write = dst.upserter(destination.dialect, self.write_table, self.keys)  # prepared once
+        self.destination_dialect = destination.dialect
         self.statements = {
             kind: bound_statement(getattr(mapping, f"{kind}_statement"), self.write_table, allowed, kind)
             for kind, allowed in (("upsert", self.columns), ("delete", self.keys))
@@ -324,9 +324,8 @@ class Drain:
         # Spans group change rows by key in the source: only keys that compare exactly can be
         # grouped so (a collation that ignores case would take 'a' and 'A' for one key), and only
         # a driver that counts deleted rows exactly can check the range delete.
-        self.span_queries = None
-        if self.read_spans and exact_keys and source.dialect.supports_sane_rowcount:
-            self.span_queries = {after: self.span_rows(query) for after, query in self.oldest.items()}
+        spans = self.read_spans and exact_keys and source.dialect.supports_sane_rowcount
+        self.span_queries: dict[bool, sa.Select] | None = None  # by whether they read after a seq
         self.values = Form(self.converted, self.upsert_rows)
         self.span_form: Form | None = None  # how a span's rows travel, where not as values
         self.shortcuts: dict[int, Callable] = {}  # fields read as the driver returns them (take_shortcuts)
@@ -335,17 +334,18 @@ class Drain:
         # rows of spans and initial loads travel as that text, never parsed in Python (PostgreSQL
         # from PostgreSQL or MariaDB); else fields may skip their Python values (SQLite to SQLite
         # decimals, datetimes, booleans).
-        self.value_span_queries = self.span_queries  # a span the text cannot carry goes as values
         pairs = self.field_types()
         self.text = None
-        if self.span_queries and pairs and not self.extras:
+        if spans and pairs and not self.extras:
             self.text = dst.text_copy(destination, src, self.forms, [target for _, target in pairs])
         if self.text is not None:
-            self.span_queries = {after: self.span_rows(query, [self.text.line]) for after, query in self.oldest.items()}
+            self.span_queries = self.spans_of([self.text.line])
             self.span_form = Form(lambda lines: lines,
                                   self.text.upserter(destination.dialect, self.write_table, self.keys))
-        elif pairs is not None:
-            self.take_shortcuts(source.dialect, destination.dialect)
+        else:
+            self.span_queries = self.value_span_queries if spans else None
+            if pairs is not None:
+                self.take_shortcuts(source.dialect, destination.dialect)
         # The current source row of each change row asked for (by seq), absent if gone or filtered
         # out: exact where the lookup above may not be (collations that ignore case or padding).
         self.current = (
@@ -355,6 +355,12 @@ class Drain:
         )
         source.rollback()
         destination.rollback()
+
+    @functools.cached_property
+    def write(self) -> Callable[[Connection, list], None]:
+        """Upserts rows of values (EngineModule.upserter), prepared at the first write for every
+        later one: a drain whose rows travel as text may never write values."""
+        return self.dst.upserter(self.destination_dialect, self.write_table, self.keys)
 
     def take_shortcuts(self, source_dialect: sa.engine.Dialect, destination_dialect: sa.engine.Dialect) -> None:
         """Where the source engine knows a cheaper way from its driver's value of a field to the value
@@ -373,8 +379,7 @@ class Drain:
             return
         self.shortcuts = shortcuts
         if self.span_queries:
-            self.span_queries = {after: self.span_rows(query, self.selected(shortcuts))
-                                 for after, query in self.oldest.items()}
+            self.span_queries = self.spans_of(self.selected(shortcuts))
         unprocessed = sa.Table(self.write_table.name, sa.MetaData(), *[
             sa.Column(c.name, sa.types.NullType() if i in shortcuts else c.type, primary_key=c.primary_key)
             for i, c in enumerate(self.write_table.columns)
@@ -420,6 +425,16 @@ class Drain:
     def present(self) -> sa.ColumnElement:
         """The joined source row's first key column: NULL where there is no row (SQL Server selects no boolean)."""
         return self.source_table.c[self.source_keys[0]].label("pdr_present")
+
+    @functools.cached_property
+    def value_span_queries(self) -> dict[bool, sa.Select]:
+        """The span reads with every field as a value: a text drain's span that its text cannot
+        carry is read so (read_span)."""
+        return self.spans_of()
+
+    def spans_of(self, fields: list[sa.ColumnElement] | None = None) -> dict[bool, sa.Select]:
+        """The span reads (span_rows) from the oldest change and after a seq, with these fields."""
+        return {after: self.span_rows(query, fields) for after, query in self.oldest.items()}
 
     def span_rows(self, oldest: sa.Select, fields: list[sa.ColumnElement] | None = None) -> sa.Select:
         """One row per key of a span of change rows: how many change rows it has there, their lowest

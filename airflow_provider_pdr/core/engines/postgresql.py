@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import decimal
+import functools
 import importlib
 import io
 import uuid
@@ -195,7 +196,9 @@ class PostgresEngine(EngineModule):
         upsert = self.upsert_statement(table, key_columns, sa.select(staging)).compile(dialect=dialect).string
         processors = bind_processors(dialect, table)
         order = range(len(names_))
-        fallback = (self.values_upserter if psycopg2 else super().upserter)(dialect, table, key_columns)
+        # Made at the first batch that needs it: most drains never do, and it compiles statements.
+        fallback = functools.cache(functools.partial(self.values_upserter if psycopg2 else super().upserter,
+                                                     dialect, table, key_columns))
         if psycopg2:  # SQLAlchemy hands psycopg2 its bytes wrapped
             from psycopg2.extensions import Binary
 
@@ -207,12 +210,12 @@ class PostgresEngine(EngineModule):
             if not temporary_allowed:
                 temporary_allowed.append(may_create_temporary(conn))
             if not temporary_allowed[0]:
-                return fallback(conn, rows)
+                return fallback()(conn, rows)
             lines = rows if text else None  # psycopg 3 writes value rows itself
             if psycopg2 and not text:
                 lines = [copy_text(row, forms) for row in driver_rows(rows, order, processors)]
                 if None in lines:  # a value of a kind copy_text does not write
-                    return fallback(conn, rows)
+                    return fallback()(conn, rows)
             data = None if lines is None else "".join(line + "\n" for line in lines)
             with driver_cursor(conn, upsert) as cursor:
                 cursor.execute(create)
