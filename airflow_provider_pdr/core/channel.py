@@ -10,6 +10,7 @@ Layout in the source (all in the connection's default schema):
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 from dataclasses import dataclass
@@ -49,6 +50,9 @@ class Pending:
     oldest_age_seconds: float | None  # None when nothing is pending
 
 
+# The same Table object for the same name, call after call: SQLAlchemy finds the statements
+# built on it in its compiled cache instead of compiling them again for every run.
+@functools.lru_cache(maxsize=256)
 def registry_table(schema: str | None) -> sa.Table:
     return sa.Table(
         names.REGISTRY_TABLE, sa.MetaData(),
@@ -281,8 +285,14 @@ def pending_changes(engine: Engine, channel: str) -> Pending:
         return count_pending(conn, module, info)
 
 
+@functools.lru_cache(maxsize=256)  # as registry_table
+def change_clock(name: str, schema: str | None) -> sa.Table:
+    """A change table as count_pending reads it: when each change was captured."""
+    return sa.Table(name, sa.MetaData(), sa.Column("changed_at"), schema=schema)
+
+
 def count_pending(conn: Connection, module: EngineModule, info: Channel) -> Pending:
-    changes = sa.Table(info.change_table, sa.MetaData(), sa.Column("changed_at"), schema=info.schema)
+    changes = change_clock(info.change_table, info.schema)
     count, age = conn.execute(
         sa.select(sa.func.count(), module.age_seconds(sa.func.min(changes.c.changed_at)))
     ).one()
