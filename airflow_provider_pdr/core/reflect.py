@@ -343,9 +343,10 @@ class Drain:
             self.span_form = Form(lambda lines: lines,
                                   self.text.upserter(destination.dialect, self.write_table, self.keys))
         else:
-            self.span_queries = self.value_span_queries if spans else None
             if pairs is not None:
                 self.take_shortcuts(source.dialect, destination.dialect)
+            if spans:  # the fields taking shortcuts read as the driver returns them
+                self.span_queries = self.spans_of(self.selected(self.shortcuts))
         # The current source row of each change row asked for (by seq), absent if gone or filtered
         # out: exact where the lookup above may not be (collations that ignore case or padding).
         self.current = (
@@ -378,8 +379,6 @@ class Drain:
         if not shortcuts:
             return
         self.shortcuts = shortcuts
-        if self.span_queries:
-            self.span_queries = self.spans_of(self.selected(shortcuts))
         unprocessed = sa.Table(self.write_table.name, sa.MetaData(), *[
             sa.Column(c.name, sa.types.NullType() if i in shortcuts else c.type, primary_key=c.primary_key)
             for i, c in enumerate(self.write_table.columns)
