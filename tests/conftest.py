@@ -12,7 +12,6 @@ import uuid
 import pytest
 import sqlalchemy as sa
 
-from airflow_provider_pdr.core.reflect import Drain
 from bench.databases import new_firebird_database
 
 POSTGRES_URL = os.environ.get("PDR_TEST_POSTGRES_URL", "postgresql+psycopg2://postgres@127.0.0.1:5432/postgres")
@@ -131,9 +130,3 @@ def rows(engine: sa.Engine, table: str, order_by: str | None = None) -> list[tup
 def q(engine: sa.Engine, name: str) -> str:
     """Quote an identifier for hand-written test SQL, by the engine's own dialect."""
     return engine.dialect.identifier_preparer.quote_identifier(name)
-
-
-def use_row_path(monkeypatch) -> None:
-    """Every drain and copy reads its rows into Python, as on a pair that cannot apply changes
-    inside the source: a SQLite pair would otherwise work inside SQLite (test_inside.py)."""
-    monkeypatch.setattr(Drain, "carriers", lambda drain, source_dialect, destination_dialect: None)

@@ -12,9 +12,12 @@ import pytest
 import sqlalchemy as sa
 
 from airflow_provider_pdr.core import ApplyError, ChannelChangedError, install_channel, pending_changes, reflect
-from airflow_provider_pdr.core.reflect import WINDOW_BATCHES, Drain, Window, open_drain, seq_ranges
+from airflow_provider_pdr.core.drain.ack import Acknowledger, seq_ranges
+from airflow_provider_pdr.core.drain.assemble import open_drain
+from airflow_provider_pdr.core.drain.read import WINDOW_BATCHES, Reader, Window
+from airflow_provider_pdr.core.drain.route import EXACT_PATH, ROW_PATH
+from airflow_provider_pdr.core.drain.write import Writer
 from airflow_provider_pdr.core.engines import engine_module
-from conftest import use_row_path
 from core_tables import create, orders, race_writers, table_rows, write
 
 
@@ -30,13 +33,12 @@ def test_seq_ranges_cover_exactly_the_numbers_read():
 
 
 def test_mirrors_inserts_updates_and_deletes(source, destination, monkeypatch):
-    use_row_path(monkeypatch)
     table = orders(source)
     install_channel(source, "orders", "orders")
     write(source, table.insert(), [{"id": i, "note": f"n{i}", "amount": i} for i in range(1, 11)])
     write(source, table.update().where(table.c.id <= 3).values(note="updated"))
     write(source, table.delete().where(table.c.id.in_([4, 5])))
-    result = mirror(source, destination, batch_size=4)
+    result = mirror(source, destination, batch_size=4, route=ROW_PATH)
     assert table_rows(destination, "mirror") == table_rows(source, "orders")
     # 15 change rows, read as one span of 10 keys: keys 1-3 (inserted, then updated) are written
     # once, in 3 destination transactions of at most 4 rows; rows 4 and 5 never reached the
@@ -164,7 +166,7 @@ def test_crash_between_destination_commit_and_acknowledgement_converges(source, 
         raise KeyboardInterrupt("process died after the destination commit")
 
     with monkeypatch.context() as patch:
-        patch.setattr(Drain, "acknowledge", crash)
+        patch.setattr(Acknowledger, "acknowledge", crash)
         with pytest.raises(KeyboardInterrupt):
             mirror(source, destination)
     assert len(table_rows(destination, "mirror")) == 5, "the destination had committed"
@@ -195,8 +197,8 @@ def test_the_garbage_collector_is_paused_only_while_a_drain_runs(source, destina
     table = orders(source)
     install_channel(source, "orders", "orders")
     write(source, table.insert(), [{"id": i, "note": "fine"} for i in range(3)])
-    during, apply_batch = [], Drain.apply_batch
-    monkeypatch.setattr(Drain, "apply_batch", lambda *args: during.append(gc.isenabled()) or apply_batch(*args))
+    during, apply_batch = [], Writer.apply_batch
+    monkeypatch.setattr(Writer, "apply_batch", lambda *args: during.append(gc.isenabled()) or apply_batch(*args))
     mirror(source, destination)
     assert during == [False] and gc.isenabled()
     create(destination, "narrow", sa.Column("id", sa.Integer, primary_key=True, autoincrement=False),
@@ -249,20 +251,19 @@ def test_several_channels_on_one_table_progress_independently(source, destinatio
 def test_memory_is_bounded_by_the_batch_not_the_backlog(source, databases, monkeypatch):
     """The exact path reads a backlog at most WINDOW_BATCHES batches of change rows ahead, and
     applies it batch_size change rows at a time."""
-    monkeypatch.setattr(Drain, "read_spans", False)
     table = orders(source)
     install_channel(source, "orders", "orders")
     write(source, table.insert(), [{"id": i} for i in range(250)])
     fetched, ahead = [], []
-    original = Drain.read_batch
-    changes_after = Drain.changes_after
+    original = Reader.read_batch
+    changes_after = Reader.changes_after
 
     def reading_ahead(self, conn, after, limit):
         rows = changes_after(self, conn, after, limit)
         ahead.append(len(rows))
         return rows
 
-    monkeypatch.setattr(Drain, "changes_after", reading_ahead)
+    monkeypatch.setattr(Reader, "changes_after", reading_ahead)
 
     def counting(self, conn, window, batch_size):
         batch = original(self, conn, window, batch_size)
@@ -270,11 +271,11 @@ def test_memory_is_bounded_by_the_batch_not_the_backlog(source, databases, monke
         return batch
 
     destination = databases.new("sqlite")
-    Drain.read_batch = counting
+    Reader.read_batch = counting
     try:
-        result = mirror(source, destination, batch_size=100)
+        result = mirror(source, destination, batch_size=100, route=EXACT_PATH)
     finally:
-        Drain.read_batch = original
+        Reader.read_batch = original
     # Read ahead of the batch in flight, then once more from the oldest change before it ends.
     assert fetched == [100, 100, 50, 0, 0]
     assert max(ahead) == 250 <= WINDOW_BATCHES * 100
@@ -282,13 +283,12 @@ def test_memory_is_bounded_by_the_batch_not_the_backlog(source, databases, monke
 
 
 def test_spans_read_at_most_the_window_and_write_batch_size_rows_per_transaction(source, destination, monkeypatch):
-    use_row_path(monkeypatch)
     table = orders(source)
     install_channel(source, "orders", "orders")
     write(source, table.insert(), [{"id": i} for i in range(250)])
     write(source, table.delete().where(table.c.id < 20))
     spans, writes = [], []
-    read_span, apply = Drain.read_span, Drain.apply
+    read_span, apply = Reader.read_span, Writer.apply
 
     def reading(self, conn, after, limit):
         batch = read_span(self, conn, after, limit)
@@ -299,9 +299,9 @@ def test_spans_read_at_most_the_window_and_write_batch_size_rows_per_transaction
         writes.append((len(upserts), len(deletes)))
         return apply(self, conn, upserts, deletes, *text)
 
-    monkeypatch.setattr(Drain, "read_span", reading)
-    monkeypatch.setattr(Drain, "apply", applying)
-    result = mirror(source, destination, batch_size=60)
+    monkeypatch.setattr(Reader, "read_span", reading)
+    monkeypatch.setattr(Writer, "apply", applying)
+    result = mirror(source, destination, batch_size=60, route=ROW_PATH)
     assert table_rows(destination, "mirror") == table_rows(source, "orders")
     # 270 change rows in spans of at most 240, then a read after them and one from the oldest
     assert spans == [(240, 240), (240, 30), (240, 0), (240, 0)]
@@ -312,12 +312,11 @@ def test_spans_read_at_most_the_window_and_write_batch_size_rows_per_transaction
 
 
 def test_a_key_left_to_the_next_span_stays_pending_until_that_one_lands(source, destination, monkeypatch):
-    use_row_path(monkeypatch)
     table = orders(source)
     install_channel(source, "orders", "orders")
     write(source, table.insert(), [{"id": i, "note": "first"} for i in range(8)])  # one span of 8
     write(source, table.update().where(table.c.id == 0).values(note="second"))  # the next span
-    apply_batch, calls = Drain.apply_batch, []
+    apply_batch, calls = Writer.apply_batch, []
 
     def dying_at_the_second_span(self, conn, batch, size):
         calls.append(batch)
@@ -326,12 +325,12 @@ def test_a_key_left_to_the_next_span_stays_pending_until_that_one_lands(source, 
         return apply_batch(self, conn, batch, size)
 
     with monkeypatch.context() as patch:
-        patch.setattr(Drain, "apply_batch", dying_at_the_second_span)
+        patch.setattr(Writer, "apply_batch", dying_at_the_second_span)
         with pytest.raises(KeyboardInterrupt):
-            mirror(source, destination, batch_size=2)
+            mirror(source, destination, batch_size=2, route=ROW_PATH)
     assert [r[0] for r in table_rows(destination, "mirror")] == list(range(1, 8)), "key 0 was left to span 2"
     assert pending_changes(source, "orders").count == 1, "span 1 acknowledged, span 2 pending"
-    mirror(source, destination)
+    mirror(source, destination, route=ROW_PATH)
     assert table_rows(destination, "mirror") == table_rows(source, "orders")
     assert table_rows(destination, "mirror")[0][1] == "second"
 
@@ -341,7 +340,7 @@ def committing_after_the_first_span(source, table, monkeypatch):
     right after the first span is read."""
     early = source.connect()
     early.execute(table.insert(), {"id": 2, "note": "early, commits late"})
-    read_span = Drain.read_span
+    read_span = Reader.read_span
 
     def commit_the_early_one_after_the_read(self, conn, after, limit):
         batch = read_span(self, conn, after, limit)
@@ -349,20 +348,20 @@ def committing_after_the_first_span(source, table, monkeypatch):
             early.commit()
         return batch
 
-    monkeypatch.setattr(Drain, "read_span", commit_the_early_one_after_the_read)
+    monkeypatch.setattr(Reader, "read_span", commit_the_early_one_after_the_read)
     return early
 
 
 def exact_batches(monkeypatch) -> list[list[int]]:
     """The sequence numbers of every batch the exact path reads, as the drain goes."""
-    read_batch, seen = Drain.read_batch, []
+    read_batch, seen = Reader.read_batch, []
 
     def reading_exactly(self, conn, window, batch_size):
         batch = read_batch(self, conn, window, batch_size)
         seen.append(sorted(batch.seqs))
         return batch
 
-    monkeypatch.setattr(Drain, "read_batch", reading_exactly)
+    monkeypatch.setattr(Reader, "read_batch", reading_exactly)
     return seen
 
 
@@ -395,8 +394,8 @@ def test_a_late_commit_found_while_the_next_span_is_written_loses_nothing(source
     write(source, table.insert(), {"id": 1, "note": "first"})
     early = committing_after_the_first_span(source, table, monkeypatch)
     write(source, table.insert(), [{"id": i, "note": "on time"} for i in range(3, 13)])
-    exact, apply_batch, written = exact_batches(monkeypatch), Drain.apply_batch, []
-    monkeypatch.setattr(Drain, "apply_batch", lambda self, conn, batch, size: written.append(batch.span)
+    exact, apply_batch, written = exact_batches(monkeypatch), Writer.apply_batch, []
+    monkeypatch.setattr(Writer, "apply_batch", lambda self, conn, batch, size: written.append(batch.span)
                         or apply_batch(self, conn, batch, size))
     result = mirror(source, destination, batch_size=1)  # spans of 4 change rows
     early.close()
@@ -423,7 +422,7 @@ def test_transactions_left_open_inside_and_just_after_a_span_neither_stall_it_no
         write(source, table.insert(), [{"id": 3, "note": "on time"}, {"id": 4, "note": "on time"}])
         after.execute(table.insert(), {"id": 5, "note": "open after"})  # holds seq 5, just past the span
         with monkeypatch.context() as patch:
-            patch.setattr(Drain, "read_batch", lambda *args: pytest.fail("the span was acknowledged as read"))
+            patch.setattr(Reader, "read_batch", lambda *args: pytest.fail("the span was acknowledged as read"))
             assert mirror(source, destination).changes == 3
         assert [r[0] for r in table_rows(destination, "mirror")] == [1, 3, 4]
         inside.commit()
@@ -434,20 +433,19 @@ def test_transactions_left_open_inside_and_just_after_a_span_neither_stall_it_no
 
 
 def test_change_rows_that_vanish_under_a_span_stop_the_drain(source, destination, monkeypatch):
-    use_row_path(monkeypatch)
     table = orders(source)
     install_channel(source, "orders", "orders")
     write(source, table.insert(), [{"id": i} for i in range(3)])
-    read_span = Drain.read_span
+    read_span = Reader.read_span
 
     def emptied_meanwhile(self, conn, after, limit):
         batch = read_span(self, conn, after, limit)
-        write(source, sa.text(f"DELETE FROM {self.changes.name}"))
+        write(source, sa.text(f"DELETE FROM {self.plan.changes.name}"))
         return batch
 
-    monkeypatch.setattr(Drain, "read_span", emptied_meanwhile)
+    monkeypatch.setattr(Reader, "read_span", emptied_meanwhile)
     with pytest.raises(ChannelChangedError, match=r"channel 'orders': 3 of the 3 change rows read vanished"):
-        mirror(source, destination)
+        mirror(source, destination, route=ROW_PATH)
 
 
 def test_limits_stop_the_drain_and_report_lag(source, destination):
@@ -471,7 +469,7 @@ def test_the_result_says_how_long_reading_and_writing_took(source, destination, 
     write(source, table.insert(), [{"id": i} for i in range(5)])
     install_channel(source, "orders", "orders")
     write(source, table.update().values(note="changed"))
-    original_apply, slow = Drain.apply, 1.0
+    original_apply, slow = Writer.apply, 1.0
 
     def held_up(self, conn, upserts, deletes, *form):
         if upserts and not held:
@@ -479,7 +477,7 @@ def test_the_result_says_how_long_reading_and_writing_took(source, destination, 
         return original_apply(self, conn, upserts, deletes, *form)
 
     held = []
-    monkeypatch.setattr(Drain, "apply", held_up)
+    monkeypatch.setattr(Writer, "apply", held_up)
     result = mirror(source, destination, initial_load=True)
     assert (result.copied, result.changes, len(held)) == (5, 5, 1)
     assert result.writing_seconds >= slow and result.seconds >= slow
@@ -493,13 +491,12 @@ def test_batch_size_must_be_positive(source, destination):
 
 
 def test_a_key_changed_more_often_than_a_batch_holds_is_drained_in_bounded_batches(source, destination, monkeypatch):
-    use_row_path(monkeypatch)
     table = orders(source)
     install_channel(source, "orders", "orders")
     write(source, table.insert(), [{"id": 1, "note": "hot"}, {"id": 2, "note": "cold"}])
     for i in range(50):
         write(source, table.update().where(table.c.id == 1).values(note=f"v{i}"))
-    result = mirror(source, destination, batch_size=4)
+    result = mirror(source, destination, batch_size=4, route=ROW_PATH)
     assert table_rows(destination, "mirror") == [(1, "v49", None), (2, "cold", None)]
     # A span holds 16 change rows: the hot key's 51 changes take four spans, and each span leaves
     # the key to the next, which writes it again: it is written once, with its last state.
@@ -516,14 +513,14 @@ def test_a_late_commit_below_the_read_ahead_is_applied_in_the_same_run(source, d
     early = source.connect()
     early.execute(table.insert(), {"id": 1, "note": "early, commits late"})  # takes the lower seq
     write(source, table.insert(), [{"id": i, "note": "on time"} for i in range(2, 12)])
-    original = Drain.apply
+    original = Writer.apply
 
     def commit_the_early_one_meanwhile(self, conn, upserts, deletes, *text):
         if early.in_transaction():
             early.commit()
         return original(self, conn, upserts, deletes, *text)
 
-    monkeypatch.setattr(Drain, "apply", commit_the_early_one_meanwhile)
+    monkeypatch.setattr(Writer, "apply", commit_the_early_one_meanwhile)
     result = mirror(source, destination, batch_size=3)
     early.close()
     assert result.drained and pending_changes(source, "orders").count == 0
@@ -539,7 +536,7 @@ def test_the_next_batch_is_read_while_one_is_applied_and_lands_after_it(source, 
     table = orders(source)
     install_channel(source, "orders", "orders")
     write(source, table.insert(), [{"id": i, "note": "first"} for i in range(1, 5)])
-    batch_read, original_read, original_apply = threading.Event(), Drain.read_batch, Drain.apply
+    batch_read, original_read, original_apply = threading.Event(), Reader.read_batch, Writer.apply
 
     def read(self, conn, window, batch_size):
         batch = original_read(self, conn, window, batch_size)
@@ -556,10 +553,9 @@ def test_the_next_batch_is_read_while_one_is_applied_and_lands_after_it(source, 
             assert batch_read.wait(10), "the next batch was not read while this one was applied"
         return original_apply(self, conn, upserts, deletes, *text)
 
-    monkeypatch.setattr(Drain, "read_spans", False)  # batches of two keys, not one span of four
-    monkeypatch.setattr(Drain, "read_batch", read)
-    monkeypatch.setattr(Drain, "apply", slow_first_apply)
-    result = mirror(source, destination, batch_size=2)
+    monkeypatch.setattr(Reader, "read_batch", read)
+    monkeypatch.setattr(Writer, "apply", slow_first_apply)
+    result = mirror(source, destination, batch_size=2, route=EXACT_PATH)  # batches of two keys, not one span of four
     assert table_rows(destination, "mirror") == table_rows(source, "orders")
     assert table_rows(destination, "mirror")[0] == (1, "second", None)
     assert result.drained and calls[0] == 2
@@ -578,7 +574,7 @@ def test_change_rows_that_vanish_under_a_drain_stop_it_and_acknowledge_nothing(s
 
     def emptied_meanwhile(self, limit):
         taken = original(self, limit)
-        write(source, sa.text(f"DELETE FROM {self.drain.changes.name}"))
+        write(source, sa.text(f"DELETE FROM {self.reader.plan.changes.name}"))
         return taken
 
     monkeypatch.setattr(Window, "take", emptied_meanwhile)
@@ -593,7 +589,8 @@ def test_a_key_the_exact_lookup_does_not_find_is_deleted_without_a_join(source, 
     write(source, table.insert(), [{"id": i} for i in range(5)])
     mirror(source, destination)
     write(source, table.delete().where(table.c.id >= 3))
-    monkeypatch.setattr(Drain, "decide", lambda *args: pytest.fail("integer keys are decided by the lookup alone"))
+    monkeypatch.setattr(Reader, "resolve_unsure_keys",
+                        lambda *args: pytest.fail("integer keys are decided by the lookup alone"))
     assert mirror(source, destination).deleted == 2
     assert [r[0] for r in table_rows(destination, "mirror")] == [0, 1, 2]
 
@@ -627,7 +624,7 @@ def test_postgresql_array_lookups_compare_as_the_column_does(databases, driver):
 
 def span_plan(conn, drain, limit: int) -> str:
     """The plan PostgreSQL makes for the drain's span read of `limit` change rows, in this transaction."""
-    compiled = drain.span_queries[False].compile(dialect=conn.dialect)
+    compiled = drain.route.span_queries[False].compile(dialect=conn.dialect)
     return "\n".join(row[0] for row in conn.exec_driver_sql(
         "EXPLAIN " + compiled.string, {**compiled.params, "limit": limit}))
 
@@ -648,7 +645,7 @@ def test_a_span_from_a_large_postgresql_table_finds_its_rows_by_index(databases)
                     mapping=None) as (drain, sconn, _):
         assert "Seq Scan on orders" in span_plan(sconn, drain, 20_000), "the planner no longer reads it all: rethink"
         sconn.rollback()
-        drain.src.prepare_join(sconn, drain.source_table, 20_000)
+        drain.plan.src.prepare_join(sconn, drain.plan.source_table, 20_000)
         plan = span_plan(sconn, drain, 20_000)
         assert "Index Scan using orders_pkey" in plan and "Seq Scan on orders" not in plan, plan
         sconn.rollback()  # the settings end with the read transaction
@@ -656,7 +653,7 @@ def test_a_span_from_a_large_postgresql_table_finds_its_rows_by_index(databases)
         # A table of at most ten rows per key asked for is left to the planner, and so is what a
         # user set for the session.
         sconn.exec_driver_sql("SET enable_mergejoin = off")
-        drain.src.prepare_join(sconn, drain.source_table, 40_000)
+        drain.plan.src.prepare_join(sconn, drain.plan.source_table, 40_000)
         assert [sconn.exec_driver_sql(f"SHOW {name}").scalar() for name in ("enable_hashjoin", "enable_mergejoin")] \
             == ["on", "off"]
         sconn.rollback()

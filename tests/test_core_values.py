@@ -14,7 +14,7 @@ from airflow_provider_pdr.core import (
     ConfigurationError, UnsupportedTypeError, install_channel, pending_changes, reflect,
 )
 from airflow_provider_pdr.core.engines import engine_module
-from airflow_provider_pdr.core.schema import reflect_table
+from airflow_provider_pdr.core.schema import introspect_table
 from core_tables import create, write
 
 UTC = dt.timezone.utc
@@ -24,7 +24,7 @@ IST = dt.timezone(dt.timedelta(hours=5, minutes=30))
 def typed_rows(engine: sa.Engine, name: str) -> list[tuple]:
     """Rows read through the provider's own column types, with instants in naive UTC."""
     with engine.connect() as conn:
-        table = reflect_table(conn, engine_module(engine), name, None)
+        table = introspect_table(conn, engine_module(engine), name, None)
         result = conn.execute(sa.select(table).order_by(table.c.id)).all()
     def normal(value):
         if isinstance(value, dt.datetime) and value.tzinfo is not None:
@@ -248,9 +248,8 @@ def test_sqlite_datetimes_are_written_as_sqlalchemy_writes_them():
 
 
 def sqlite_shortcuts(scale: int = 4) -> dict:
-    """Per kind, the SQLite-to-SQLite shortcut and the exact way it must equal (reflect.exact_path)."""
-    from airflow_provider_pdr.core.reflect import exact_path
-    from airflow_provider_pdr.core.schema import value_converters
+    """Per kind, the SQLite-to-SQLite shortcut and the exact way it must equal (values.exact_path)."""
+    from airflow_provider_pdr.core.values import exact_path, value_converters
 
     engine = sa.create_engine("sqlite://")
     module = engine_module(engine)
@@ -338,7 +337,7 @@ def test_sqlite_shortcuts_store_what_python_values_store(databases, monkeypatch)
     with the shortcuts and without them (every value through its Python object), value and
     storage class: rows 1-5 only by the copy, rows 6-10 last by a span."""
     from airflow_provider_pdr.core.engines.sqlite import SqliteEngine
-    from airflow_provider_pdr.core.reflect import open_drain
+    from airflow_provider_pdr.core.drain.assemble import open_drain
 
     source = databases.new("sqlite")
     create(source, "odd", sa.Column("id", sa.Integer, primary_key=True, autoincrement=False),
@@ -364,7 +363,7 @@ def test_sqlite_shortcuts_store_what_python_values_store(databases, monkeypatch)
     fast, plain = databases.new("sqlite"), databases.new("sqlite")
     with open_drain(source, fast, "fast", None, None, create_table=True, deletes=True, mapping=None) as opened:
         drain = opened[0]
-        assert drain.span_queries and sorted(drain.shortcuts) == [1, 2, 3, 4, 5], "the shortcuts are taken"
+        assert drain.route.span_queries and sorted(drain.route.shortcuts) == [1, 2, 3, 4, 5], "the shortcuts are taken"
     reflect(source, fast, "fast", initial_load=True)
     monkeypatch.setattr(SqliteEngine, "shortcut", lambda self, *args: None)
     reflect(source, plain, "plain", create_table=True, initial_load=True)

@@ -15,7 +15,10 @@ from airflow_provider_pdr.core import (
     ApplyError, ChannelBusyError, UnreachableError, install_channel, pending_changes, reflect,
 )
 from airflow_provider_pdr.core.engines import engine_module
-from airflow_provider_pdr.core.reflect import Drain
+from airflow_provider_pdr.core.drain.ack import Acknowledger
+from airflow_provider_pdr.core.drain.read import Reader
+from airflow_provider_pdr.core.drain.route import ANY_ROUTE, EXACT_PATH
+from airflow_provider_pdr.core.drain.write import Writer
 from conftest import execute
 from core_tables import create, orders, table_rows, write
 from fault_tools import ReflectWorkers, TcpProxy, Writers, same_rows
@@ -70,7 +73,8 @@ def test_reflect_killed_at_random_points_mid_drain_loses_nothing(source, destina
 
 def cut_at_batch(monkeypatch, method: str, batch: int, proxy: TcpProxy):
     """Take `proxy` down when the drain reaches `method` for the `batch`-th time."""
-    original, calls = getattr(Drain, method), []
+    role = {"apply": Writer, "acknowledge": Acknowledger, "read_span": Reader, "read_batch": Reader}[method]
+    original, calls = getattr(role, method), []
 
     def cutting(self, *args):
         calls.append(1)
@@ -78,7 +82,7 @@ def cut_at_batch(monkeypatch, method: str, batch: int, proxy: TcpProxy):
             proxy.down()
         return original(self, *args)
 
-    monkeypatch.setattr(Drain, method, cutting)
+    monkeypatch.setattr(role, method, cutting)
 
 
 def server(engine):
@@ -120,7 +124,7 @@ def test_destination_unreachable_then_back(source, destination, monkeypatch):
 @pytest.mark.parametrize("method,spans,left", [("read_span", True, 60), ("acknowledge", True, 20),
                                                ("read_batch", False, 60), ("acknowledge", False, 50)])
 def test_source_unreachable_during_a_drain(source, destination, monkeypatch, method, spans, left):
-    monkeypatch.setattr(Drain, "read_spans", spans)
+    route = ANY_ROUTE if spans else EXACT_PATH
     table = orders(source)
     install_channel(source, "orders", "orders")
     proxy = TcpProxy(*server(source))
@@ -129,17 +133,17 @@ def test_source_unreachable_during_a_drain(source, destination, monkeypatch, met
     with monkeypatch.context() as patch:
         cut_at_batch(patch, method, 2, proxy)
         with pytest.raises(UnreachableError, match=r"channel 'orders'.*source"):
-            reflect(via_proxy, destination, "orders", "mirror", create_table=True, batch_size=10)
+            reflect(via_proxy, destination, "orders", "mirror", create_table=True, batch_size=10, route=route)
     # The second batch (a span of 20 change rows after one of 40, or the second batch of 10) is
     # read while the first is applied, and the first is acknowledged after that read: cut at the
     # read, nothing was acknowledged; cut at the second acknowledgement, only the first batch was.
     assert pending_changes(source, "orders").count == left
 
     with pytest.raises(UnreachableError, match=r"channel 'orders'.*source"):
-        reflect(via_proxy, destination, "orders", "mirror")  # still down: fails at once, clearly
+        reflect(via_proxy, destination, "orders", "mirror", route=route)  # still down: fails at once, clearly
     write(source, table.update().where(table.c.id % 2 == 0).values(note="meanwhile"))
     proxy.up()
-    reflect(via_proxy, destination, "orders", "mirror", batch_size=10)
+    reflect(via_proxy, destination, "orders", "mirror", batch_size=10, route=route)
     assert assert_mirror(source, destination) == 60
     via_proxy.dispose()
     proxy.down()

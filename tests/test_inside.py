@@ -15,10 +15,10 @@ import pytest
 import sqlalchemy as sa
 
 from airflow_provider_pdr.core import ApplyError, install_channel, pending_changes, reflect, snapshot
-from airflow_provider_pdr.core.reflect import Drain
+from airflow_provider_pdr.core.drain.ack import Acknowledger
+from airflow_provider_pdr.core.drain.route import ROW_PATH
 from airflow_provider_pdr.core.snapshot import Progress
 from airflow_provider_pdr.core.transform import Field, Mapping
-from conftest import use_row_path
 from core_tables import create, race_writers, table_rows, write
 
 INSIDE = "applying changes inside the source database"
@@ -74,9 +74,7 @@ def test_it_ends_exactly_where_the_row_path_ends(pair, caplog, monkeypatch):
                     conn.execute(table.update().where(where).values(note=f"u{round_}", qty=table.c.qty + 1))
         result = reflect(source, destination, "inside", "by_sql", create_table=True, batch_size=7)
         assert inside_used(caplog) and result.drained and result.writing_seconds > 0  # applied inside: writing
-        with monkeypatch.context() as patch:
-            use_row_path(patch)
-            reflect(source, destination, "rows", "by_rows", create_table=True, batch_size=7)
+        reflect(source, destination, "rows", "by_rows", create_table=True, batch_size=7, route=ROW_PATH)
         assert not inside_used(caplog)
         assert table_rows(destination, "by_sql") == table_rows(destination, "by_rows") == table_rows(source, "items")
     assert pending_changes(source, "inside").count == 0
@@ -109,7 +107,7 @@ def test_a_crash_between_the_destination_commit_and_the_acknowledgement_converge
         raise KeyboardInterrupt("process died after the destination commit")
 
     with monkeypatch.context() as patch:
-        patch.setattr(Drain, "acknowledge", crash)
+        patch.setattr(Acknowledger, "acknowledge", crash)
         with pytest.raises(KeyboardInterrupt):
             reflect(source, destination, "items", create_table=True)
     assert len(table_rows(destination, "items")) == 5, "the destination had committed"
@@ -229,8 +227,7 @@ def test_values_the_row_path_converts_pass_through_its_functions(pair, caplog, m
     caplog.set_level(logging.INFO, "airflow_provider_pdr")
     reflect(source, destination, "inside", "by_sql", create_table=True)
     assert inside_used(caplog)
-    use_row_path(monkeypatch)
-    reflect(source, destination, "rows", "by_rows", create_table=True)
+    reflect(source, destination, "rows", "by_rows", create_table=True, route=ROW_PATH)
     assert not inside_used(caplog)
     assert stored(destination, "by_sql") == stored(destination, "by_rows")
     assert stored(destination, "by_sql")[0][2:4] == ("80.00", "text")  # carried as text of its scale
@@ -260,9 +257,8 @@ def test_initial_loads_and_resyncs_copy_inside_as_the_row_path_does(pair, caplog
         inside = snapshot(source, destination, "inside", "by_sql", mapping=mapping, chunk_size=7, **options)
         assert "copying inside the source database" in caplog.text
         caplog.clear()
-        with monkeypatch.context() as patch:
-            use_row_path(patch)
-            rows = snapshot(source, destination, "rows", "by_rows", mapping=mapping, chunk_size=7, **options)
+        rows = snapshot(source, destination, "rows", "by_rows", mapping=mapping, chunk_size=7, route=ROW_PATH,
+                        **options)
         assert "copying inside" not in caplog.text
         assert (inside.copied, inside.removed, inside.chunks, inside.done) == (rows.copied, rows.removed,
                                                                                 rows.chunks, True)
@@ -344,9 +340,8 @@ def test_a_value_the_row_path_cannot_read_fails_the_same_way(pair, caplog, monke
     with pytest.raises(ValueError, match="not a time") as inside:
         reflect(source, destination, "stamps", create_table=True)
     assert "user-defined function raised exception" in caplog.text and inside_used(caplog)
-    use_row_path(monkeypatch)
     with pytest.raises(ValueError) as rows_only:
-        reflect(source, destination, "stamps")
+        reflect(source, destination, "stamps", route=ROW_PATH)
     assert str(rows_only.value) == str(inside.value)
     assert pending_changes(source, "stamps").count == 2
     assert table_rows(destination, "stamps") == []
@@ -413,12 +408,12 @@ def test_a_connection_that_may_not_attach_drains_row_by_row(pair, caplog):
 
 def test_a_span_that_cannot_be_acknowledged_hands_the_rest_to_the_row_path(pair, caplog, monkeypatch):
     """SQLite commits one writer at a time, so no late commit can land in a span's gap; the hand-over
-    is exercised by refusing the first acknowledgement as Drain.acknowledge does on a late commit."""
+    is exercised by refusing the first acknowledgement as Acknowledger.acknowledge does on a late commit."""
     source, destination = pair
     table = plain(source)
     install_channel(source, "items", "items")
     write(source, table.insert(), [{"shard": 1, "id": i, "note": "n"} for i in range(10)])
-    refused, acknowledge = [], Drain.acknowledge
+    refused, acknowledge = [], Acknowledger.acknowledge
 
     def late_commit_once(self, conn, batch):
         if not refused:
@@ -426,7 +421,7 @@ def test_a_span_that_cannot_be_acknowledged_hands_the_rest_to_the_row_path(pair,
             return False  # nothing deleted, as when a late commit is found
         return acknowledge(self, conn, batch)
 
-    monkeypatch.setattr(Drain, "acknowledge", late_commit_once)
+    monkeypatch.setattr(Acknowledger, "acknowledge", late_commit_once)
     caplog.set_level(logging.INFO, "airflow_provider_pdr")
     result = reflect(source, destination, "items", create_table=True, batch_size=4)
     assert refused[0].count == 4 and "the rest of this run goes row by row" in caplog.text

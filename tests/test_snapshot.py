@@ -10,8 +10,9 @@ import pytest
 import sqlalchemy as sa
 
 from airflow_provider_pdr.core import ApplyError, install_channel, pending_changes, reflect, uninstall_channel
+from airflow_provider_pdr.core.drain.plan import DrainPlan
+from airflow_provider_pdr.core.drain.write import Writer
 from airflow_provider_pdr.core.engines import engine_module
-from airflow_provider_pdr.core.reflect import Drain
 from airflow_provider_pdr.core.snapshot import PROGRESS_TABLE, Progress, is_loaded, snapshot
 from conftest import execute, rows
 from core_tables import create, orders, table_rows, write
@@ -41,7 +42,7 @@ def test_initial_load_copies_existing_rows_once(source, destination):
 @pytest.mark.parametrize("destination", ["postgresql"], indirect=True)
 def test_writes_during_the_copy_are_not_lost(source, destination, monkeypatch):
     table = seeded(source, 30)
-    original = Drain.apply
+    original = Writer.apply
     calls = []
 
     def apply_and_meanwhile_write(self, conn, upserts, deletes, *text):
@@ -53,7 +54,7 @@ def test_writes_during_the_copy_are_not_lost(source, destination, monkeypatch):
             write(source, table.insert(), [{"id": -1, "note": "behind"}, {"id": 100, "note": "ahead"}])
         return removed
 
-    monkeypatch.setattr(Drain, "apply", apply_and_meanwhile_write)
+    monkeypatch.setattr(Writer, "apply", apply_and_meanwhile_write)
     snapshot(source, destination, "orders", "mirror", chunk_size=10, create_table=True)
     monkeypatch.undo()
     assert table_rows(destination, "mirror") != table_rows(source, "orders"), "the copy alone is stale"
@@ -69,7 +70,7 @@ def test_each_chunk_is_read_and_written_under_one_hold(source, destination, monk
     no drain can apply and acknowledge a newer state between its read and its write."""
     seeded(source, 40)
     monkeypatch.setattr(snapshot_module, "CHUNKS_PER_HOLD", 3)
-    lock, rows, apply = type(engine_module(source)).channel_lock, Drain.source_rows, Drain.apply
+    lock, rows, apply = type(engine_module(source)).channel_lock, DrainPlan.source_rows, Writer.apply
     holds, reads, writes = [], [], []  # the hold each read and each write ran in (None: outside)
     current = [None]
 
@@ -90,8 +91,8 @@ def test_each_chunk_is_read_and_written_under_one_hold(source, destination, monk
         return apply(self, *args)
 
     monkeypatch.setattr(type(engine_module(source)), "channel_lock", counted_hold)
-    monkeypatch.setattr(Drain, "source_rows", read)
-    monkeypatch.setattr(Drain, "apply", write)
+    monkeypatch.setattr(DrainPlan, "source_rows", read)
+    monkeypatch.setattr(Writer, "apply", write)
     result = snapshot(source, destination, "orders", "mirror", chunk_size=4, create_table=True)
     monkeypatch.undo()
     assert result.chunks == 10 and table_rows(destination, "mirror") == table_rows(source, "orders")
@@ -103,7 +104,7 @@ def test_each_chunk_is_read_and_written_under_one_hold(source, destination, monk
 def test_a_read_that_fails_mid_copy_lets_the_write_in_flight_finish_inside_the_hold(databases, monkeypatch):
     source, destination = databases.new("postgresql"), databases.new("postgresql")
     seeded(source, 40)
-    lock, rows, apply = type(engine_module(source)).channel_lock, Drain.source_rows, Drain.apply
+    lock, rows, apply = type(engine_module(source)).channel_lock, DrainPlan.source_rows, Writer.apply
     events = []
 
     @contextlib.contextmanager
@@ -126,8 +127,8 @@ def test_a_read_that_fails_mid_copy_lets_the_write_in_flight_finish_inside_the_h
         events.append("written")
 
     monkeypatch.setattr(type(engine_module(source)), "channel_lock", recorded_hold)
-    monkeypatch.setattr(Drain, "source_rows", second_read_fails)
-    monkeypatch.setattr(Drain, "apply", slow_write)
+    monkeypatch.setattr(DrainPlan, "source_rows", second_read_fails)
+    monkeypatch.setattr(Writer, "apply", slow_write)
     with pytest.raises(RuntimeError, match="source lost"):
         snapshot(source, destination, "orders", "mirror", chunk_size=10, create_table=True)
     assert events == ["read", "written", "released"], "no drain may take the lock before the write lands"

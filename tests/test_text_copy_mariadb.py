@@ -12,7 +12,7 @@ import sqlalchemy as sa
 
 from airflow_provider_pdr.core import Mapping, install_channel, reflect
 from airflow_provider_pdr.core.engines.mysql import MysqlEngine
-from airflow_provider_pdr.core.reflect import Drain
+from airflow_provider_pdr.core.drain.plan import DrainPlan
 from tests.conftest import execute
 from tests.test_text_copy import COLUMNS as PG_COLUMNS, HOSTILE, TEXT_PATH, as_text, assert_row_path
 from tests.test_text_copy import hostile_rows as pg_rows, load as pg_load
@@ -148,9 +148,9 @@ def test_an_initial_load_from_postgresql_copies_as_text(source, destination, mon
 
 def spy_on_copies(monkeypatch) -> list[bool]:
     """Whether each chunk an initial load reads comes as text."""
-    reads, source_rows = [], Drain.source_rows
-    monkeypatch.setattr(Drain, "source_rows", lambda self, unprocessed=(), as_text=False: reads.append(as_text)
-                        or source_rows(self, unprocessed, as_text))
+    reads, source_rows = [], DrainPlan.source_rows
+    monkeypatch.setattr(DrainPlan, "source_rows", lambda self, unprocessed=(), line=None: reads.append(line is not None)
+                        or source_rows(self, unprocessed, line))
     return reads
 
 

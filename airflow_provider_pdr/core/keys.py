@@ -6,14 +6,20 @@ the form each engine reads fastest (keys_among)."""
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 import sqlalchemy as sa
 
-if TYPE_CHECKING:
-    from airflow_provider_pdr.core.engines.base import EngineModule
-
 MAX_PARAMETERS = 1000
+
+
+class KeyLists(Protocol):
+    """What keys_among asks of an engine module (EngineModule), which builds on this module."""
+
+    max_parameters: int
+    row_values: bool
+
+    def in_list(self, columns: Sequence[sa.ColumnElement], name: str) -> sa.ColumnElement: ...
 
 
 def chunks(items: Sequence, size: int) -> Iterator[Sequence]:
@@ -62,7 +68,7 @@ def key_in(columns: Sequence[sa.ColumnElement], keys: Sequence[tuple]) -> sa.Col
     return sa.or_(*[sa.and_(*[c == v for c, v in zip(columns, key)]) for key in keys])
 
 
-def keys_among(module: EngineModule, columns: Sequence[sa.ColumnElement],
+def keys_among(module: KeyLists, columns: Sequence[sa.ColumnElement],
                keys: Sequence[tuple]) -> Iterator[sa.ColumnElement]:
     """"`columns` among `keys`" in parts small enough for one statement, the values bound: the
     list the engine reads fastest (EngineModule.in_list, one statement compiled once) where it
