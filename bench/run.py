@@ -25,7 +25,7 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
-from airflow_provider_pdr.core import install_channel, pending_changes, reflect, snapshot
+from airflow_provider_pdr.core import ReflectionSpec, install_channel, pending_changes, reflect, snapshot
 from bench import baselines, cpu, verdict
 from bench.databases import LABELS, Databases
 from bench.workload import TABLES, analyze, fill, narrow, write_backlog
@@ -79,7 +79,7 @@ def throughput(dbs: Databases, source_kind: str, destination_kind: str, width: s
     backlog = pending_changes(source, CHANNEL).count
     started = time.perf_counter()
     with cpu.measured(source=source, destination=destination) as work:
-        result = reflect(source, destination, CHANNEL, batch_size=BATCH_SIZE, create_table=True)
+        result = reflect(source, destination, ReflectionSpec(CHANNEL, create_table=True), batch_size=BATCH_SIZE)
     seconds = time.perf_counter() - started
     rows = baselines.final_rows(source, destination, table.name)
     with destination.connect() as conn:
@@ -121,11 +121,12 @@ def copies(source: sa.Engine, destination: sa.Engine, name: str, rows: int) -> d
     refresh does; each against the same baseline: the same rows, destination and driver."""
     install_channel(source, "load", name)
     started = time.perf_counter()
-    loaded = reflect(source, destination, "load", f"{name}_loaded", batch_size=BATCH_SIZE, create_table=True,
-                     initial_load=True)
+    loaded = reflect(source, destination, ReflectionSpec("load", f"{name}_loaded", create_table=True),
+                     batch_size=BATCH_SIZE, initial_load=True)
     loading = time.perf_counter() - started
     started = time.perf_counter()
-    again = snapshot(source, destination, "load", f"{name}_loaded", resync=True, restart=True, chunk_size=BATCH_SIZE)
+    again = snapshot(source, destination, ReflectionSpec("load", f"{name}_loaded"), resync=True, restart=True,
+                     chunk_size=BATCH_SIZE)
     resyncing = time.perf_counter() - started
     if (loaded.copied, again.copied, again.removed, again.done) != (rows, rows, 0, True):
         raise RuntimeError(f"copies of {name}: initial load {loaded.copied} rows, resync {again} for {rows} rows")
@@ -159,7 +160,7 @@ def drain_beside(dbs: Databases, source_kind: str, destination_kind: str, change
     holds `untouched` rows the backlog never changes."""
     source, destination = with_backlog(dbs, source_kind, destination_kind, narrow(), changes, untouched)
     started = time.perf_counter()
-    result = reflect(source, destination, CHANNEL, batch_size=BATCH_SIZE, create_table=True)
+    result = reflect(source, destination, ReflectionSpec(CHANNEL, create_table=True), batch_size=BATCH_SIZE)
     seconds = time.perf_counter() - started
     if not result.drained:
         raise RuntimeError(f"{label(source_kind, destination_kind)} beside {untouched:,} rows: not drained ({result})")
@@ -318,13 +319,13 @@ def latency(dbs: Databases, source_kind: str, destination_kind: str, seconds: fl
     theirs.create(source)
     theirs.create(destination)
     install_channel(source, CHANNEL, ours.name)
-    reflect(source, destination, CHANNEL, create_table=True)
+    reflect(source, destination, ReflectionSpec(CHANNEL, create_table=True))
     mirrored = sa.select(sa.table(ours.name, sa.column("id")).c.id)
 
     def reflect_step() -> list[int]:
         if not pending_changes(source, CHANNEL).count:
             return []
-        reflect(source, destination, CHANNEL, batch_size=BATCH_SIZE)
+        reflect(source, destination, ReflectionSpec(CHANNEL), batch_size=BATCH_SIZE)
         with destination.connect() as conn:
             return [k for (k,) in conn.execute(mirrored)]
 

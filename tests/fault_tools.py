@@ -37,6 +37,7 @@ def _work(job: dict) -> None:
     from airflow_provider_pdr.core.engines import engine_module
     from airflow_provider_pdr.core.drain.ack import Acknowledger
     from airflow_provider_pdr.core.drain.write import Writer
+    from airflow_provider_pdr.core import ReflectionSpec
     from airflow_provider_pdr.core.reflect import reflect
 
     zygote = os.getppid()  # gone when the test process is: then stop, never run on as an orphan
@@ -61,8 +62,8 @@ def _work(job: dict) -> None:
     Writer.apply, Acknowledger.acknowledge = applied, acknowledged
     _emit("ready")
     while os.getppid() == zygote:
-        result = reflect(source, destination, job["channel"], job["table"], batch_size=job["batch_size"],
-                         create_table=True, lock_timeout=job.get("lock_timeout", 30))
+        spec = ReflectionSpec(job["channel"], job["table"], create_table=True, lock_timeout=job.get("lock_timeout", 30))
+        result = reflect(source, destination, spec, batch_size=job["batch_size"])
         if job["mode"] == "once":
             _emit("done " + json.dumps(result.as_dict()))
             return

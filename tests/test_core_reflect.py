@@ -11,19 +11,21 @@ import uuid
 import pytest
 import sqlalchemy as sa
 
-from airflow_provider_pdr.core import ApplyError, ChannelChangedError, install_channel, pending_changes, reflect
+from airflow_provider_pdr.core import (
+    ApplyError, ChannelChangedError, ReflectionSpec, install_channel, pending_changes, reflect,
+)
 from airflow_provider_pdr.core.drain.ack import Acknowledger, seq_ranges
 from airflow_provider_pdr.core.drain.assemble import open_drain
 from airflow_provider_pdr.core.drain.read import WINDOW_BATCHES, Reader, Window
-from airflow_provider_pdr.core.drain.route import EXACT_PATH, ROW_PATH
+from airflow_provider_pdr.core.drain.route import ANY_ROUTE, EXACT_PATH, ROW_PATH
 from airflow_provider_pdr.core.drain.write import Writer
 from airflow_provider_pdr.core.engines import engine_module
 from core_tables import create, orders, race_writers, table_rows, write
 
 
-def mirror(source, destination, channel="orders", table="mirror", **kwargs):
-    kwargs.setdefault("create_table", True)
-    return reflect(source, destination, channel, table, **kwargs)
+def mirror(source, destination, channel="orders", table="mirror", deletes=True, route=ANY_ROUTE, **limits):
+    return reflect(source, destination, ReflectionSpec(channel, table, deletes=deletes, create_table=True, route=route),
+                   **limits)
 
 
 def test_seq_ranges_cover_exactly_the_numbers_read():
@@ -96,7 +98,7 @@ def test_composite_keys_and_names_that_need_quoting(source, destination):
     ])
     write(source, table.update().where(table.c["line no"] == "b").values({"line no": "B"}))
     write(source, table.delete().where(table.c.Order == 2))
-    reflect(source, destination, "lines", name, create_table=True)
+    reflect(source, destination, ReflectionSpec("lines", name, create_table=True))
     assert table_rows(destination, name) == table_rows(source, name)
     assert [(r[0], r[1]) for r in table_rows(destination, name)] == [(1, "B"), (1, "a")] or \
         [(r[0], r[1]) for r in table_rows(destination, name)] == [(1, "a"), (1, "B")]
@@ -186,7 +188,7 @@ def test_a_rejected_batch_acknowledges_nothing(source, destination):
            sa.Column("amount", sa.Numeric(12, 2)))
     write(source, table.insert(), [{"id": 1, "note": "fine"}, {"id": 2, "note": None}])
     with pytest.raises(ApplyError, match="channel 'orders'.*nothing of it was acknowledged"):
-        reflect(source, destination, "orders", "narrow")
+        reflect(source, destination, ReflectionSpec("orders", "narrow"))
     assert pending_changes(source, "orders").count == 2
     assert table_rows(destination, "narrow") == []
 
@@ -205,11 +207,11 @@ def test_the_garbage_collector_is_paused_only_while_a_drain_runs(source, destina
            sa.Column("note", sa.String(100), nullable=False), sa.Column("amount", sa.Numeric(12, 2)))
     write(source, table.insert(), {"id": 9, "note": None})
     with pytest.raises(ApplyError):
-        reflect(source, destination, "orders", "narrow")
+        reflect(source, destination, ReflectionSpec("orders", "narrow"))
     assert gc.isenabled(), "a failed drain resumes the collector too"
     gc.disable()
     try:
-        reflect(source, destination, "orders", "mirror")
+        reflect(source, destination, ReflectionSpec("orders", "mirror"))
         assert not gc.isenabled(), "a collector the caller had paused stays paused"
     finally:
         gc.enable()
@@ -239,12 +241,12 @@ def test_several_channels_on_one_table_progress_independently(source, destinatio
     install_channel(source, "fast", "orders")
     install_channel(source, "slow", "orders")
     write(source, table.insert(), [{"id": i} for i in range(4)])
-    reflect(source, destination, "fast", "fast_copy", create_table=True)
+    reflect(source, destination, ReflectionSpec("fast", "fast_copy", create_table=True))
     assert pending_changes(source, "fast").count == 0
     assert pending_changes(source, "slow").count == 4
     write(source, table.delete().where(table.c.id == 0))
-    reflect(source, destination, "slow", "slow_copy", create_table=True)
-    reflect(source, destination, "fast", "fast_copy")
+    reflect(source, destination, ReflectionSpec("slow", "slow_copy", create_table=True))
+    reflect(source, destination, ReflectionSpec("fast", "fast_copy"))
     assert table_rows(destination, "fast_copy") == table_rows(destination, "slow_copy") == table_rows(source, "orders")
 
 
@@ -641,8 +643,7 @@ def test_a_span_from_a_large_postgresql_table_finds_its_rows_by_index(databases)
     write(source, table.update().where(table.c.id <= 20_000).values(note="new"))
     with source.begin() as conn:
         conn.exec_driver_sql("ANALYZE")  # the table and its change table, as autovacuum would
-    with open_drain(source, destination, "orders", "mirror", None, create_table=True, deletes=True,
-                    mapping=None) as (drain, sconn, _):
+    with open_drain(source, destination, ReflectionSpec("orders", "mirror", create_table=True)) as (drain, sconn, _):
         assert "Seq Scan on orders" in span_plan(sconn, drain, 20_000), "the planner no longer reads it all: rethink"
         sconn.rollback()
         drain.plan.src.prepare_join(sconn, drain.plan.source_table, 20_000)

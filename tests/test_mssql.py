@@ -20,7 +20,7 @@ from sqlalchemy.dialects.mssql import pymssql
 from sqlglot import exp
 
 import test_core_reflect as core
-from airflow_provider_pdr.core import UnsupportedTypeError
+from airflow_provider_pdr.core import ReflectionSpec, UnsupportedTypeError
 from airflow_provider_pdr.core.channel import Channel, change_table, registry_table
 from airflow_provider_pdr.core.engines import engine_module
 from airflow_provider_pdr.core.engines.base import CaptureTarget, SourceTable
@@ -227,8 +227,7 @@ def test_the_drain_reads_compile_as_t_sql(databases):
     source, destination = databases.new("sqlite"), databases.new("sqlite")
     core.orders(source)
     core.install_channel(source, "orders", "orders")
-    with open_drain(source, destination, "orders", "mirror", None, create_table=True, deletes=True,
-                    mapping=None) as (drain, _, _):
+    with open_drain(source, destination, ReflectionSpec("orders", "mirror", create_table=True)) as (drain, _, _):
         statements = [*drain.route.span_queries.values(), drain.plan.current, drain.plan.lookup]
     for statement in statements:
         sql = statement.compile(dialect=DIALECT).string

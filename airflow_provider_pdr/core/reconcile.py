@@ -14,6 +14,7 @@ deletes or clears extra rows as the reflection's ``on_delete`` says) in the dest
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 from collections.abc import Callable
 from contextlib import AbstractContextManager as ContextManager
@@ -24,10 +25,9 @@ from sqlalchemy.engine import Connection, Engine
 
 from airflow_provider_pdr.core.drain.assemble import Drain, open_drain
 from airflow_provider_pdr.core.drain.read import missing_in_source
-from airflow_provider_pdr.core.drain.route import ANY_ROUTE, RoutePolicy
+from airflow_provider_pdr.core.drain.spec import ReflectionSpec
 from airflow_provider_pdr.core.keys import key_page, keys_among, page
 from airflow_provider_pdr.core.schema import describe
-from airflow_provider_pdr.core.transform import Mapping
 from airflow_provider_pdr.core.values import comparable, value_converters
 
 log = logging.getLogger(__name__)
@@ -181,30 +181,24 @@ class Reconciler:
 def reconcile(
     source: Engine,
     destination: Engine,
-    channel: str,
-    destination_table: str | None = None,
-    destination_schema: str | None = None,
+    spec: ReflectionSpec,
     *,
-    mapping: Mapping | None = None,
-    deletes: bool = True,
     repair: bool = False,
     chunk_size: int = 5000,
-    lock_timeout: float = 60.0,
-    route: RoutePolicy = ANY_ROUTE,
 ) -> ReconcileResult:
-    """Compare the mirror with the source; with ``repair=True`` also make it equal. With
-    `deletes` false (or on_delete keep), rows the source no longer has are not differences."""
-    with open_drain(source, destination, channel, destination_table, destination_schema,
-                    create_table=False, deletes=deletes, mapping=mapping, policy=route) as (drain, sconn, dconn):
+    """Compare the mirror with the source; with ``repair=True`` also make it equal. With the
+    spec's `deletes` false (or on_delete keep), rows the source no longer has are not differences.
+    The destination table is never created here (the spec's create_table is not used)."""
+    with open_drain(source, destination, dataclasses.replace(spec, create_table=False)) as (drain, sconn, dconn):
         info, table = drain.plan.channel, drain.plan.target.name
         work = Reconciler(sconn, dconn, drain, repair, chunk_size,
-                          hold=lambda: drain.plan.src.channel_lock(source, info.schema, channel, lock_timeout))
+                          hold=lambda: drain.plan.src.channel_lock(source, info.schema, info.name, spec.lock_timeout))
         work.compare_source()
         work.compare_destination()
     result = work.result
     log.info(
         "channel %r (%s -> %s): %d rows checked, %d differing (%d missing, %d different, %d extra), "
-        "%d with pending changes, %d repaired%s", channel, info.table, describe(table, destination_schema),
+        "%d with pending changes, %d repaired%s", info.name, info.table, describe(table, spec.destination_schema),
         result.checked, result.differing, result.missing, result.different, result.extra, result.pending,
         result.repaired, f"; e.g. {'; '.join(result.samples)}" if result.samples else "",
     )

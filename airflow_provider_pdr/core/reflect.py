@@ -36,11 +36,10 @@ from airflow_provider_pdr.core.drain.connections import reaching, reflection
 from airflow_provider_pdr.core.drain.pace import Pace, young_collections_only
 from airflow_provider_pdr.core.drain.pipeline import Limits, Pipeline, drain_in_database
 from airflow_provider_pdr.core.drain.results import ReflectResult
-from airflow_provider_pdr.core.drain.route import ANY_ROUTE, RoutePolicy
+from airflow_provider_pdr.core.drain.spec import ReflectionSpec
 from airflow_provider_pdr.core.engines import EngineModule, engine_module
 from airflow_provider_pdr.core.registry import Channel, count_pending, load_channel, unfinished
 from airflow_provider_pdr.core.snapshot import run_snapshot
-from airflow_provider_pdr.core.transform import Mapping
 
 log = logging.getLogger(__name__)
 
@@ -48,25 +47,17 @@ log = logging.getLogger(__name__)
 def reflect(
     source: Engine,
     destination: Engine,
-    channel: str,
-    destination_table: str | None = None,
-    destination_schema: str | None = None,
+    spec: ReflectionSpec,
     *,
     batch_size: int = 5000,
     max_batches: int | None = None,
     time_budget: float | None = None,
-    deletes: bool = True,
-    create_table: bool = False,
-    lock_timeout: float = 60.0,
-    mapping: Mapping | None = None,
     initial_load: bool = False,
-    route: RoutePolicy = ANY_ROUTE,
 ) -> ReflectResult:
     """Apply the channel's pending changes to the destination until drained or a limit is hit.
 
-    `mapping` reshapes rows (core/transform.py). With `initial_load`, rows that existed before
-    the channel are copied first, once (core/snapshot.py); an interrupted copy always resumes.
-    `route` narrows the routes the rows may take (core/drain/route.py).
+    With `initial_load`, rows that existed before the channel are copied first, once
+    (core/snapshot.py); an interrupted copy always resumes.
     """
     if batch_size < 1:
         raise ValueError(f"batch_size must be at least 1, got {batch_size}")
@@ -74,18 +65,16 @@ def reflect(
     result = ReflectResult()
     started = time.monotonic()
     deadline = None if time_budget is None else started + time_budget
-    with reaching(f"channel {channel!r}", "source"), source.connect() as sconn:
-        info = load_channel(sconn, src, channel)
+    with reaching(f"channel {spec.channel!r}", "source"), source.connect() as sconn:
+        info = load_channel(sconn, src, spec.channel)
         sconn.rollback()
-    table = destination_table or info.table.name
-    where = reflection(channel, info.table, table, destination_schema)
+    where = reflection(spec.channel, info.table, spec.destination_table or info.table.name, spec.destination_schema)
     with contextlib.ExitStack() as held:
-        sconn, dconn = lock_and_connect(held, source, destination, src, info, where, lock_timeout)
-        drain = prepare_drain(sconn, dconn, src, dst, info, table, destination_schema, create_table=create_table,
-                              deletes=deletes, mapping=mapping, policy=route)
+        sconn, dconn = lock_and_connect(held, source, destination, src, info, where, spec.lock_timeout)
+        drain = prepare_drain(sconn, dconn, src, dst, info, spec)
         if drain.drift:  # the mapping evolves (prepare_drain refused any other drift): refresh the channel
             log.warning("%s: the source table changed (%s); evolving the reflection", where, drain.drift)
-            install_channel(source, channel, info.table.name, info.table.schema)
+            install_channel(source, spec.channel, info.table.name, info.table.schema)
         log.debug("%s: %s", where, drain.route.describe())
         if copy_first(drain, sconn, dconn, result, initial_load, batch_size, deadline):
             drain_changes(drain, sconn, dconn, destination, where, result, batch_size, Limits(max_batches, deadline))

@@ -39,14 +39,13 @@ from airflow_provider_pdr.core.drain.in_database import applying_in_database
 from airflow_provider_pdr.core.drain.pace import Pace, writing_thread
 from airflow_provider_pdr.core.drain.read import lines_made, missing_in_source
 from airflow_provider_pdr.core.drain.results import Timed
-from airflow_provider_pdr.core.drain.route import ANY_ROUTE, RoutePolicy
+from airflow_provider_pdr.core.drain.spec import ReflectionSpec
 from airflow_provider_pdr.core.engines import engine_module
 from airflow_provider_pdr.core.errors import ApplyError
 from airflow_provider_pdr.core.keys import key_page, page
 from airflow_provider_pdr.core.registry import (
     COPY, DONE, PROGRESS_TABLE, SWEEP, progress_table, registry_schema,
 )
-from airflow_provider_pdr.core.transform import Mapping
 from airflow_provider_pdr.core.values import decode_key, encode_key, value_converters
 
 log = logging.getLogger(__name__)
@@ -263,36 +262,29 @@ class TableCopy:
 def snapshot(
     source: Engine,
     destination: Engine,
-    channel: str,
-    destination_table: str | None = None,
-    destination_schema: str | None = None,
+    spec: ReflectionSpec,
     *,
-    mapping: Mapping | None = None,
-    deletes: bool = True,
     resync: bool = False,
     restart: bool = False,
     chunk_size: int = 5000,
-    create_table: bool = False,
     time_budget: float | None = None,
-    lock_timeout: float = 60.0,
-    route: RoutePolicy = ANY_ROUTE,
 ) -> SnapshotResult:
     """Initial load (``resync=False``): copy every source row once; a completed load is not
     repeated. Resync (``resync=True``): copy again and remove destination rows the source no
-    longer has (unless `deletes` is false or the mapping's on_delete is keep). An interrupted
-    run resumes where it stopped (``restart=True`` starts over).
+    longer has (unless the spec's `deletes` is false or the mapping's on_delete is keep). An
+    interrupted run resumes where it stopped (``restart=True`` starts over).
     Run a reflect afterwards to apply the changes captured during the copy."""
     started = time.monotonic()
     deadline = None if time_budget is None else started + time_budget
-    with open_drain(source, destination, channel, destination_table, destination_schema,
-                    create_table=create_table, deletes=deletes, mapping=mapping, policy=route) as (drain, sconn, dconn):
+    with open_drain(source, destination, spec) as (drain, sconn, dconn):
         info, table = drain.plan.channel, drain.plan.target.name
         result = run_snapshot(sconn, dconn, drain, resync=resync, chunk_size=chunk_size, deadline=deadline,
                               schema=info.schema, restart=restart,
-                              hold=lambda: drain.plan.src.channel_lock(source, info.schema, channel, lock_timeout))
+                              hold=lambda: drain.plan.src.channel_lock(source, info.schema, info.name,
+                                                                       spec.lock_timeout))
     result.seconds = time.monotonic() - started
     log.info("%s: %s %s, %d rows copied, %d removed in %d chunks, %s",
-             reflection(channel, info.table, table, destination_schema), "resync" if resync else "initial load",
+             reflection(info.name, info.table, table, spec.destination_schema), "resync" if resync else "initial load",
              "complete" if result.done else "paused (resumes on the next run)", result.copied, result.removed,
              result.chunks, result.timing())
     return result

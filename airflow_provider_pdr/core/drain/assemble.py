@@ -12,7 +12,8 @@ from airflow_provider_pdr.core.drain.ack import Acknowledger
 from airflow_provider_pdr.core.drain.destination import ensure_destination
 from airflow_provider_pdr.core.drain.plan import DrainPlan
 from airflow_provider_pdr.core.drain.read import Reader
-from airflow_provider_pdr.core.drain.route import ANY_ROUTE, Route, RoutePolicy, choose_route
+from airflow_provider_pdr.core.drain.route import Route, choose_route
+from airflow_provider_pdr.core.drain.spec import ReflectionSpec
 from airflow_provider_pdr.core.drain.write import Writer
 from airflow_provider_pdr.core.engines import EngineModule, engine_module
 from airflow_provider_pdr.core.errors import SchemaError
@@ -51,32 +52,28 @@ def introspect_source(source: Connection, src: EngineModule, channel: Channel, m
 
 
 def prepare_drain(source: Connection, destination: Connection, src: EngineModule, dst: EngineModule,
-                  channel: Channel, table: str, schema: str | None, *, create_table: bool, deletes: bool,
-                  mapping: Mapping | None = None, policy: RoutePolicy = ANY_ROUTE) -> Drain:
-    """The drain of `channel` into `table`: the source introspected, the destination created or
-    given new columns where asked (committed), the plan built and the route chosen."""
-    mapping = mapping or Mapping()
+                  channel: Channel, spec: ReflectionSpec) -> Drain:
+    """The drain of `channel` as `spec` has it: the source introspected, the destination table
+    created or given new columns where asked (committed), the plan built and the route chosen."""
+    mapping = spec.mapping or Mapping()
+    table = spec.destination_table or channel.table.name
     source_table, found = introspect_source(source, src, channel, mapping)
     mapped = plan_mapping(mapping, source_table, channel.table.key_columns)
-    target = ensure_destination(destination, dst, mapped, source_table, table, schema,
-                                create_table=create_table, evolve=mapping.evolve)
-    plan = DrainPlan(channel, src, dst, mapping, mapped, source_table, target, deletes, destination.dialect)
-    route = choose_route(plan, source, destination, policy)
+    target = ensure_destination(destination, dst, mapped, source_table, table, spec.destination_schema,
+                                create_table=spec.create_table, evolve=mapping.evolve)
+    plan = DrainPlan(channel, src, dst, mapping, mapped, source_table, target, spec.deletes, destination.dialect)
+    route = choose_route(plan, source, destination, spec.route)
     source.rollback()
     destination.rollback()
     return Drain(plan, route, found)
 
 
 @contextlib.contextmanager
-def open_drain(source: Engine, destination: Engine, channel: str, destination_table: str | None,
-               destination_schema: str | None, *, create_table: bool, deletes: bool, mapping: Mapping | None,
-               policy: RoutePolicy = ANY_ROUTE):
+def open_drain(source: Engine, destination: Engine, spec: ReflectionSpec):
     """A Drain on one source and one destination connection, for work beside the reflect loop
     (snapshot, reconcile); its channel is `drain.plan.channel`, its destination table `drain.plan.target`."""
     src, dst = engine_module(source), engine_module(destination)
     with source.connect() as sconn, destination.connect() as dconn:
-        info = load_channel(sconn, src, channel)
+        info = load_channel(sconn, src, spec.channel)
         sconn.rollback()
-        table = destination_table or info.table.name
-        yield prepare_drain(sconn, dconn, src, dst, info, table, destination_schema, create_table=create_table,
-                            deletes=deletes, mapping=mapping, policy=policy), sconn, dconn
+        yield prepare_drain(sconn, dconn, src, dst, info, spec), sconn, dconn
