@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import gc
 import threading
@@ -17,15 +18,18 @@ from airflow_provider_pdr.core import (
 from airflow_provider_pdr.core.drain.ack import Acknowledger, seq_ranges
 from airflow_provider_pdr.core.drain.assemble import open_drain
 from airflow_provider_pdr.core.drain.read import WINDOW_BATCHES, Reader, Window
-from airflow_provider_pdr.core.drain.route import ANY_ROUTE, EXACT_PATH, ROW_PATH
+from airflow_provider_pdr.core.drain.route import EXACT_PATH, ROW_PATH
 from airflow_provider_pdr.core.drain.write import Writer
 from airflow_provider_pdr.core.engines import engine_module
 from core_tables import create, orders, race_writers, table_rows, write
 
+SPEC_FIELDS = [field.name for field in dataclasses.fields(ReflectionSpec)]
 
-def mirror(source, destination, channel="orders", table="mirror", deletes=True, route=ANY_ROUTE, **limits):
-    return reflect(source, destination, ReflectionSpec(channel, table, deletes=deletes, create_table=True, route=route),
-                   **limits)
+
+def mirror(source, destination, channel="orders", table="mirror", **options):
+    """Reflect into a created `table`; `options` are the spec's fields and the run's limits."""
+    spec = {"create_table": True, **{name: options.pop(name) for name in SPEC_FIELDS if name in options}}
+    return reflect(source, destination, ReflectionSpec(channel, table, **spec), **options)
 
 
 def test_seq_ranges_cover_exactly_the_numbers_read():
