@@ -20,7 +20,7 @@ from sqlalchemy.engine import Connection, Engine
 from airflow_provider_pdr.core import names
 from airflow_provider_pdr.core.engines import CaptureTarget, EngineModule, SourceTable, engine_module
 from airflow_provider_pdr.core.errors import ChannelNotFoundError, ConfigurationError
-from airflow_provider_pdr.core.registry import (  # noqa: F401  (Channel, Pending, load_channel: read here by callers)
+from airflow_provider_pdr.core.registry import (
     Channel, Pending, change_table, channels_on, count_pending, forget, load_channel, registry_schema, registry_table,
     row_to_channel,
 )
