@@ -23,7 +23,13 @@ ENGINE_OPTIONS = {"pool_pre_ping": True, "hide_parameters": True}
 class PdrHook(BaseHook):
     """A connection id as a SQLAlchemy engine plus the engine module that knows its SQL.
 
-    Use as a context manager, or call :meth:`dispose` when done, to close pooled connections.
+    Works with ``postgres``, ``mysql``, ``mssql``, ``sqlite`` and ``firebird`` connections: the
+    connection type's own hook builds the URL, so its usual extras apply. Use as a context
+    manager, or call :meth:`dispose` when done, to close pooled connections.
+
+    :param conn_id: the Airflow connection id.
+    :param connection: an Airflow ``Connection`` object to use instead of looking ``conn_id`` up
+        (default None).
     """
 
     hook_name = "PDR"
