@@ -82,7 +82,7 @@ class Endpoint(Model):
     table: Text = Field(description="the table; a source table needs a primary key")
     schema_: Text | None = Field(None, alias="schema", description=(
         "schema (PostgreSQL, SQL Server) or database (MySQL/MariaDB) of the table; "
-        "none means the connection's default"))
+        "null means the connection's default"))
 
 
 def _schedule(schedule: str | None) -> str | None:

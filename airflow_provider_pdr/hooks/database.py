@@ -75,6 +75,7 @@ class PdrHook(BaseHook):
 
     @cached_property
     def engine(self) -> sa.Engine:
+        """The connection's SQLAlchemy engine, made at first use (pre-ping on, row values hidden from errors)."""
         url = self.get_sqlalchemy_url()
         try:
             return sa.create_engine(url, **ENGINE_OPTIONS)
@@ -97,6 +98,7 @@ class PdrHook(BaseHook):
         return f"connection {self.conn_id!r} ({url.get_backend_name()} {where})"
 
     def dispose(self) -> None:
+        """Close the engine's pooled connections, if the engine was made."""
         if "engine" in self.__dict__:
             self.engine.dispose()
 
