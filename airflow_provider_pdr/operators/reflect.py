@@ -42,13 +42,14 @@ class ReflectOperator(BaseOperator):
 
     The destination table is the task's Asset outlet (``pdr://<destination_conn_id>/[<schema>/]<table>``,
     see :func:`airflow_provider_pdr.assets.table_asset`) unless the names are templated or
-    ``outlets`` is given. XCom: upserted, deleted, batches, changes, copied, drained, lag_seconds.
+    ``outlets`` is given. XCom: upserted, deleted, batches, changes, copied, drained, lag_seconds,
+    seconds, reading_seconds, writing_seconds.
 
     `mapping` reshapes rows (fields, key, filter, on_delete, evolve, custom statements: the
-    core's ``Mapping`` or the same keys as a dict). With
-    `initial_load`, rows the source table had before its channel are copied once, first. A
-    manual run with ``full_refresh`` true (task argument, DAG param or run conf) resyncs: copies
-    every row again and removes destination rows the source no longer has (XCom: removed).
+    core's ``Mapping`` or the same keys as a dict). With `initial_load`, rows the source table
+    had before its channel are copied once, first. A manual run with ``full_refresh`` true (task
+    argument, DAG param or run conf) resyncs: copies every row again and removes destination rows
+    the source no longer has (XCom: removed).
 
     :param source_conn_id: Airflow connection of the source database (templated).
     :param channel: the channel to drain, installed by :class:`InstallTriggersOperator` (templated).
