@@ -7,7 +7,10 @@ from pathlib import Path
 DOCS = Path(__file__).parent
 sys.path[:0] = [str(DOCS.parent), str(DOCS / "_ext")]  # the package of this checkout, our extension
 
+import airflow_provider_pdr  # noqa: E402  (found through the path above)
+
 project = "airflow-provider-pdr"
+release = version = airflow_provider_pdr.__version__
 author = "airflow-provider-pdr contributors"
 copyright = "the airflow-provider-pdr contributors, Apache-2.0"
 
@@ -15,13 +18,10 @@ extensions = ["myst_parser", "sphinx.ext.autodoc", "config_reference"]
 source_suffix = {".md": "markdown"}
 exclude_patterns = ["_build"]
 myst_heading_anchors = 3  # links such as [guarantees](concepts.md#guarantees)
-myst_enable_extensions = ["deflist"]
 
 # Parameters are documented in the docstrings (:param); annotations in signatures would name
 # Airflow and standard-library classes this offline build cannot link to.
 autodoc_typehints = "none"
-autodoc_mock_imports: list[str] = []
 
 html_theme = "alabaster"
 html_title = "airflow-provider-pdr"
-html_static_path: list[str] = []
