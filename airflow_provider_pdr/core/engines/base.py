@@ -46,16 +46,17 @@ class EngineModule(abc.ABC):
 
     - facts (class attributes) and the REQUIRED methods, abstract: every engine gives them;
     - shared behaviour that an engine refines where it differs (quoting, key lookups, types);
-    - OPTIONAL fast paths, in one section at the end. Each returns None (`sharing` yields None) or
-      does nothing to decline, and the caller then takes the general path, which writes the same
-      rows. An engine offers one only where it gives exactly what the general path gives.
+    - OPTIONAL fast paths, in one section at the end. Each declines by returning None (`sharing`
+      yields None), by giving back what it was given (`grouping`) or by doing nothing (the
+      `prepare_` and `decode_` hooks), and the caller then takes the general path, which writes
+      the same rows. An engine offers one only where it gives exactly what the general path gives.
 
     How rows travel through a DBAPI driver (executemany, COPY, decoders) is the driver's part
     (drivers/), chosen once from the dialect's driver name: `self.driver`.
     """
 
     # -- facts ----------------------------------------------------------------------------
-    name: str  # the engine's name, for messages
+    name: str  # the engine's name: for messages, and for the choice of its driver (drivers.DRIVERS)
     max_identifier_length: int = 63
     # Values one statement may bind in an IN list: the portable limit of core/keys.py unless the
     # engine takes more.
@@ -194,7 +195,7 @@ class EngineModule(abc.ABC):
         """The type to read and write a column with, so values travel exactly."""
         return type_
 
-    # == OPTIONAL fast paths: None (or nothing done) declines; the general path then runs ====
+    # == OPTIONAL fast paths: declined here (see the class docstring); the general path runs ==
     def text_copy(self, destination: Connection, source: EngineModule, values: Sequence[sa.ColumnElement],
                   destinations: Sequence[sa.types.TypeEngine]):
         """Where this engine, as the destination on `destination`, can take rows as lines of text

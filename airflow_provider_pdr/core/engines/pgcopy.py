@@ -33,8 +33,8 @@ class CopyUpserter:
     With `text`, each row is already a line of COPY text (TextCopy.line), written as it is;
     TextCopy exists only where temporary tables are allowed."""
 
-    def __init__(self, driver: CopyDriver, dialect: sa.engine.Dialect, table: sa.Table, upsert_from: Callable,
-                 fallback: Callable[[], Write], text: bool = False):
+    def __init__(self, driver: CopyDriver, dialect: sa.engine.Dialect, table: sa.Table, *, text: bool = False,
+                 upsert_from: Callable[[sa.Select], sa.Insert], fallback: Callable[[], Write]):
         sql = driver.sql  # the same composables in both drivers
         columns = [c.name for c in table.columns]
         shape = names.short_hash(table.schema or "", table.name, *[f"{c.name} {c.type!r}" for c in table.columns])

@@ -143,8 +143,9 @@ class PostgresEngine(EngineModule):
     def copy_upserter(self, dialect, table, key_columns, text: bool = False):
         """Batches COPYed by the driver into a staging table and upserted from it (CopyUpserter);
         with `text`, rows given as lines of COPY text (TextCopy)."""
-        return CopyUpserter(self.driver, dialect, table, functools.partial(self.upsert_statement, table, key_columns),
-                            functools.partial(self.statement_upserter, dialect, table, key_columns), text)
+        return CopyUpserter(self.driver, dialect, table, text=text,
+                            upsert_from=functools.partial(self.upsert_statement, table, key_columns),
+                            fallback=functools.partial(self.statement_upserter, dialect, table, key_columns))
 
     def text_copy(self, destination, source, values, destinations):
         if not self.driver.copies:
