@@ -188,7 +188,7 @@ def test_mysql_datetime_decoder_reads_every_text_as_mysqlclient_does():
     server's shapes (every fraction length, zero and impossible dates) and for texts around them."""
     from MySQLdb.times import DateTime_or_None
 
-    from airflow_provider_pdr.core.engines.mysql import datetime_or_none
+    from airflow_provider_pdr.core.engines.drivers.mysqldb import datetime_or_none
 
     shapes = ["2026-01-01 00:00:01", "2026-01-01 00:00:01.5", "2026-01-01 00:00:01.123",
               "9999-12-31 23:59:59.999999", "0001-01-01 00:00:00", "0000-00-00 00:00:00",

@@ -70,8 +70,7 @@ def registry_table(schema: str | None) -> sa.Table:
 def change_table(module: EngineModule, channel: Channel, key_types: list[sa.types.TypeEngine]) -> sa.Table:
     return sa.Table(
         channel.change_table, sa.MetaData(),
-        # SQLite's rowid alias must be declared INTEGER exactly.
-        sa.Column("seq", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True, autoincrement=True),
+        sa.Column("seq", module.sequence_type, primary_key=True, autoincrement=True),
         module.changed_at_column(),
         *[sa.Column(f"key_{i}", type_, nullable=False) for i, type_ in enumerate(key_types, 1)],
         schema=channel.schema,
@@ -167,7 +166,7 @@ class _InstallState:
     @classmethod
     def read(cls, conn: Connection, module: EngineModule, channel: str, table: str, schema: str | None):
         where = registry_schema(conn, module)
-        source = SourceTable(table, _table_schema(module, where, schema), ())
+        source = SourceTable(table, _table_schema(where, schema), ())
         inspector = sa.inspect(conn)
         registry = registry_table(where)
         registry_existed = inspector.has_table(registry.name, schema=where)
@@ -204,8 +203,9 @@ class _InstallState:
             log.exception("channel %r: could not remove what the failed install created", self.channel)
 
 
-def _table_schema(module: EngineModule, where: str | None, schema: str | None) -> str | None:
-    return schema if schema is not None else (where if module.name != "sqlite" else None)
+def _table_schema(where: str | None, schema: str | None) -> str | None:
+    """A table named without a schema is in the registry's, the default one (None where tables have none)."""
+    return schema if schema is not None else where
 
 
 def _install(engine: Engine, module: EngineModule, channel: str, table: str, schema: str | None) -> Channel:
@@ -213,7 +213,7 @@ def _install(engine: Engine, module: EngineModule, channel: str, table: str, sch
         source = reflect_table(conn, module, table, schema)
         keys = primary_key(source)
         where = registry_schema(conn, module)
-        table_schema = _table_schema(module, where, schema)
+        table_schema = _table_schema(where, schema)
         registry = registry_table(where)
         registry.create(conn, checkfirst=True)
         existing = conn.execute(sa.select(registry).where(registry.c.channel == channel)).first()
