@@ -1,0 +1,11 @@
+"""Steering how a drain moves its rows."""
+
+from __future__ import annotations
+
+from airflow_provider_pdr.core.reflect import Drain
+
+
+def use_row_path(monkeypatch) -> None:
+    """Every drain and copy reads its rows into Python, as on a pair that cannot apply changes
+    inside the source: a SQLite pair would otherwise work inside SQLite (test_inside.py)."""
+    monkeypatch.setattr(Drain, "carriers", lambda drain, source_dialect, destination_dialect: None)
