@@ -25,6 +25,7 @@ from airflow_provider_pdr.core.engines import engine_module
 from airflow_provider_pdr.core.channel import load_channel
 from airflow_provider_pdr.core.reconcile import reconcile
 from airflow_provider_pdr.core.snapshot import snapshot
+from tests.support.drain import mirror
 from tests.support.tables import create, orders, race_writers, table_rows, write
 from tests.integration.core.test_values import all_types_table, typed_rows
 
@@ -96,11 +97,11 @@ def test_a_transaction_that_commits_after_a_later_one_was_reflected_is_not_lost(
     early = source.connect()
     early.execute(table.insert(), {"id": 1, "note": "early, commits late"})  # takes the lower seq
     write(source, table.insert(), {"id": 2, "note": "late, commits first"})
-    assert core.mirror(source, destination).upserted == 1
+    assert mirror(source, destination).upserted == 1
     assert [r[0] for r in table_rows(destination, "mirror")] == [2]
     early.commit()
     early.close()
-    core.mirror(source, destination)
+    mirror(source, destination)
     assert [r[0] for r in table_rows(destination, "mirror")] == [1, 2]
     assert pending_changes(source, "orders").count == 0
 
@@ -109,8 +110,8 @@ def test_concurrent_writers_during_reflect_lose_nothing(databases):
     source, destination = databases.new("firebird"), databases.new("postgresql")
     table = orders(source)
     install_channel(source, "orders", "orders")
-    errors = race_writers(source, table, lambda: core.mirror(source, destination, batch_size=7))
-    core.mirror(source, destination)
+    errors = race_writers(source, table, lambda: mirror(source, destination, batch_size=7))
+    mirror(source, destination)
     assert not errors
     assert table_rows(destination, "mirror") == table_rows(source, "orders")
     assert len(table_rows(source, "orders")) > 0
@@ -288,11 +289,11 @@ def test_the_channel_lock_excludes_a_second_drain_and_dies_with_its_connection(d
     module = engine_module(source)
     with module.channel_lock(source, None, "orders", timeout=1):
         with pytest.raises(ChannelBusyError, match="channel 'orders' is being drained"):
-            core.mirror(source, destination, lock_timeout=0.5)  # asked again under a second
+            mirror(source, destination, lock_timeout=0.5)  # asked again under a second
         with pytest.raises(ChannelBusyError, match="not free after 1s"):
-            core.mirror(source, destination, lock_timeout=1)  # waited for in the server's queue
+            mirror(source, destination, lock_timeout=1)  # waited for in the server's queue
         assert pending_changes(source, "orders").count == 1
-    assert core.mirror(source, destination).upserted == 1
+    assert mirror(source, destination).upserted == 1
 
     # A holder that dies: the server ends its transaction, and the lock with it.
     holder = subprocess.Popen(
@@ -302,11 +303,11 @@ def test_the_channel_lock_excludes_a_second_drain_and_dies_with_its_connection(d
     try:
         assert holder.stdout.readline().strip() == "held"
         with pytest.raises(ChannelBusyError):
-            core.mirror(source, destination, lock_timeout=0.3)
+            mirror(source, destination, lock_timeout=0.3)
     finally:
         holder.kill()
         holder.wait()
-    assert core.mirror(source, destination, lock_timeout=10).drained is True
+    assert mirror(source, destination, lock_timeout=10).drained is True
 
 
 HOLDER = """
@@ -326,9 +327,9 @@ def test_a_key_change_firebird_calls_equal_still_reaches_the_mirror(databases):
     table = create(source, "codes", sa.Column("code", sa.String(10), primary_key=True), sa.Column("n", sa.Integer))
     install_channel(source, "codes", "codes")
     write(source, table.insert(), {"code": "a", "n": 1})
-    core.mirror(source, destination, "codes")
+    mirror(source, destination, "codes")
     write(source, table.update().values(code="a "))
-    core.mirror(source, destination, "codes")
+    mirror(source, destination, "codes")
     assert table_rows(destination, "mirror") == [("a ", 1)]
 
 
@@ -403,7 +404,7 @@ def test_the_last_channel_can_be_uninstalled_right_after_a_drain(databases):
     table = orders(source)
     install_channel(source, "orders", "orders")
     write(source, table.insert(), [{"id": i} for i in range(3)])
-    assert core.mirror(source, destination).upserted == 3
+    assert mirror(source, destination).upserted == 3
     assert pending_changes(source, "orders").count == 0
     assert uninstall_channel(source, "orders") is True
     assert firebird_objects(source) == {"tables": ["ORDERS"], "triggers": []}
@@ -416,9 +417,9 @@ def test_a_case_only_key_change_under_a_case_insensitive_collation_leaves_no_gho
                              "COLLATE UNICODE_CI, n INTEGER)")
         conn.exec_driver_sql("INSERT INTO ci VALUES ('abc', 1)")
     install_channel(source, "ci", "ci")
-    core.mirror(source, destination, "ci")
+    mirror(source, destination, "ci")
     write(source, sa.text("UPDATE ci SET code = 'ABC'"))
-    core.mirror(source, destination, "ci")
+    mirror(source, destination, "ci")
     assert table_rows(destination, "mirror") == [("ABC", 1)]
 
 
