@@ -1,8 +1,8 @@
 """Firebird as source and destination: the same correctness checks as the other engines, on
 Firebird <-> PostgreSQL, Firebird <-> MariaDB, Firebird <-> SQLite and Firebird -> Firebird.
 
-Firebird is kept out of conftest's LIVE_ENGINES (each test database is a new file on the
-server); the core checks are run here by calling them with Firebird engines.
+Firebird is kept out of LIVE_ENGINES in tests/support/databases.py (each test database is a new
+file on the server); the core checks are run here by calling them with Firebird engines.
 """
 
 from __future__ import annotations
