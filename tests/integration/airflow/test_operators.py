@@ -319,7 +319,7 @@ def test_source_and_destination_schemas_on_postgres(databases, connect):
     table = orders(source, "orders")
     with source.begin() as conn:
         conn.exec_driver_sql('ALTER TABLE orders SET SCHEMA "Sales"')
-    table = sa.Table("orders", sa.MetaData(), *[c.copy() for c in table.columns], schema="Sales")
+    table = table.to_metadata(sa.MetaData(), schema="Sales")
     src, dst = connect("src", source), connect("dst", destination)
     installed = InstallTriggersOperator(task_id="i", source_conn_id=src, source_table="orders",
                                         source_schema="Sales", channel="orders").execute({})

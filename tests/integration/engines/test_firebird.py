@@ -335,7 +335,7 @@ def test_a_key_change_firebird_calls_equal_still_reaches_the_mirror(databases):
 
 def test_the_firebird_connection_type_gives_a_working_engine(databases):
     """The Airflow connection (host, port, database path, login, password, charset in extras)."""
-    from airflow.models.connection import Connection
+    from airflow.sdk import Connection  # what BaseHook.get_connection gives
 
     from airflow_provider_pdr.hooks.database import PdrHook
 
