@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from tests.support import airflow  # first: gives Airflow its temporary home before anything imports it
+from tests.support import airflow_home  # first: gives Airflow its temporary home before anything imports it
 
 import pytest
 
@@ -39,7 +39,7 @@ def airflow_db():
     from airflow.utils import db
 
     db.initdb()
-    yield airflow.HOME
+    yield airflow_home.HOME
 
 
 @pytest.fixture
@@ -47,7 +47,7 @@ def connect(monkeypatch):
     """connect(conn_id, engine): make `engine` reachable as Airflow connection `conn_id`."""
 
     def add(conn_id: str, engine, **extra) -> str:
-        monkeypatch.setenv(f"AIRFLOW_CONN_{conn_id.upper()}", airflow.connection_json(engine, **extra))
+        monkeypatch.setenv(f"AIRFLOW_CONN_{conn_id.upper()}", airflow_home.connection_json(engine, **extra))
         return conn_id
 
     return add

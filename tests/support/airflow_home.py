@@ -17,7 +17,7 @@ import tempfile
 import sqlalchemy as sa
 
 if "airflow" in sys.modules and not os.environ.get("PDR_TEST_AIRFLOW_HOME"):
-    raise RuntimeError("airflow was imported before tests/support/airflow.py could give it a temporary home")
+    raise RuntimeError("airflow was imported before tests/support/airflow_home.py could give it a temporary home")
 
 OWN_HOME = "PDR_TEST_AIRFLOW_HOME" not in os.environ  # else kept: whoever set it owns it
 HOME = os.environ.setdefault("PDR_TEST_AIRFLOW_HOME", tempfile.mkdtemp(prefix="pdr_airflow_home_"))
