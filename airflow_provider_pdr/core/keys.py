@@ -9,6 +9,7 @@ from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING
 
 import sqlalchemy as sa
+from sqlalchemy.sql.visitors import cloned_traverse
 
 if TYPE_CHECKING:
     from airflow_provider_pdr.core.engines.base import EngineModule
@@ -75,4 +76,15 @@ def keys_among(module: EngineModule, columns: Sequence[sa.ColumnElement],
         return
     listed = module.in_list(columns, "pdr_keys")
     for part in parts:
-        yield listed.params(pdr_keys=[key[0] for key in part] if width == 1 else [tuple(key) for key in part])
+        yield bound(listed, "pdr_keys", [key[0] for key in part] if width == 1 else [tuple(key) for key in part])
+
+
+def bound(clause: sa.ColumnElement, name: str, value) -> sa.ColumnElement:
+    """A copy of `clause` with its parameter `name` bound to `value`: what ClauseElement.params()
+    did, which SQLAlchemy 2.1 keeps for whole statements only."""
+
+    def bind(parameter: sa.BindParameter) -> None:
+        if parameter.key == name:
+            parameter.value, parameter.required = value, False
+
+    return cloned_traverse(clause, {"maintain_key": True, "detect_subquery_cols": True}, {"bindparam": bind})
