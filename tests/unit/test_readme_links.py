@@ -5,11 +5,10 @@ same page are left to the reader; the docs build checks the links between docs p
 """
 
 import re
-from pathlib import Path
-
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
+from tests.support import REPO as ROOT
+
 PAGES = ("README.md", "CHANGELOG.md")
 # [text](target) and [label]: target, outside code spans and fences.
 INLINE = re.compile(r"\[[^\]]*\]\(([^)\s]+)\)")
