@@ -11,7 +11,7 @@ import time
 import sqlalchemy as sa
 
 from airflow_provider_pdr.core.engines import engine_module
-from airflow_provider_pdr.core.engines.postgresql import copy_text
+from airflow_provider_pdr.core.engines.drivers.copytext import copy_text
 from airflow_provider_pdr.core.schema import introspect_table
 from airflow_provider_pdr.core.values import value_converters
 from bench import cpu

@@ -1,4 +1,4 @@
-"""The README's benchmark tables, in Markdown, from the JSON of full runs (oldest first): each
+"""The benchmark tables of docs/benchmarks.md, in Markdown, from the JSON of full runs (oldest first): each
 figure of the last run, each run's median and the range of every run of the case.
 
     python -m bench.tables bench/results/<first>.json bench/results/<second>.json ...
@@ -18,13 +18,13 @@ COPIES = [("initial load", "initial_load"), ("resync", "resync")]
 
 
 def pair_name(pair: str) -> str:
-    """A pair as the README names it."""
+    """A pair as the benchmark tables name it."""
     return pair.replace(" -> ", " → ").replace(
         "PostgreSQL (psycopg 3) → PostgreSQL (psycopg 3)", "PostgreSQL → PostgreSQL with psycopg 3")
 
 
 def name(case: dict, rows: bool = False) -> str:
-    """A throughput case as the README names it; Firebird's smaller sizes said, as changes or as rows."""
+    """A throughput case as the benchmark tables name it; Firebird's smaller sizes said, as changes or as rows."""
     pair = pair_name(case["pair"])
     size = ""
     if "Firebird" in pair:

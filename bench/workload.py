@@ -7,6 +7,8 @@ import decimal
 
 import sqlalchemy as sa
 
+CHANNEL = "bench"  # the channel every measured drain reads
+BATCH_SIZE = 5000
 BLOCK = 1000  # rows per insert statement; updates and deletes touch one block per statement
 
 

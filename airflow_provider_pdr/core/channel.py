@@ -85,7 +85,7 @@ class _InstallState:
     @classmethod
     def read(cls, conn: Connection, module: EngineModule, channel: str, table: str, schema: str | None):
         where = registry_schema(conn, module)
-        source = SourceTable(table, _table_schema(module, where, schema), ())
+        source = SourceTable(table, _table_schema(where, schema), ())
         inspector = sa.inspect(conn)
         registry = registry_table(where)
         registry_existed = inspector.has_table(registry.name, schema=where)
@@ -122,8 +122,9 @@ class _InstallState:
             log.exception("channel %r: could not remove what the failed install created", self.channel)
 
 
-def _table_schema(module: EngineModule, where: str | None, schema: str | None) -> str | None:
-    return schema if schema is not None else (where if module.name != "sqlite" else None)
+def _table_schema(where: str | None, schema: str | None) -> str | None:
+    """A table named without a schema is in the registry's, the default one (None where tables have none)."""
+    return schema if schema is not None else where
 
 
 def _install(engine: Engine, module: EngineModule, channel: str, table: str, schema: str | None) -> Channel:
@@ -131,7 +132,7 @@ def _install(engine: Engine, module: EngineModule, channel: str, table: str, sch
         source = introspect_table(conn, module, table, schema)
         keys = primary_key(source)
         where = registry_schema(conn, module)
-        table_schema = _table_schema(module, where, schema)
+        table_schema = _table_schema(where, schema)
         registry = registry_table(where)
         registry.create(conn, checkfirst=True)
         existing = conn.execute(sa.select(registry).where(registry.c.channel == channel)).first()

@@ -60,8 +60,7 @@ def registry_table(schema: str | None) -> sa.Table:
 def change_table(module: EngineModule, channel: Channel, key_types: list[sa.types.TypeEngine]) -> sa.Table:
     return sa.Table(
         channel.change_table, sa.MetaData(),
-        # SQLite's rowid alias must be declared INTEGER exactly.
-        sa.Column("seq", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True, autoincrement=True),
+        sa.Column("seq", module.sequence_type, primary_key=True, autoincrement=True),
         module.changed_at_column(),
         *[sa.Column(f"key_{i}", type_, nullable=False) for i, type_ in enumerate(key_types, 1)],
         schema=channel.schema,

@@ -10,3 +10,6 @@ def register() -> None:
     """Make ``firebird+fdb://`` URLs work without reinstalling the package."""
     registry.register("firebird.fdb", "airflow_provider_pdr.dialects.firebird", "FirebirdDialect_fdb")
     registry.register("firebird", "airflow_provider_pdr.dialects.firebird", "FirebirdDialect_fdb")
+
+
+__all__ = ["register"]

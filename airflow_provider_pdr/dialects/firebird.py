@@ -440,3 +440,6 @@ class FirebirdDialect_fdb(default.DefaultDialect):
 
 
 dialect = FirebirdDialect_fdb
+
+__all__ = ["Cursor", "FirebirdCompiler", "FirebirdDDLCompiler", "FirebirdDialect_fdb", "FirebirdExecutionContext",
+           "FirebirdIdentifierPreparer", "FirebirdTypeCompiler", "dialect"]

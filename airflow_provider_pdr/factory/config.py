@@ -78,9 +78,11 @@ class Model(BaseModel):
 class Endpoint(Model):
     """A table behind an Airflow connection."""
 
-    conn_id: Text
-    table: Text
-    schema_: Text | None = Field(None, alias="schema")
+    conn_id: Text = Field(description="Airflow connection id of the database")
+    table: Text = Field(description="the table; a source table needs a primary key")
+    schema_: Text | None = Field(None, alias="schema", description=(
+        "schema (PostgreSQL, SQL Server) or database (MySQL/MariaDB) of the table; "
+        "null means the connection's default"))
 
 
 def _schedule(schedule: str | None) -> str | None:
@@ -94,9 +96,9 @@ def _schedule(schedule: str | None) -> str | None:
 class Reconcile(Model):
     """A second DAG, `pdr_<name>_reconcile`, that compares the mirror with its source (and repairs it)."""
 
-    schedule: str | None = "@daily"
-    repair: bool = False
-    chunk_size: Count = 5000
+    schedule: str | None = Field("@daily", description="when it runs: a cron expression, a preset or null")
+    repair: bool = Field(False, description="write the source's rows where the mirror differs, delete extra rows")
+    chunk_size: Count = Field(5000, description="rows compared per chunk, each under the channel's lock")
 
     @field_validator("schedule")
     @classmethod
@@ -107,32 +109,49 @@ class Reconcile(Model):
 class Reflection(Model):
     """One reflection: becomes the DAG `pdr_<name>` (install triggers -> wait for changes -> reflect)."""
 
-    name: Name
-    source: Endpoint
-    destination: Endpoint
-    channel: Name | None = None  # None means: the reflection's name
-    schedule: str | None = "@continuous"
-    start_date: dt.datetime = dt.datetime(2025, 1, 1, tzinfo=dt.timezone.utc)
-    batch_size: Count = 5000
-    min_changes: Count = 1
-    max_wait: Seconds | None = None
-    poke_interval: Seconds = 30.0
-    wait_timeout: Seconds = 3600.0  # then the run ends, skipped, and the next one waits again
-    deferrable: bool = True
-    time_budget: Seconds = 300.0
-    deletes: bool = True
-    create_table: bool = False
-    initial_load: bool = True  # copy the rows the source table had before its channel, once
+    name: Name = Field(description="the DAG id is `pdr_<name>`; unique across all files; not allowed in `defaults`")
+    source: Endpoint = Field(description="the source table: `conn_id`, `table`, `schema`")
+    destination: Endpoint = Field(description="the mirror table: `conn_id`, `table`, `schema`")
+    channel: Name | None = Field(None, description=(  # None means: the reflection's name
+        "channel in the source database, by default the reflection's `name`; unique per source connection; "
+        "not allowed in `defaults`"))
+    schedule: str | None = Field("@continuous", description=(
+        "`@continuous` (a new run as soon as one ends), a cron expression, `@hourly`, `@daily`, ... `@once`, "
+        "or null (manual runs only)"))
+    start_date: dt.datetime = Field(dt.datetime(2025, 1, 1, tzinfo=dt.timezone.utc), description=(
+        "first possible run; naive values are UTC"))
+    batch_size: Count = Field(5000, description=(
+        "rows per destination transaction (and change rows per batch read one at a time); a span reads up to "
+        "4 × this many change rows"))
+    min_changes: Count = Field(1, description="the sensor waits until this many changes are pending...")
+    max_wait: Seconds | None = Field(None, description="...or until the oldest pending change is this old (seconds)")
+    poke_interval: Seconds = Field(30.0, description=(
+        "seconds between two checks of the sensor (on PostgreSQL and Firebird a notification also wakes it)"))
+    wait_timeout: Seconds = Field(3600.0, description=(  # then the run ends, skipped, and the next one waits again
+        "seconds, more than `max_wait`: a sensor that saw too few changes by then is skipped, with `reflect`; "
+        "the run ends and the next waits again"))
+    deferrable: bool = Field(True, description="wait in the triggerer instead of a worker slot")
+    time_budget: Seconds = Field(300.0, description="seconds `reflect` keeps draining while changes arrive")
+    deletes: bool = Field(True, description="mirror deletes (with false, rows deleted in the source stay)")
+    create_table: bool = Field(False, description="create the mirror table from the source's columns if missing")
+    initial_load: bool = Field(True, description=(  # copy the rows the source table had before its channel, once
+        "copy the rows the source table had before its channel, once, before the first drain"))
     # Fields, key, filter, on_delete, evolve, custom statements: see core/transform.py.
-    mapping: dict[str, Any] | None = None
-    reconcile: Reconcile | None = None
-    tags: list[Text] = []
-    owner: Text = "airflow"
-    retries: Annotated[int, BeforeValidator(_not_bool), Field(ge=0)] = 2
-    retry_delay: Seconds = 60.0
-    on_failure_callback: CallbackPath | None = None
-    on_success_callback: CallbackPath | None = None
-    on_retry_callback: CallbackPath | None = None
+    mapping: dict[str, Any] | None = Field(None, description=(
+        "reshape rows: `fields`, `exclude`, `key`, `filter`, `on_delete`, `evolve`, `upsert_statement`, "
+        "`delete_statement` (see Transforms)"))
+    reconcile: Reconcile | None = Field(None, description=(
+        "adds a DAG `pdr_<name>_reconcile` that compares the mirror with its source: `schedule`, `repair`, "
+        "`chunk_size`"))
+    tags: list[Text] = Field([], description="DAG tags, besides `pdr`")
+    owner: Text = Field("airflow", description="owner of the tasks")
+    retries: Annotated[int, BeforeValidator(_not_bool), Field(ge=0)] = Field(2, description="retries of each task")
+    retry_delay: Seconds = Field(60.0, description="seconds between retries")
+    on_failure_callback: CallbackPath | None = Field(None, description=(
+        "dotted path `package.module.function` of an Airflow callback set on every task, called with the task's "
+        "context; imported when the file is loaded, so a typo is a config error"))
+    on_success_callback: CallbackPath | None = Field(None, description="as `on_failure_callback`, on success")
+    on_retry_callback: CallbackPath | None = Field(None, description="as `on_failure_callback`, on retry")
 
     @field_validator("on_failure_callback", "on_success_callback", "on_retry_callback")
     @classmethod

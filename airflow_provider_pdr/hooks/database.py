@@ -23,7 +23,13 @@ ENGINE_OPTIONS = {"pool_pre_ping": True, "hide_parameters": True}
 class PdrHook(BaseHook):
     """A connection id as a SQLAlchemy engine plus the engine module that knows its SQL.
 
-    Use as a context manager, or call :meth:`dispose` when done, to close pooled connections.
+    Works with ``postgres``, ``mysql``, ``mssql``, ``sqlite`` and ``firebird`` connections: the
+    connection type's own hook builds the URL, so its usual extras apply. Use as a context
+    manager, or call :meth:`dispose` when done, to close pooled connections.
+
+    :param conn_id: the Airflow connection id.
+    :param connection: an Airflow ``Connection`` object to use instead of looking ``conn_id`` up
+        (default None).
     """
 
     hook_name = "PDR"
@@ -69,6 +75,7 @@ class PdrHook(BaseHook):
 
     @cached_property
     def engine(self) -> sa.Engine:
+        """The connection's SQLAlchemy engine, made at first use (pre-ping on, row values hidden from errors)."""
         url = self.get_sqlalchemy_url()
         try:
             return sa.create_engine(url, **ENGINE_OPTIONS)
@@ -91,6 +98,7 @@ class PdrHook(BaseHook):
         return f"connection {self.conn_id!r} ({url.get_backend_name()} {where})"
 
     def dispose(self) -> None:
+        """Close the engine's pooled connections, if the engine was made."""
         if "engine" in self.__dict__:
             self.engine.dispose()
 

@@ -16,6 +16,18 @@ DEFAULT_PORT = 3050
 
 
 class FirebirdHook(DbApiHook):
+    """Firebird 3.0 and later through ``fdb``: a ``DbApiHook`` for SQL and a SQLAlchemy URL.
+
+    It backs the ``firebird`` connection type. Fields: host and port (3050) of the server, or an
+    empty host for an embedded database on a local path; login and password; *Schema* holds the
+    database path or alias. Extras: ``charset`` (default ``UTF8``) and ``role``.
+
+    :param firebird_conn_id: the Airflow connection id (default ``firebird_default``); may also
+        be given as the first positional argument.
+
+    Other arguments are those of Airflow's ``DbApiHook``.
+    """
+
     conn_name_attr = "firebird_conn_id"
     default_conn_name = "firebird_default"
     conn_type = "firebird"

@@ -15,8 +15,17 @@ class InstallTriggersOperator(BaseOperator):
     """Install or upgrade `channel` on `source_table`; running it again changes nothing.
 
     From then on every insert, update, delete (and TRUNCATE on PostgreSQL) of the table is
-    recorded in the channel, whether Airflow runs or not. XCom: the channel, its change table
-    and the table's key columns.
+    recorded in the channel, whether Airflow runs or not. Rows the table already holds are not
+    copied by this: see ``initial_load`` of :class:`ReflectOperator`.
+
+    XCom: ``{"channel", "source_table", "change_table", "key_columns", "format_version"}``.
+
+    :param source_conn_id: Airflow connection of the source database (templated).
+    :param source_table: the table whose changes are captured; it needs a primary key (templated).
+    :param channel: name of the channel: 1 to 63 letters, digits, ``_`` or ``-``, starting with a
+        letter or digit; unique per source database, one per consumer (templated).
+    :param source_schema: schema (PostgreSQL, SQL Server) or database (MySQL/MariaDB) of the
+        source table; None means the connection's default (templated).
     """
 
     template_fields: Sequence[str] = ("source_conn_id", "source_table", "channel", "source_schema")
@@ -44,8 +53,12 @@ class InstallTriggersOperator(BaseOperator):
 class UninstallTriggersOperator(BaseOperator):
     """Remove `channel`, its change table and, with the table's last channel, its triggers.
 
-    Pending changes of the channel are dropped. XCom: ``{"channel", "removed"}`` (removed is
-    False when the channel was not installed).
+    Pending changes of the channel are dropped. Removing the last channel leaves the source
+    table exactly as it was before the first install. XCom: ``{"channel", "removed"}``
+    (removed is False when the channel was not installed).
+
+    :param source_conn_id: Airflow connection of the source database (templated).
+    :param channel: name of the channel to remove (templated).
     """
 
     template_fields: Sequence[str] = ("source_conn_id", "channel")

@@ -26,6 +26,23 @@ class ReconcileOperator(BaseOperator):
     With ``repair=True`` it also writes the differences. It holds the channel's lock, so it
     never races a reflect. XCom: checked, missing, different, extra, differing, pending,
     repaired, samples (a few differing keys).
+
+    :param source_conn_id: Airflow connection of the source database (templated).
+    :param channel: the channel whose source table the mirror reflects (templated).
+    :param destination_conn_id: Airflow connection of the destination database (templated).
+    :param destination_table: the mirror table to check (templated).
+    :param destination_schema: schema or database of the mirror table; None means the
+        connection's default (templated).
+    :param mapping: the reflection's mapping, as given to :class:`ReflectOperator`, so that the
+        same fields are compared.
+    :param deletes: False when the reflection keeps deleted rows (default True): rows the source
+        no longer has are then not counted as differences.
+    :param repair: write the source's rows where the mirror differs and delete the extra ones
+        (default False).
+    :param fail_on_difference: fail the task when something differs and ``repair`` is False
+        (default False).
+    :param chunk_size: rows compared per chunk, each under the channel's lock (default 5000).
+    :param lock_timeout: seconds (or a timedelta) to wait for the channel's lock (default 60).
     """
 
     template_fields: Sequence[str] = (

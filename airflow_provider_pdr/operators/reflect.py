@@ -42,13 +42,41 @@ class ReflectOperator(BaseOperator):
 
     The destination table is the task's Asset outlet (``pdr://<destination_conn_id>/[<schema>/]<table>``,
     see :func:`airflow_provider_pdr.assets.table_asset`) unless the names are templated or
-    ``outlets`` is given. XCom: upserted, deleted, batches, changes, copied, drained, lag_seconds.
+    ``outlets`` is given. XCom: upserted, deleted, batches, changes, copied, drained, lag_seconds,
+    seconds, reading_seconds, writing_seconds.
 
-    `mapping` reshapes rows (fields, key, filter, on_delete, evolve, custom statements: a
-    :class:`~airflow_provider_pdr.core.transform.Mapping` or the same keys as a dict). With
-    `initial_load`, rows the source table had before its channel are copied once, first. A
-    manual run with ``full_refresh`` true (task argument, DAG param or run conf) resyncs: copies
-    every row again and removes destination rows the source no longer has (XCom: removed).
+    `mapping` reshapes rows (fields, key, filter, on_delete, evolve, custom statements: the
+    core's ``Mapping`` or the same keys as a dict). With `initial_load`, rows the source table
+    had before its channel are copied once, first. A manual run with ``full_refresh`` true (task
+    argument, DAG param or run conf) resyncs: copies every row again and removes destination rows
+    the source no longer has (XCom: removed).
+
+    :param source_conn_id: Airflow connection of the source database (templated).
+    :param channel: the channel to drain, installed by :class:`InstallTriggersOperator` (templated).
+    :param destination_conn_id: Airflow connection of the destination database (templated).
+    :param destination_table: the mirror table (templated).
+    :param source_table: when given, checked against the table the channel watches, so a wrong
+        channel name fails before anything is written (templated).
+    :param destination_schema: schema (PostgreSQL, SQL Server) or database (MySQL/MariaDB) of the
+        mirror table; None means the connection's default (templated).
+    :param batch_size: rows per destination transaction, at least 1 (default 5000); a span reads
+        up to four times as many change rows.
+    :param create_table: create the mirror table from the source's columns if it does not exist
+        (default False).
+    :param deletes: mirror deletes (default True); with False, rows deleted in the source stay in
+        the mirror.
+    :param time_budget: seconds (or a timedelta) the task keeps draining while changes keep
+        arriving (default 300); the rest waits for the next run.
+    :param lock_timeout: seconds (or a timedelta) to wait for the channel's lock held by another
+        run (default 60); then the task fails without writing anything, and a retry is safe.
+    :param mapping: how rows are reshaped: fields, key, filter, on_delete, evolve, custom
+        statements; a mapping object of the core or the same keys as a dict, as the YAML
+        ``mapping`` key takes them. None mirrors every column under its own name.
+    :param initial_load: copy the rows the source table had before its channel, once, before
+        the first drain (default False; the DAG factory's default is True).
+    :param full_refresh: resync on every run: copy every row again and remove what the source
+        no longer has (default False). A single run asks for it with the DAG param or run conf
+        ``full_refresh``.
     """
 
     template_fields: Sequence[str] = (

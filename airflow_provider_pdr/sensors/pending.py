@@ -24,8 +24,23 @@ class PendingChangesSensor(BaseSensorOperator):
     is older than `max_wait` (seconds or timedelta). Its XCom is the pending count.
 
     With ``deferrable=True`` (default: Airflow's ``operators.default_deferrable``) it checks once,
-    then waits in the triggerer without holding a worker slot; on PostgreSQL it wakes on the
-    capture trigger's notification, elsewhere it checks every `poke_interval`.
+    then waits in the triggerer without holding a worker slot; on PostgreSQL and Firebird it wakes
+    on the capture trigger's notification, and everywhere it checks every `poke_interval`. At
+    ``timeout`` it fails with ``AirflowSensorTimeout`` naming the last error (or skips, with
+    ``soft_fail=True``); it never succeeds without the changes. A run that asks for a full refresh
+    does not wait.
+
+    :param source_conn_id: Airflow connection of the source database (templated).
+    :param channel: the channel to watch (templated).
+    :param min_changes: succeed once this many changes are pending, at least 1 (default 1).
+    :param max_wait: or once the oldest pending change is this old, in seconds or a timedelta
+        (default None: only ``min_changes`` counts).
+    :param deferrable: wait in the triggerer instead of a worker slot (default: Airflow's
+        ``[operators] default_deferrable``).
+    :param poke_interval: seconds (or a timedelta) between two checks (default 30).
+
+    Other arguments (``timeout``, ``soft_fail``, ``mode``, ...) are those of Airflow's
+    ``BaseSensorOperator``.
     """
 
     template_fields: Sequence[str] = ("source_conn_id", "channel")

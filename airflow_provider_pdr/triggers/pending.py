@@ -58,6 +58,16 @@ class PendingChangesTrigger(BaseTrigger):
 
     Events: ``{"status": "success", "pending": n, "oldest_age_seconds": s}``, or
     ``{"status": "timeout" | "error", "message": ...}`` — never success without the changes.
+    :class:`~airflow_provider_pdr.sensors.PendingChangesSensor` defers to it; it is rarely
+    created by hand.
+
+    :param conn_id: Airflow connection of the source database.
+    :param channel: the channel to watch.
+    :param min_changes: fire once this many changes are pending (default 1).
+    :param max_wait: or once the oldest pending change is this many seconds old (default None).
+    :param poll_interval: seconds between two counts (default 30); a notification wakes it sooner.
+    :param deadline: when to give up, as epoch seconds (an absolute time, so that it survives a
+        triggerer restart); None waits for ever.
     """
 
     def __init__(self, conn_id: str, channel: str, min_changes: int = 1, max_wait: float | None = None,

@@ -115,14 +115,11 @@ class DrainPlan:
         and highest seq, whether its source row is present (and matches the filter), its key and fields."""
         span = oldest.subquery("pdr_span")
         keys = [span.c[f"key_{i}"] for i in range(1, self.width + 1)]
-        grouped = (
+        grouped = self.src.grouping(
             sa.select(*keys, sa.func.count().label("pdr_changes"), sa.func.min(span.c.seq).label("pdr_first"),
                       sa.func.max(span.c.seq).label("pdr_last"))
             .group_by(*keys)
-            # MariaDB/MySQL group a span faster by sorting it than in a temporary table (a tenth of the read).
-            .prefix_with("SQL_BIG_RESULT", dialect="mysql")
-            .subquery("pdr_keys")
-        )
+        ).subquery("pdr_keys")
         grouped_keys = [grouped.c[key.name] for key in keys]
         return (
             sa.select(grouped.c.pdr_changes, grouped.c.pdr_first, grouped.c.pdr_last, self.present(),

@@ -1,11 +1,13 @@
 """What every engine module provides. Callers use this interface and never test engine names.
 
 An engine module knows its SQL: trigger DDL, native bulk upsert, locks, identifier limits
-and the column types that carry values exactly. Everything else lives in the core.
+and the column types that carry values exactly. Everything else lives in the core; how rows
+travel through a particular DBAPI driver lives in drivers/.
 """
 
 from __future__ import annotations
 
+import abc
 import contextlib
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -13,9 +15,9 @@ from dataclasses import dataclass
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
-from airflow_provider_pdr.core import names
-from airflow_provider_pdr.core.keys import MAX_PARAMETERS, keys_among
+from airflow_provider_pdr.core.engines.drivers import Write, driver_for
 from airflow_provider_pdr.core.errors import ChannelBusyError
+from airflow_provider_pdr.core.keys import MAX_PARAMETERS, keys_among
 
 
 @dataclass(frozen=True)
@@ -39,8 +41,22 @@ class CaptureTarget:
     channel: str
 
 
-class EngineModule:
-    name: str = "generic"
+class EngineModule(abc.ABC):
+    """One database engine, as the core uses it. Three parts, in this order below:
+
+    - facts (class attributes) and the REQUIRED methods, abstract: every engine gives them;
+    - shared behaviour that an engine refines where it differs (quoting, key lookups, types);
+    - OPTIONAL fast paths, in one section at the end. Each declines by returning None (`sharing`
+      yields None), by giving back what it was given (`grouping`) or by doing nothing (the
+      `prepare_` and `decode_` hooks), and the caller then takes the general path, which writes
+      the same rows. An engine offers one only where it gives exactly what the general path gives.
+
+    How rows travel through a DBAPI driver (executemany, COPY, decoders) is the driver's part
+    (drivers/), chosen once from the dialect's driver name: `self.driver`.
+    """
+
+    # -- facts ----------------------------------------------------------------------------
+    name: str  # the engine's name: for messages, and for the choice of its driver (drivers.DRIVERS)
     max_identifier_length: int = 63
     # Values one statement may bind in an IN list: the portable limit of core/keys.py unless the
     # engine takes more.
@@ -49,10 +65,48 @@ class EngineModule:
     overlaps: bool = True
     # Row values, (a, b) IN ((1, 2), ...), for looking up composite keys (not in Firebird or SQL Server).
     row_values: bool = False
+    # The type of a change table's increasing sequence number.
+    sequence_type: sa.types.TypeEngine = sa.BigInteger()
 
     def __init__(self, dialect: sa.engine.Dialect):
         self.dialect = dialect
         self.preparer = dialect.identifier_preparer
+        self.driver = driver_for(self.name, dialect)
+
+    # -- required -------------------------------------------------------------------------
+    @abc.abstractmethod
+    def changed_at_column(self) -> sa.Column:
+        """The change table's column of when a change was captured, set by the database."""
+
+    @abc.abstractmethod
+    def age_seconds(self, oldest: sa.ColumnElement) -> sa.ColumnElement:
+        """Seconds between `oldest` (a changed_at value) and now, computed by the database."""
+
+    @abc.abstractmethod
+    def capture_ddl(self, table: SourceTable, targets: Sequence[CaptureTarget], base: str) -> list[str]:
+        """Statements creating the triggers (and functions) named from `base`."""
+
+    @abc.abstractmethod
+    def drop_capture_ddl(self, table: SourceTable, base: str) -> list[str]:
+        """Statements dropping what capture_ddl created under `base`."""
+
+    @abc.abstractmethod
+    def capture_objects(self, conn: Connection, table: SourceTable) -> set[str]:
+        """Base names of our capture objects currently installed on `table`."""
+
+    @abc.abstractmethod
+    def upsert(self, conn: Connection, table: sa.Table, key_columns: Sequence[str], rows: list[dict]) -> None:
+        """Insert the rows (dicts by column name), or update those whose key is there already."""
+
+    @abc.abstractmethod
+    def channel_lock(self, engine: Engine, schema: str | None, channel: str,
+                     timeout: float) -> contextlib.AbstractContextManager[None]:
+        """Hold the channel's lock for the whole block; the database frees it if we die. Raises
+        `busy` when the lock is not free within `timeout` seconds."""
+
+    @abc.abstractmethod
+    def ddl_type(self, generic: sa.types.TypeEngine, where: str) -> sa.types.TypeEngine:
+        """The column type to create for a generic type; `where` names the column for errors."""
 
     # -- names ----------------------------------------------------------------------------
     def quote(self, name: str) -> str:
@@ -71,32 +125,14 @@ class EngineModule:
         ).string
 
     def default_schema(self, conn: Connection) -> str | None:
+        """The schema of a table named without one; None where tables have no schema."""
         return conn.dialect.default_schema_name
-
-    # -- the change table -----------------------------------------------------------------
-    def changed_at_column(self) -> sa.Column:
-        raise NotImplementedError
-
-    def age_seconds(self, oldest: sa.ColumnElement) -> sa.ColumnElement:
-        """Seconds between `oldest` (a changed_at value) and now, computed by the database."""
-        raise NotImplementedError
-
-    # -- capture triggers -----------------------------------------------------------------
-    def capture_ddl(self, table: SourceTable, targets: Sequence[CaptureTarget], base: str) -> list[str]:
-        """Statements creating the triggers (and functions) named from `base`."""
-        raise NotImplementedError
-
-    def drop_capture_ddl(self, table: SourceTable, base: str) -> list[str]:
-        raise NotImplementedError
-
-    def capture_objects(self, conn: Connection, table: SourceTable) -> set[str]:
-        """Base names of our capture objects currently installed on `table`."""
-        raise NotImplementedError
 
     def execute_ddl(self, conn: Connection, statements: Sequence[str]) -> None:
         for statement in statements:
             conn.exec_driver_sql(statement)
 
+    # -- keys -----------------------------------------------------------------------------
     def same_key(self, column: sa.ColumnElement, value: sa.ColumnElement) -> sa.ColumnElement:
         """Joins a change row's key to its source row: as exact as the trigger's "key changed" test.
         Where this engine's equality may call two different strings equal ('a' = 'A', 'a' = 'a '),
@@ -112,28 +148,11 @@ class EngineModule:
         may call different keys equal; None where it never does."""
         return None
 
-    # -- apply ----------------------------------------------------------------------------
-    def upsert(self, conn: Connection, table: sa.Table, key_columns: Sequence[str], rows: list[dict]) -> None:
-        raise NotImplementedError
-
-    def upserter(self, dialect: sa.engine.Dialect, table: sa.Table, key_columns: Sequence[str]):
-        """A function ``write(conn, rows)`` upserting rows (values in the order of the table's
-        columns) into `table`, prepared once for many batches. Engines whose driver has a native
-        bulk path compile the statement once here."""
-        names = [c.name for c in table.columns]
-        return lambda conn, rows: self.upsert(conn, table, key_columns, [dict(zip(names, row)) for row in rows])
-
     def in_list(self, columns: Sequence[sa.ColumnElement], name: str) -> sa.ColumnElement:
         """`columns` IN the list bound as `name` (values for one column, tuples for several: row
         values, where `row_values`), in the form this engine reads fastest."""
         target = columns[0] if len(columns) == 1 else sa.tuple_(*columns)
         return target.in_(sa.bindparam(name, expanding=True))
-
-    def read_forms(self, values: Sequence[sa.ColumnElement]) -> tuple[list, list[tuple[int, sa.ColumnElement]]]:
-        """What a query selects to read `values`: an expression for each, and extra expressions
-        to select after them, each with the position of the value its non-NULL result replaces
-        (Drain.merged). Here the values themselves and no extras."""
-        return list(values), []
 
     def exact_lookup(self, type_: sa.types.TypeEngine) -> bool:
         """Whether keys of this type, read back from the change table and looked up by `in_list`,
@@ -141,12 +160,42 @@ class EngineModule:
         Integers travel and compare exactly everywhere."""
         return isinstance(type_, sa.Integer)
 
+    # -- apply ----------------------------------------------------------------------------
+    def upserter(self, dialect: sa.engine.Dialect, table: sa.Table, key_columns: Sequence[str]) -> Write:
+        """A function ``write(conn, rows)`` upserting rows (values in the order of the table's
+        columns) into `table`, prepared once for many batches. Engines whose driver has a native
+        bulk path (drivers/) compile the statement once here."""
+        names = [c.name for c in table.columns]
+        return lambda conn, rows: self.upsert(conn, table, key_columns, [dict(zip(names, row)) for row in rows])
+
     def delete_keys(self, conn: Connection, table: sa.Table, key_columns: Sequence[str], keys: list[tuple]) -> int:
         """Delete rows by key; returns how many rows were removed."""
         columns = [table.c[name] for name in key_columns]
         return sum(conn.execute(sa.delete(table).where(condition)).rowcount
                    for condition in keys_among(self, columns, keys))
 
+    def read_forms(self, values: Sequence[sa.ColumnElement]) -> tuple[list, list[tuple[int, sa.ColumnElement]]]:
+        """What a query selects to read `values`: an expression for each, and extra expressions
+        to select after them, each with the position of the value its non-NULL result replaces
+        (Drain.merged). Here the values themselves and no extras."""
+        return list(values), []
+
+    def busy(self, channel: str, timeout: float) -> ChannelBusyError:
+        return ChannelBusyError(
+            f"channel {channel!r} is being drained by another run (lock not free after {timeout:g}s); "
+            "this run applied nothing and can simply be retried"
+        )
+
+    # -- types ----------------------------------------------------------------------------
+    def table_info(self, inspector: sa.Inspector, name: str, schema: str | None) -> dict:
+        """Facts of a reflected table this engine needs later, kept in its Table's `info`."""
+        return {}
+
+    def io_type(self, type_: sa.types.TypeEngine) -> sa.types.TypeEngine:
+        """The type to read and write a column with, so values travel exactly."""
+        return type_
+
+    # == OPTIONAL fast paths: declined here (see the class docstring); the general path runs ==
     def text_copy(self, destination: Connection, source: EngineModule, values: Sequence[sa.ColumnElement],
                   destinations: Sequence[sa.types.TypeEngine]):
         """Where this engine, as the destination on `destination`, can take rows as lines of text
@@ -164,14 +213,6 @@ class EngineModule:
     def prepare_text(self, conn: Connection) -> None:
         """Fix, for the rest of the read transaction, the settings that shape text_field's text."""
 
-    def prepare_join(self, conn: Connection, table: sa.Table, keys: int) -> None:
-        """Before a statement of the read transaction joins up to `keys` keys to their rows in
-        `table`: steer it to each key's row by the table's key index, where this engine's planner
-        might read the whole table instead."""
-
-    def decode_faster(self, conn: Connection) -> None:
-        """Let the driver decode the rows `conn` reads to the same values at less cost, where it can."""
-
     def shortcut(self, source: sa.types.TypeEngine, destination: sa.types.TypeEngine,
                  destination_dialect: sa.engine.Dialect) -> Callable[[Callable], Callable] | None:
         """Where this engine knows a cheaper way from its driver's value of a `source` field to the
@@ -183,8 +224,15 @@ class EngineModule:
     @contextlib.contextmanager
     def sharing(self, conn: Connection, other: Engine) -> Iterator[str | None]:
         """The schema under which `conn` reaches the tables of `other`'s database while the block
-        runs, so that a drain can apply changes inside the source database; None where it cannot."""
+        runs, so that a drain can apply changes inside the source database; None where it cannot.
+        An engine that can also gives `upsert_statement` and `define_functions`."""
         yield None
+
+    def upsert_statement(self, table: sa.Table, key_columns: Sequence[str],
+                         rows_from: sa.Select | None = None) -> sa.Insert | None:
+        """The upsert as one INSERT (of the rows `rows_from` selects, if given), for statements the
+        database runs itself; None where this engine has no such form."""
+        return None
 
     def define_functions(self, conn: Connection, functions: dict[str, Callable]) -> None:
         """Let the statements run on `conn` call each Python function of one value by its name (a drain
@@ -192,58 +240,24 @@ class EngineModule:
         if functions:
             raise NotImplementedError(f"{self.name}: statements cannot call Python functions")
 
-    # -- locking --------------------------------------------------------------------------
-    @contextlib.contextmanager
-    def channel_lock(self, engine: Engine, schema: str | None, channel: str, timeout: float) -> Iterator[None]:
-        """Hold the channel's lock for the whole block; the database frees it if we die."""
-        raise NotImplementedError
-        yield
-
-    def busy(self, channel: str, timeout: float) -> ChannelBusyError:
-        return ChannelBusyError(
-            f"channel {channel!r} is being drained by another run (lock not free after {timeout:g}s); "
-            "this run applied nothing and can simply be retried"
-        )
-
-    # -- waking a waiting sensor -----------------------------------------------------------
     def listener(self, engine: Engine, target: CaptureTarget):
         """An async context manager yielding an object whose ``await wait(timeout)`` returns True
-        when a change was captured for `target`; None where the engine can only be polled."""
+        when a change was captured for `target`, waking a waiting sensor; None where the engine can
+        only be polled."""
         return None
 
-    # -- types ----------------------------------------------------------------------------
-    def table_info(self, inspector: sa.Inspector, name: str, schema: str | None) -> dict:
-        """Facts of a reflected table this engine needs later, kept in its Table's `info`."""
-        return {}
+    def grouping(self, query: sa.Select) -> sa.Select:
+        """`query` (a GROUP BY of a span's change rows) as this engine groups it fastest."""
+        return query
 
-    def io_type(self, type_: sa.types.TypeEngine) -> sa.types.TypeEngine:
-        """The type to read and write a column with, so values travel exactly."""
-        return type_
+    def prepare_join(self, conn: Connection, table: sa.Table, keys: int) -> None:
+        """Before a statement of the read transaction joins up to `keys` keys to their rows in
+        `table`: steer it to each key's row by the table's key index, where this engine's planner
+        might read the whole table instead."""
 
-    def ddl_type(self, generic: sa.types.TypeEngine, where: str) -> sa.types.TypeEngine:
-        """The column type to create for a generic type; `where` names the column for errors."""
-        return generic
-
-
-def bind_processors(dialect: sa.engine.Dialect, table: sa.Table) -> list:
-    """Per column, the driver's value conversion SQLAlchemy would apply (None where there is none)."""
-    return [column.type.dialect_impl(dialect).bind_processor(dialect) for column in table.columns]
-
-
-def driver_rows(rows: list[Sequence], order: Sequence[int], processors: Sequence) -> list[Sequence]:
-    """Rows as the driver takes them: the values at positions `order` of each row, each through
-    its bind processor (None where there is none)."""
-    convert = [(i, p) for i, p in enumerate(processors) if p is not None]
-    if list(order) == list(range(len(order))):
-        if not convert:
-            return rows
-        out = [list(row) for row in rows]
-    else:
-        out = [[row[i] for i in order] for row in rows]
-    for values in out:
-        for i, process in convert:
-            values[i] = process(values[i])
-    return out
+    def decode_faster(self, conn: Connection) -> None:
+        """Let the driver decode the rows `conn` reads to the same values at less cost, where it can."""
+        self.driver.decode_faster(conn)
 
 
 def on_conflict_upsert(statement, table: sa.Table, key_columns: Sequence[str], rows_from: sa.Select | None = None,
@@ -263,49 +277,12 @@ def on_conflict_upsert(statement, table: sa.Table, key_columns: Sequence[str], r
     return statement.on_conflict_do_update(index_elements=list(key_columns), set_=updates, where=differs)
 
 
-def executemany_upserter(statement: sa.Insert, dialect: sa.engine.Dialect, table: sa.Table):
-    """``write(conn, rows)`` through the driver's own executemany, the statement compiled once
-    (names quoted by the dialect); None where the compiled form has no positional binds."""
-    compiled = statement.compile(dialect=dialect)
-    if compiled.positiontup is None:
-        return None
-    keys = [c.key for c in table.columns]
-    order = [keys.index(key) for key in compiled.positiontup]
-    processors = [table.columns[i].type.dialect_impl(dialect).bind_processor(dialect) for i in order]
-
-    def write(conn, rows):
-        with driver_cursor(conn, compiled.string) as cursor:
-            cursor.executemany(compiled.string, driver_rows(rows, order, processors))
-
-    return write
-
-
 def declared_alike(types: Sequence[sa.types.TypeEngine], dialect: sa.engine.Dialect) -> bool:
     """Whether the types compile to one declaration; False for a type of no known declaration."""
     try:
         return len({type_.compile(dialect=dialect) for type_ in types}) == 1
     except sa.exc.CompileError:  # a computed field of no known type
         return False
-
-
-@contextlib.contextmanager
-def driver_cursor(conn: Connection, statement: str) -> Iterator:
-    """A DBAPI cursor inside the connection's transaction; driver errors surface as SQLAlchemy's
-    DBAPIError (a lost connection is invalidated), as they would through conn.execute."""
-    if not conn.in_transaction():
-        conn.begin()  # so that conn.commit() commits what the cursor writes
-    dbapi = conn.dialect.loaded_dbapi
-    cursor = conn.connection.cursor()
-    try:
-        yield cursor
-    except dbapi.Error as error:
-        lost = conn.dialect.is_disconnect(error, conn.connection.dbapi_connection, cursor)
-        if lost:
-            conn.invalidate()
-        raise sa.exc.DBAPIError.instance(statement, None, error, dbapi.Error, connection_invalidated=lost) from error
-    finally:
-        if not conn.invalidated:
-            cursor.close()
 
 
 def release(conn: Connection, unlock: sa.Executable) -> None:
@@ -325,5 +302,5 @@ def key_mismatch(old: str, new: str, columns: Sequence[str], quote, cast) -> str
     )
 
 
-__all__ = ["CaptureTarget", "EngineModule", "SourceTable", "bind_processors", "chunks", "driver_cursor", "driver_rows",
-           "executemany_upserter", "names", "on_conflict_upsert"]
+__all__ = ["CaptureTarget", "EngineModule", "SourceTable", "declared_alike", "key_mismatch", "on_conflict_upsert",
+           "release"]

@@ -289,3 +289,6 @@ class Events:
         if woke:
             self.conduit.flush()  # swallow the rest of a burst
         return woke
+
+
+__all__ = ["Events", "FirebirdEngine", "InlineVarchar", "JsonText", "OCTETS", "Octets", "stored_type", "waiting_tpb"]

@@ -197,3 +197,6 @@ class MssqlEngine(EngineModule):
         if isinstance(generic, sa.Boolean):
             return mssql.BIT()
         return generic
+
+
+__all__ = ["GET_LOCK", "RELEASE_LOCK", "MssqlEngine"]

@@ -4,23 +4,17 @@ advisory locks, and pg_notify so a waiting sensor wakes without polling."""
 from __future__ import annotations
 
 import contextlib
-import datetime as dt
-import decimal
 import functools
-import importlib
-import io
-import uuid
 from collections.abc import Sequence
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
-from sqlalchemy.engine import Connection
 
 from airflow_provider_pdr.core import names
 from airflow_provider_pdr.core.engines.base import (
-    CaptureTarget, EngineModule, SourceTable, bind_processors, declared_alike, driver_cursor, driver_rows,
-    on_conflict_upsert, release,
+    CaptureTarget, EngineModule, SourceTable, declared_alike, on_conflict_upsert, release,
 )
+from airflow_provider_pdr.core.engines.pgcopy import CopyUpserter, TextCopy, copy_line, may_create_temporary
 
 LOCK_NOT_AVAILABLE = "55P03"  # SQLSTATE of a lock wait that ran past lock_timeout
 
@@ -136,118 +130,31 @@ class PostgresEngine(EngineModule):
         return on_conflict_upsert(postgresql.insert(table), table, key_columns, rows_from, exact=bytewise)
 
     def upserter(self, dialect, table, key_columns):
-        if dialect.driver in ("psycopg", "psycopg2"):
+        if self.driver.copies:
             return self.copy_upserter(dialect, table, key_columns)
-        return super().upserter(dialect, table, key_columns)
+        return self.statement_upserter(dialect, table, key_columns)
 
-    def values_upserter(self, dialect, table, key_columns):
-        """psycopg2: multi-row VALUES through execute_values, one statement per batch."""
-        from psycopg2.extras import execute_values
-
-        # Compiled once: the single-row VALUES tuple (with SQLAlchemy's casts) becomes the
-        # template that execute_values repeats, and the statement keeps one %s in its place.
-        plain = sa.insert(table).compile(dialect=dialect)
-        template = plain.string[plain.string.rindex(" VALUES ") + len(" VALUES "):]
-        full = self.upsert_statement(table, key_columns).compile(dialect=dialect).string
-        sql = full.replace(f" VALUES {template}", " VALUES %s", 1)
-        if sql == full:  # a form we do not recognise: stay on the general path
-            return super().upserter(dialect, table, key_columns)
-        names = [c.name for c in table.columns]
-        for name in names:  # named binds, in column order, become positional: rows travel as lists
-            template = template.replace(f"%({plain.escaped_bind_names.get(name, name)})s", "%s", 1)
-        if "%(" in template:
-            return super().upserter(dialect, table, key_columns)
-        processors = bind_processors(dialect, table)
-        order = range(len(names))
-
-        def write(conn, rows):
-            with driver_cursor(conn, sql) as cursor:
-                execute_values(cursor, sql, driver_rows(rows, order, processors), template=template,
-                               page_size=len(rows))
-
-        return write
+    def statement_upserter(self, dialect, table, key_columns):
+        """Rows upserted by statements: the driver's bulk path (psycopg2's execute_values), else
+        SQLAlchemy's multi-row insert."""
+        write = self.driver.upserter(self.upsert_statement(table, key_columns), dialect, table)
+        return write or super().upserter(dialect, table, key_columns)
 
     def copy_upserter(self, dialect, table, key_columns, text: bool = False):
-        """Each batch is COPYed into a temporary table with the destination columns' own types, then
-        upserted from it in one INSERT ... SELECT: about three times faster than psycopg's executemany
-        or psycopg2's execute_values, and values are checked by the columns' own input functions (a
-        string too long for its varchar is refused, never cut). psycopg 3 writes the rows itself;
-        for psycopg2 they are written as COPY text here (copy_text), and a batch with a value of
-        another kind goes through execute_values. Where the role may not create temporary tables,
-        rows go through execute_values or SQLAlchemy's multi-row insert instead.
-        With `text`, each row is already a line of COPY text (TextCopy.line), written as it is;
-        TextCopy exists only where temporary tables are allowed."""
-        psycopg2 = dialect.driver == "psycopg2"
-        sql = importlib.import_module(f"{dialect.driver}.sql")  # the same composables in both drivers
-
-        names_ = [c.name for c in table.columns]
-        shape = names.short_hash(table.schema or "", table.name, *[f"{c.name} {c.type!r}" for c in table.columns])
-        staging = sa.Table(f"{names.PREFIX}in_{shape}", sa.MetaData(), *[sa.Column(n) for n in names_],
-                           schema="pg_temp")
-        # psycopg's own quoting here: COPY takes no parameters, so it would not read the dialect's %% as %.
-        columns = sql.SQL(", ").join(map(sql.Identifier, names_))
-        staged = sql.Identifier(staging.schema, staging.name)
-        target = sql.Identifier(*[part for part in (table.schema, table.name) if part])
-        # CREATE ... AS takes the column types only (no constraints, no defaults); once per session.
-        create = sql.SQL("CREATE TEMPORARY TABLE IF NOT EXISTS {} AS SELECT {} FROM {} WITH NO DATA").format(
-            sql.Identifier(staging.name), columns, target)
-        copy = sql.SQL("COPY {} ({}) FROM STDIN").format(staged, columns)
-        empty = sql.SQL("TRUNCATE {}").format(staged)  # a later write in the same transaction starts empty
-        upsert = self.upsert_statement(table, key_columns, sa.select(staging)).compile(dialect=dialect).string
-        processors = bind_processors(dialect, table)
-        order = range(len(names_))
-        # Made at the first batch that needs it: most drains never do, and it compiles statements.
-        fallback = functools.cache(functools.partial(self.values_upserter if psycopg2 else super().upserter,
-                                                     dialect, table, key_columns))
-        if psycopg2:  # SQLAlchemy hands psycopg2 its bytes wrapped
-            from psycopg2.extensions import Binary
-
-            forms = {**COPY_TEXT, Binary: lambda value: _bytea(value.adapted)}
-        # Learnt at the first write: a database may refuse TEMP (known already where rows come as text).
-        temporary_allowed: list[bool] = [True] if text else []
-
-        def write(conn, rows):
-            if not temporary_allowed:
-                temporary_allowed.append(may_create_temporary(conn))
-            if not temporary_allowed[0]:
-                return fallback()(conn, rows)
-            lines = rows if text else None  # psycopg 3 writes value rows itself
-            if psycopg2 and not text:
-                lines = [copy_text(row, forms) for row in driver_rows(rows, order, processors)]
-                if None in lines:  # a value of a kind copy_text does not write
-                    return fallback()(conn, rows)
-            data = None if lines is None else "".join(line + "\n" for line in lines)
-            with driver_cursor(conn, upsert) as cursor:
-                cursor.execute(create)
-                try:
-                    if psycopg2:
-                        cursor.copy_expert(copy.as_string(cursor), io.StringIO(data))
-                    else:
-                        with cursor.copy(copy) as stream:
-                            if data is not None:
-                                stream.write(data)
-                            else:
-                                for row in driver_rows(rows, order, processors):
-                                    stream.write_row(row)
-                except dialect.loaded_dbapi.Error as error:
-                    # The server's context line quotes the refused value: row values stay out of
-                    # messages and logs, as they do for every other statement (hide_parameters).
-                    if error.diag.context is None:
-                        raise
-                    raise type(error)(f"{error.diag.message_primary} (COPY into the staging table)") from None
-                cursor.execute(upsert, ())  # given parameters, the driver reads the compiled %% as %
-                cursor.execute(empty)
-
-        return write
+        """Batches COPYed by the driver into a staging table and upserted from it (CopyUpserter);
+        with `text`, rows given as lines of COPY text (TextCopy)."""
+        return CopyUpserter(self.driver, dialect, table, text=text,
+                            upsert_from=functools.partial(self.upsert_statement, table, key_columns),
+                            fallback=functools.partial(self.statement_upserter, dialect, table, key_columns))
 
     def text_copy(self, destination, source, values, destinations):
-        if destination.dialect.driver not in ("psycopg", "psycopg2"):
+        if not self.driver.copies:
             return None
         line = copy_line(source, values, destinations)
         # The privilege is asked only where text could travel: one catalog query less for other sources.
         if line is None or not may_create_temporary(destination):
             return None
-        return TextCopy(self, source, line)
+        return TextCopy(source, line, functools.partial(self.copy_upserter, text=True))
 
     # The settings that shape a value's text, fixed so that any PostgreSQL reads the same values
     # back: floats in full, dates and intervals in forms every DateStyle reads.
@@ -328,16 +235,12 @@ class PostgresEngine(EngineModule):
             finally:
                 release(conn, sa.select(sa.func.pg_advisory_unlock(key)))
 
-    @contextlib.asynccontextmanager
-    async def listener(self, engine, target):
-        import psycopg  # async driver: LISTEN must not block an event loop
-        from psycopg import sql
+    def listener(self, engine, target):
+        # LISTEN on psycopg 3's async connection, whatever the synchronous driver: it must not
+        # block an event loop.
+        from airflow_provider_pdr.core.engines.drivers import psycopg
 
-        _, params = engine.dialect.create_connect_args(engine.url)
-        params.pop("context", None)  # the sync dialect's adapters
-        async with await psycopg.AsyncConnection.connect(**params, autocommit=True) as conn:
-            await conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(self.notify_name(target))))
-            yield Notifications(conn)
+        return psycopg.listening(engine, self.notify_name(target))
 
     def ddl_type(self, generic, where):
         if isinstance(generic, sa.LargeBinary):
@@ -347,87 +250,6 @@ class PostgresEngine(EngineModule):
         if isinstance(generic, sa.JSON):
             return postgresql.JSONB()
         return generic
-
-
-# What COPY's text format escapes in a value, backslash first.
-COPY_ESCAPES = [("\\", "\\\\"), ("\n", "\\n"), ("\r", "\\r"), ("\t", "\\t")]
-
-
-def _escaped(text: str) -> str:
-    for raw, escaped in COPY_ESCAPES:
-        text = text.replace(raw, escaped)
-    return text
-
-
-def _bytea(value) -> str:
-    return "\\\\x" + bytes(value).hex()  # \\x, escaped for COPY
-
-
-def _interval(value: dt.timedelta) -> str:
-    return f"{value.days} days {value.seconds} seconds {value.microseconds} microseconds"  # as psycopg2 sends it
-
-
-# COPY's text form of each kind of value a driver takes, by exact type (a subclass may print otherwise).
-COPY_TEXT = {
-    type(None): lambda value: "\\N", bool: lambda value: "t" if value else "f", int: str, float: repr,
-    decimal.Decimal: str, str: _escaped, bytes: _bytea, bytearray: _bytea, memoryview: _bytea,
-    dt.datetime: lambda value: value.isoformat(" "), dt.date: dt.date.isoformat, dt.time: dt.time.isoformat,
-    dt.timedelta: _interval, uuid.UUID: str,
-}
-
-
-def copy_text(values: Sequence, forms: dict = COPY_TEXT) -> str | None:
-    """A row as one line of COPY text; None if a value is of a kind without a form here."""
-    fields = []
-    for value in values:
-        form = forms.get(type(value))
-        if form is None:
-            return None
-        fields.append(form(value))
-    return "\t".join(fields)
-
-
-def may_create_temporary(conn) -> bool:
-    return conn.scalar(sa.text("SELECT has_database_privilege(current_database(), 'TEMPORARY')"))
-
-
-class TextCopy:
-    """Rows into PostgreSQL (written by psycopg 3 or psycopg2) as lines of COPY text that the source
-    database writes, each value as text the destination column reads back as the very value the
-    row path would store (EngineModule.text_field): Python never parses a value."""
-
-    def __init__(self, module: PostgresEngine, source: EngineModule, line: sa.ColumnElement):
-        self.module, self.source = module, source
-        self.line = line  # what the source selects for a row (copy_line)
-
-    def prepare(self, conn: Connection) -> None:
-        """Fix the text's settings for the rest of the read transaction."""
-        self.source.prepare_text(conn)
-
-    def upserter(self, dialect, table: sa.Table, key_columns):
-        """write(conn, lines): upsert rows given as lines of COPY text, in the table's column order."""
-        return self.module.copy_upserter(dialect, table, key_columns, text=True)
-
-
-# Types whose text holds no backslash, tab or line break: COPY reads it unescaped.
-PLAIN = (sa.Integer, sa.Numeric, sa.Boolean, sa.Date, sa.DateTime, sa.Time, sa.Interval, sa.Uuid)
-
-
-def copy_line(source: EngineModule, values: Sequence[sa.ColumnElement],
-              destinations: Sequence[sa.types.TypeEngine]) -> sa.ColumnElement | None:
-    """The values as one line of COPY text (tab between values, \\N for NULL) that the `source`
-    engine writes, for destination columns of the types `destinations`; None if it cannot write
-    one of them so (EngineModule.text_field)."""
-    fields = []
-    for value, destination in zip(values, destinations):
-        field = source.text_field(value, destination)
-        if field is None:
-            return None
-        if not isinstance(value.type, PLAIN):
-            for raw, escaped in COPY_ESCAPES:
-                field = sa.func.replace(field, raw, escaped)
-        fields.append(sa.func.coalesce(field, "\\N"))
-    return sa.func.concat_ws("\t", *fields)
 
 
 def default_precision(type_: sa.types.TypeEngine) -> sa.types.TypeEngine:
@@ -472,17 +294,4 @@ class ArrayLiteral(sa.types.TypeDecorator):
                               for value in values) + "}"
 
 
-class Notifications:
-    """Wakes on the channel's pg_notify; several notifications in a row count as one wake-up."""
-
-    def __init__(self, conn):
-        self.conn = conn
-
-    async def wait(self, timeout: float) -> bool:
-        woke = False
-        async for _ in self.conn.notifies(timeout=max(timeout, 0.0), stop_after=1):
-            woke = True
-        if woke:  # swallow the rest of a burst without waiting
-            async for _ in self.conn.notifies(timeout=0.0):
-                pass
-        return woke
+__all__ = ["ArrayLiteral", "PostgresEngine", "array_element", "bytewise", "default_precision", "sqlstate"]

@@ -19,7 +19,7 @@ from sqlalchemy.dialects import sqlite
 
 from airflow_provider_pdr.core import names
 from airflow_provider_pdr.core.engines.base import (
-    CaptureTarget, EngineModule, SourceTable, executemany_upserter, key_mismatch, on_conflict_upsert,
+    CaptureTarget, EngineModule, SourceTable, key_mismatch, on_conflict_upsert,
 )
 
 log = logging.getLogger(__name__)
@@ -168,6 +168,7 @@ class SqliteEngine(EngineModule):
     max_identifier_length = 128  # SQLite has no limit; stay within what the others accept
     row_values = True
     overlaps = False  # sqlite3 releases the interpreter lock per row: another busy thread stalls it
+    sequence_type = sa.Integer()  # SQLite's rowid alias must be declared INTEGER exactly
 
     def __init__(self, dialect):
         super().__init__(dialect)
@@ -239,9 +240,7 @@ class SqliteEngine(EngineModule):
         return None
 
     def upserter(self, dialect, table, key_columns):
-        write = None
-        if dialect.driver == "pysqlite":
-            write = executemany_upserter(self.upsert_statement(table, key_columns), dialect, table)
+        write = self.driver.upserter(self.upsert_statement(table, key_columns), dialect, table)
         return write or super().upserter(dialect, table, key_columns)
 
     def upsert(self, conn, table: sa.Table, key_columns, rows) -> None:
@@ -329,3 +328,7 @@ class SqliteEngine(EngineModule):
         if isinstance(generic, sa.Numeric) and not isinstance(generic, sa.Float):
             return ExactDecimal(generic.precision, generic.scale)
         return generic
+
+
+__all__ = ["DecimalText", "ExactDecimal", "IsoDateTime", "SqliteEngine", "Untyped", "boolean_int", "database_file",
+           "date_text", "datetime_text", "decimal_text", "iso_text"]
