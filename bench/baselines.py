@@ -12,17 +12,18 @@ import sqlalchemy as sa
 
 from airflow_provider_pdr.core.engines import engine_module
 from airflow_provider_pdr.core.engines.drivers.copytext import copy_text
-from airflow_provider_pdr.core.schema import reflect_table, value_converters
+from airflow_provider_pdr.core.schema import introspect_table
+from airflow_provider_pdr.core.values import value_converters
 from bench import cpu
 
 
 def final_rows(source: sa.Engine, destination: sa.Engine, name: str) -> list[dict]:
     """The source's rows as the destination receives them (same conversions as the core)."""
     with source.connect() as conn:
-        table = reflect_table(conn, engine_module(source), name, None)
+        table = introspect_table(conn, engine_module(source), name, None)
         rows = [dict(row._mapping) for row in conn.execute(sa.select(table).order_by(*table.primary_key.columns))]
     with destination.connect() as conn:
-        convert = value_converters(reflect_table(conn, engine_module(destination), name, None))
+        convert = value_converters(introspect_table(conn, engine_module(destination), name, None))
     for row in rows:
         for column, function in convert.items():
             row[column] = function(row[column])
@@ -146,7 +147,7 @@ def fastest(destination: sa.Engine, name: str, rows: list[dict], batch: int) -> 
     methods = DRIVER_METHODS[f"{destination.dialect.name}+{destination.dialect.driver}"]
     tried, work_of = {}, {}
     with destination.connect() as conn:
-        mirror = reflect_table(conn, engine_module(destination), name, None)
+        mirror = introspect_table(conn, engine_module(destination), name, None)
         keys = [c.name for c in mirror.primary_key.columns]
         conn.rollback()
         for number, (method, run) in enumerate(methods.items()):

@@ -13,7 +13,7 @@ import time
 
 import sqlalchemy as sa
 
-from airflow_provider_pdr.core import reflect
+from airflow_provider_pdr.core import ReflectionSpec, reflect
 
 
 def maxrss_kb() -> int:
@@ -32,7 +32,7 @@ def main(source_url: str, destination_url: str, channel: str, batch_size: str) -
     source, destination = sa.create_engine(source_url), sa.create_engine(destination_url)
     start_kb = peak_kb()
     began = time.perf_counter()
-    result = reflect(source, destination, channel, batch_size=int(batch_size), create_table=True)
+    result = reflect(source, destination, ReflectionSpec(channel, create_table=True), batch_size=int(batch_size))
     seconds = time.perf_counter() - began
     if not result.drained:
         raise SystemExit(f"channel {channel!r} not drained: {result}")

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
-from airflow_provider_pdr.core import install_channel, pending_changes, reflect
+from airflow_provider_pdr.core import ReflectionSpec, install_channel, pending_changes, reflect
 from bench.databases import Databases, label
 from bench.workload import BATCH_SIZE, CHANNEL, narrow
 
@@ -64,13 +64,13 @@ def latency(dbs: Databases, source_kind: str, destination_kind: str, seconds: fl
     theirs.create(source)
     theirs.create(destination)
     install_channel(source, CHANNEL, ours.name)
-    reflect(source, destination, CHANNEL, create_table=True)
+    reflect(source, destination, ReflectionSpec(CHANNEL, create_table=True))
     mirrored = sa.select(sa.table(ours.name, sa.column("id")).c.id)
 
     def reflect_step() -> list[int]:
         if not pending_changes(source, CHANNEL).count:
             return []
-        reflect(source, destination, CHANNEL, batch_size=BATCH_SIZE)
+        reflect(source, destination, ReflectionSpec(CHANNEL), batch_size=BATCH_SIZE)
         with destination.connect() as conn:
             return [k for (k,) in conn.execute(mirrored)]
 

@@ -7,7 +7,7 @@ import time
 
 import sqlalchemy as sa
 
-from airflow_provider_pdr.core import install_channel, pending_changes, reflect, snapshot
+from airflow_provider_pdr.core import ReflectionSpec, install_channel, pending_changes, reflect, snapshot
 from bench import baselines, cpu, verdict
 from bench.databases import Databases, label
 from bench.workload import BATCH_SIZE, CHANNEL, TABLES, analyze, fill, narrow, write_backlog
@@ -33,7 +33,7 @@ def throughput(dbs: Databases, source_kind: str, destination_kind: str, width: s
     backlog = pending_changes(source, CHANNEL).count
     started = time.perf_counter()
     with cpu.measured(source=source, destination=destination) as work:
-        result = reflect(source, destination, CHANNEL, batch_size=BATCH_SIZE, create_table=True)
+        result = reflect(source, destination, ReflectionSpec(CHANNEL, create_table=True), batch_size=BATCH_SIZE)
     seconds = time.perf_counter() - started
     rows = baselines.final_rows(source, destination, table.name)
     with destination.connect() as conn:
@@ -75,11 +75,12 @@ def copies(source: sa.Engine, destination: sa.Engine, name: str, rows: int) -> d
     refresh does; each against the same baseline: the same rows, destination and driver."""
     install_channel(source, "load", name)
     started = time.perf_counter()
-    loaded = reflect(source, destination, "load", f"{name}_loaded", batch_size=BATCH_SIZE, create_table=True,
-                     initial_load=True)
+    loaded = reflect(source, destination, ReflectionSpec("load", f"{name}_loaded", create_table=True),
+                     batch_size=BATCH_SIZE, initial_load=True)
     loading = time.perf_counter() - started
     started = time.perf_counter()
-    again = snapshot(source, destination, "load", f"{name}_loaded", resync=True, restart=True, chunk_size=BATCH_SIZE)
+    again = snapshot(source, destination, ReflectionSpec("load", f"{name}_loaded"), resync=True, restart=True,
+                     chunk_size=BATCH_SIZE)
     resyncing = time.perf_counter() - started
     if (loaded.copied, again.copied, again.removed, again.done) != (rows, rows, 0, True):
         raise RuntimeError(f"copies of {name}: initial load {loaded.copied} rows, resync {again} for {rows} rows")
@@ -112,7 +113,7 @@ def drain_beside(dbs: Databases, source_kind: str, destination_kind: str, change
     holds `untouched` rows the backlog never changes."""
     source, destination = with_backlog(dbs, source_kind, destination_kind, narrow(), changes, untouched)
     started = time.perf_counter()
-    result = reflect(source, destination, CHANNEL, batch_size=BATCH_SIZE, create_table=True)
+    result = reflect(source, destination, ReflectionSpec(CHANNEL, create_table=True), batch_size=BATCH_SIZE)
     seconds = time.perf_counter() - started
     if not result.drained:
         raise RuntimeError(f"{label(source_kind, destination_kind)} beside {untouched:,} rows: not drained ({result})")

@@ -10,7 +10,6 @@ Layout in the source (all in the connection's default schema):
 
 from __future__ import annotations
 
-import functools
 import json
 import logging
 from dataclasses import dataclass
@@ -21,96 +20,16 @@ from sqlalchemy.engine import Connection, Engine
 from airflow_provider_pdr.core import names
 from airflow_provider_pdr.core.engines import CaptureTarget, EngineModule, SourceTable, engine_module
 from airflow_provider_pdr.core.errors import ChannelNotFoundError, ConfigurationError
-from airflow_provider_pdr.core.schema import describe, primary_key, reflect_table
+from airflow_provider_pdr.core.registry import (
+    Channel, Pending, change_table, channels_on, count_pending, forget, load_channel, registry_schema, registry_table,
+    row_to_channel,
+)
+from airflow_provider_pdr.core.schema import describe, introspect_table, primary_key
 
 log = logging.getLogger(__name__)
 
 # Bumped when the layout of channel objects changes; install upgrades older ones.
 FORMAT_VERSION = 1
-
-
-@dataclass(frozen=True)
-class Channel:
-    """A channel as registered in the source database."""
-
-    name: str
-    table: SourceTable
-    change_table: str
-    schema: str | None  # where pdr_channels and the change table live
-    columns: dict[str, str]  # source column -> type, as seen at install (for drift checks)
-    format_version: int
-
-    def target(self) -> CaptureTarget:
-        return CaptureTarget(self.change_table, self.schema, self.name)
-
-
-@dataclass(frozen=True)
-class Pending:
-    count: int
-    oldest_age_seconds: float | None  # None when nothing is pending
-
-
-# The same Table object for the same name, call after call: SQLAlchemy finds the statements
-# built on it in its compiled cache instead of compiling them again for every run.
-@functools.lru_cache(maxsize=256)
-def registry_table(schema: str | None) -> sa.Table:
-    return sa.Table(
-        names.REGISTRY_TABLE, sa.MetaData(),
-        sa.Column("channel", sa.Unicode(63), primary_key=True),
-        sa.Column("source_schema", sa.Unicode(128)),
-        sa.Column("source_table", sa.Unicode(128), nullable=False),
-        sa.Column("change_table", sa.Unicode(64), nullable=False),
-        sa.Column("key_columns", sa.UnicodeText, nullable=False),
-        sa.Column("source_columns", sa.UnicodeText, nullable=False),
-        sa.Column("format_version", sa.Integer, nullable=False),
-        schema=schema,
-    )
-
-
-def change_table(module: EngineModule, channel: Channel, key_types: list[sa.types.TypeEngine]) -> sa.Table:
-    return sa.Table(
-        channel.change_table, sa.MetaData(),
-        sa.Column("seq", module.sequence_type, primary_key=True, autoincrement=True),
-        module.changed_at_column(),
-        *[sa.Column(f"key_{i}", type_, nullable=False) for i, type_ in enumerate(key_types, 1)],
-        schema=channel.schema,
-    )
-
-
-def _row_to_channel(row, schema: str | None) -> Channel:
-    return Channel(
-        name=row.channel,
-        table=SourceTable(row.source_table, row.source_schema, tuple(json.loads(row.key_columns))),
-        change_table=row.change_table,
-        schema=schema,
-        columns=json.loads(row.source_columns),
-        format_version=row.format_version,
-    )
-
-
-def registry_schema(conn: Connection, module: EngineModule) -> str | None:
-    return module.default_schema(conn)
-
-
-def load_channel(conn: Connection, module: EngineModule, channel: str) -> Channel:
-    schema = registry_schema(conn, module)
-    registry = registry_table(schema)
-    if not sa.inspect(conn).has_table(registry.name, schema=schema):
-        raise ChannelNotFoundError(f"channel {channel!r} is not installed: the source has no {registry.name} table")
-    row = conn.execute(sa.select(registry).where(registry.c.channel == channel)).first()
-    if row is None:
-        raise ChannelNotFoundError(f"channel {channel!r} is not installed in the source database")
-    return _row_to_channel(row, schema)
-
-
-def _channels_on(conn: Connection, registry: sa.Table, table: SourceTable) -> list[Channel]:
-    rows = conn.execute(
-        sa.select(registry)
-        .where(registry.c.source_table == table.name)
-        .where(registry.c.source_schema.is_(None) if table.schema is None else registry.c.source_schema == table.schema)
-        .order_by(registry.c.channel)
-    )
-    return [_row_to_channel(row, registry.schema) for row in rows]
 
 
 def sync_triggers(conn: Connection, module: EngineModule, table: SourceTable, targets: list[CaptureTarget]) -> str | None:
@@ -210,7 +129,7 @@ def _table_schema(where: str | None, schema: str | None) -> str | None:
 
 def _install(engine: Engine, module: EngineModule, channel: str, table: str, schema: str | None) -> Channel:
     with engine.begin() as conn:
-        source = reflect_table(conn, module, table, schema)
+        source = introspect_table(conn, module, table, schema)
         keys = primary_key(source)
         where = registry_schema(conn, module)
         table_schema = _table_schema(where, schema)
@@ -218,7 +137,7 @@ def _install(engine: Engine, module: EngineModule, channel: str, table: str, sch
         registry.create(conn, checkfirst=True)
         existing = conn.execute(sa.select(registry).where(registry.c.channel == channel)).first()
         if existing is not None:
-            found = _row_to_channel(existing, where)
+            found = row_to_channel(existing, where)
             if (found.table.name, found.table.schema) != (table, table_schema):
                 raise ConfigurationError(
                     f"channel {channel!r} already watches table {str(found.table)!r}, not "
@@ -250,7 +169,7 @@ def _install(engine: Engine, module: EngineModule, channel: str, table: str, sch
             conn.execute(registry.insert().values(channel=channel, **values))
         else:
             conn.execute(registry.update().where(registry.c.channel == channel).values(**values))
-        sync_triggers(conn, module, info.table, [c.target() for c in _channels_on(conn, registry, info.table)])
+        sync_triggers(conn, module, info.table, [c.target() for c in channels_on(conn, registry, info.table)])
     return info
 
 
@@ -265,12 +184,10 @@ def uninstall_channel(engine: Engine, channel: str) -> bool:
             return False
         registry = registry_table(info.schema)
         conn.execute(registry.delete().where(registry.c.channel == channel))
-        remaining = [c.target() for c in _channels_on(conn, registry, info.table)]
+        remaining = [c.target() for c in channels_on(conn, registry, info.table)]
         if sa.inspect(conn).has_table(info.table.name, schema=info.table.schema):
             sync_triggers(conn, module, info.table, remaining)
         sa.Table(info.change_table, sa.MetaData(), schema=info.schema).drop(conn, checkfirst=True)
-        from airflow_provider_pdr.core.snapshot import forget  # snapshot builds on this module
-
         forget(conn, info.schema, channel)
         if conn.execute(sa.select(sa.func.count()).select_from(registry)).scalar() == 0:
             registry.drop(conn)
@@ -283,18 +200,3 @@ def pending_changes(engine: Engine, channel: str) -> Pending:
     with engine.connect() as conn:
         info = load_channel(conn, module, channel)
         return count_pending(conn, module, info)
-
-
-@functools.lru_cache(maxsize=256)  # as registry_table
-def change_clock(name: str, schema: str | None) -> sa.Table:
-    """A change table as count_pending reads it: when each change was captured."""
-    return sa.Table(name, sa.MetaData(), sa.Column("changed_at"), schema=schema)
-
-
-def count_pending(conn: Connection, module: EngineModule, info: Channel) -> Pending:
-    changes = change_clock(info.change_table, info.schema)
-    count, age = conn.execute(
-        sa.select(sa.func.count(), module.age_seconds(sa.func.min(changes.c.changed_at)))
-    ).one()
-    conn.rollback()
-    return Pending(int(count), None if not count else max(0.0, float(age)))

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 import sqlalchemy as sa
 
-from airflow_provider_pdr.core.channel import Channel
+from airflow_provider_pdr.core.registry import Channel
 from airflow_provider_pdr.core.errors import SchemaError
 from airflow_provider_pdr.core.schema import primary_key
 

@@ -6,15 +6,21 @@ the form each engine reads fastest (keys_among)."""
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 import sqlalchemy as sa
 from sqlalchemy.sql.visitors import cloned_traverse
 
-if TYPE_CHECKING:
-    from airflow_provider_pdr.core.engines.base import EngineModule
-
 MAX_PARAMETERS = 1000
+
+
+class KeyLists(Protocol):
+    """What keys_among asks of an engine module (EngineModule), which builds on this module."""
+
+    max_parameters: int
+    row_values: bool
+
+    def in_list(self, columns: Sequence[sa.ColumnElement], name: str) -> sa.ColumnElement: ...
 
 
 def chunks(items: Sequence, size: int) -> Iterator[Sequence]:
@@ -63,7 +69,7 @@ def key_in(columns: Sequence[sa.ColumnElement], keys: Sequence[tuple]) -> sa.Col
     return sa.or_(*[sa.and_(*[c == v for c, v in zip(columns, key)]) for key in keys])
 
 
-def keys_among(module: EngineModule, columns: Sequence[sa.ColumnElement],
+def keys_among(module: KeyLists, columns: Sequence[sa.ColumnElement],
                keys: Sequence[tuple]) -> Iterator[sa.ColumnElement]:
     """"`columns` among `keys`" in parts small enough for one statement, the values bound: the
     list the engine reads fastest (EngineModule.in_list, one statement compiled once) where it
@@ -80,9 +86,8 @@ def keys_among(module: EngineModule, columns: Sequence[sa.ColumnElement],
 
 
 def bound(clause: sa.ColumnElement, name: str, value) -> sa.ColumnElement:
-    """A copy of `clause` with its parameter `name` bound to `value`: what ClauseElement.params()
-    did, which SQLAlchemy 2.1 keeps for whole statements only."""
-
+    """A copy of `clause` with its parameter `name` bound to `value`: what `params()` did before
+    SQLAlchemy 2.1 kept it for whole statements. The statement stays the same, so it compiles once."""
     def bind(parameter: sa.BindParameter) -> None:
         if parameter.key == name:
             parameter.value, parameter.required = value, False

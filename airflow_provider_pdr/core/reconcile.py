@@ -14,6 +14,7 @@ deletes or clears extra rows as the reflection's ``on_delete`` says) in the dest
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 from collections.abc import Callable
 from contextlib import AbstractContextManager as ContextManager
@@ -22,11 +23,12 @@ from dataclasses import asdict, dataclass, field
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
+from airflow_provider_pdr.core.drain.assemble import Drain, open_drain
+from airflow_provider_pdr.core.drain.read import missing_in_source
+from airflow_provider_pdr.core.drain.spec import ReflectionSpec
 from airflow_provider_pdr.core.keys import key_page, keys_among, page
-from airflow_provider_pdr.core.reflect import Drain, open_drain
-from airflow_provider_pdr.core.schema import describe, value_converters
-from airflow_provider_pdr.core.snapshot import comparable, missing_in_source
-from airflow_provider_pdr.core.transform import Mapping
+from airflow_provider_pdr.core.schema import describe
+from airflow_provider_pdr.core.values import comparable, value_converters
 
 log = logging.getLogger(__name__)
 SAMPLES = 10
@@ -64,18 +66,19 @@ class Reconciler:
         self.source, self.destination, self.drain, self.hold = source, destination, drain, hold
         self.repair, self.chunk_size = repair, chunk_size
         self.result = ReconcileResult()
-        self.width = len(drain.source_keys)
-        self.to_source = value_converters(drain.source_table)
+        self.plan = drain.plan
+        self.width = len(drain.plan.source_keys)
+        self.to_source = value_converters(drain.plan.source_table)
 
     def note(self, kind: str, key: tuple) -> None:
         if len(self.result.samples) < SAMPLES:
-            self.result.samples.append(f"{kind}: {describe_key(self.drain.keys, key)}")
+            self.result.samples.append(f"{kind}: {describe_key(self.plan.keys, key)}")
 
     def pending_keys(self, source_keys: list[tuple]) -> set[tuple]:
-        changes = self.drain.changes
+        changes = self.plan.changes
         columns = [changes.c[f"key_{i}"] for i in range(1, self.width + 1)]
         found = set()
-        for condition in keys_among(self.drain.src, columns, source_keys):
+        for condition in keys_among(self.plan.src, columns, source_keys):
             rows = self.source.execute(sa.select(*columns).where(condition).distinct())
             found.update(tuple(comparable(v) for v in row) for row in rows)
         self.source.rollback()
@@ -88,7 +91,7 @@ class Reconciler:
                 last, more = self.source_chunk(last)
 
     def compare_destination(self) -> None:
-        if self.drain.on_delete == "keep":
+        if self.plan.on_delete == "keep":
             return  # rows the source no longer has are meant to stay
         last, more = None, True
         while more:
@@ -97,22 +100,22 @@ class Reconciler:
 
     def source_chunk(self, last: tuple | None) -> tuple[tuple | None, bool]:
         """Compare the source rows after `last`; returns the new last key and whether more follow."""
-        drain = self.drain
-        dest_table = drain.write_table
-        dest_keys = [dest_table.c[k] for k in drain.keys]
-        rows = page(self.source, drain.source_rows(), drain.key_columns, last, self.chunk_size)
+        plan = self.plan
+        dest_table = plan.write_table
+        dest_keys = [dest_table.c[k] for k in plan.keys]
+        rows = page(self.source, plan.source_rows(), plan.key_columns, last, self.chunk_size)
         if not rows:
             return last, False
         last = tuple(rows[-1][: self.width])
         wanted = {}
-        for row, converted in zip(rows, drain.converted(drain.merged([row[self.width :] for row in rows]))):
-            values = drain.as_dict(converted)
-            wanted[tuple(comparable(values[k]) for k in drain.keys)] = (tuple(row[: self.width]), values)
+        for row, converted in zip(rows, plan.converted(plan.merged([row[self.width :] for row in rows]))):
+            values = plan.as_dict(converted)
+            wanted[tuple(comparable(values[k]) for k in plan.keys)] = (tuple(row[: self.width]), values)
         have = {}
-        keys = [tuple(values[k] for k in drain.keys) for _, values in wanted.values()]
-        for condition in keys_among(drain.dst, dest_keys, keys):
+        keys = [tuple(values[k] for k in plan.keys) for _, values in wanted.values()]
+        for condition in keys_among(plan.dst, dest_keys, keys):
             for found in self.destination.execute(sa.select(dest_table).where(condition)).all():
-                have[tuple(comparable(found._mapping[k]) for k in drain.keys)] = found._mapping
+                have[tuple(comparable(found._mapping[k]) for k in plan.keys)] = found._mapping
         self.destination.rollback()
         self.result.checked += len(rows)
         suspects = []
@@ -121,7 +124,7 @@ class Reconciler:
             if current is None:
                 suspects.append(("missing", key, source_key, values))
             elif any(values[n] != current[n] and comparable(values[n]) != comparable(current[n])
-                     for n in drain.columns):  # values equal as they are stay equal in one form
+                     for n in plan.columns):  # values equal as they are stay equal in one form
                 suspects.append(("different", key, source_key, values))
         self.settle(suspects)
         return last, True
@@ -137,19 +140,19 @@ class Reconciler:
                 continue
             setattr(self.result, kind, getattr(self.result, kind) + 1)
             self.note(kind, key)
-            fix.append([values[name] for name in self.drain.columns])
+            fix.append([values[name] for name in self.plan.columns])
         if fix and self.repair:
-            self.drain.apply(self.destination, fix, [])
+            self.drain.writer.apply(self.destination, fix, [])
             self.result.repaired += len(fix)
 
     def destination_chunk(self, last: tuple | None) -> tuple[tuple | None, bool]:
         """Look for extra destination rows after key `last`; returns the new last key and whether more follow."""
-        drain = self.drain
-        target = drain.write_table
-        dest_keys = [target.c[k] for k in drain.keys]
-        others = [target.c[n] for n in drain.columns if n not in drain.keys]
+        plan = self.plan
+        target = plan.write_table
+        dest_keys = [target.c[k] for k in plan.keys]
+        others = [target.c[n] for n in plan.columns if n not in plan.keys]
         ours = []
-        if drain.on_delete == "nullify":  # a row of another source is extra only if it holds our values
+        if plan.on_delete == "nullify":  # a row of another source is extra only if it holds our values
             if not others:
                 return last, False
             ours.append(sa.or_(*[c.isnot(None) for c in others]))
@@ -157,10 +160,10 @@ class Reconciler:
         if not keys:
             return last, False
         last = keys[-1]
-        gone = missing_in_source(self.source, drain, keys, self.to_source)
+        gone = missing_in_source(self.source, self.plan, keys, self.to_source)
         if not gone:
             return last, True
-        converters = [self.to_source.get(k) for k in drain.source_keys]
+        converters = [self.to_source.get(k) for k in plan.source_keys]
         pending = self.pending_keys([tuple(f(v) if f else v for f, v in zip(converters, k)) for k in gone])
         extra = []
         for key in gone:
@@ -171,36 +174,31 @@ class Reconciler:
                 self.note("extra", key)
         self.result.extra += len(extra)
         if extra and self.repair:
-            self.result.repaired += self.drain.apply(self.destination, [], extra)
+            self.result.repaired += self.drain.writer.apply(self.destination, [], extra)
         return last, True
 
 
 def reconcile(
     source: Engine,
     destination: Engine,
-    channel: str,
-    destination_table: str | None = None,
-    destination_schema: str | None = None,
+    spec: ReflectionSpec,
     *,
-    mapping: Mapping | None = None,
-    deletes: bool = True,
     repair: bool = False,
     chunk_size: int = 5000,
-    lock_timeout: float = 60.0,
 ) -> ReconcileResult:
-    """Compare the mirror with the source; with ``repair=True`` also make it equal. With
-    `deletes` false (or on_delete keep), rows the source no longer has are not differences."""
-    with open_drain(source, destination, channel, destination_table, destination_schema,
-                    create_table=False, deletes=deletes, mapping=mapping) as (drain, sconn, dconn):
-        info, table = drain.channel, drain.target.name
+    """Compare the mirror with the source; with ``repair=True`` also make it equal. With the
+    spec's `deletes` false (or on_delete keep), rows the source no longer has are not differences.
+    The destination table is never created here (the spec's create_table is not used)."""
+    with open_drain(source, destination, dataclasses.replace(spec, create_table=False)) as (drain, sconn, dconn):
+        info, table = drain.plan.channel, drain.plan.target.name
         work = Reconciler(sconn, dconn, drain, repair, chunk_size,
-                          hold=lambda: drain.src.channel_lock(source, info.schema, channel, lock_timeout))
+                          hold=lambda: drain.plan.src.channel_lock(source, info.schema, info.name, spec.lock_timeout))
         work.compare_source()
         work.compare_destination()
     result = work.result
     log.info(
         "channel %r (%s -> %s): %d rows checked, %d differing (%d missing, %d different, %d extra), "
-        "%d with pending changes, %d repaired%s", channel, info.table, describe(table, destination_schema),
+        "%d with pending changes, %d repaired%s", info.name, info.table, describe(table, spec.destination_schema),
         result.checked, result.differing, result.missing, result.different, result.extra, result.pending,
         result.repaired, f"; e.g. {'; '.join(result.samples)}" if result.samples else "",
     )

@@ -1,12 +1,9 @@
-"""Tables as the core sees them: reflection with clear errors, type mapping across engines,
-creating a destination table, and the value conversions a destination column needs."""
+"""Tables as the core sees them: introspection with clear errors, type mapping across engines,
+creating a destination table (the value conversions a destination column needs: core/values.py)."""
 
 from __future__ import annotations
 
-import datetime as dt
-import json
-import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
@@ -23,7 +20,7 @@ def describe(table_name: str, schema: str | None) -> str:
     return f"{schema}.{table_name}" if schema else table_name
 
 
-def reflect_table(conn: Connection, module: EngineModule, name: str, schema: str | None) -> sa.Table:
+def introspect_table(conn: Connection, module: EngineModule, name: str, schema: str | None) -> sa.Table:
     """The table with io types that carry values exactly; SchemaError if it does not exist."""
     inspector = sa.inspect(conn)
     if not inspector.has_table(name, schema=schema):
@@ -123,50 +120,3 @@ def check_destination(conn: Connection, source: sa.Table, destination: sa.Table,
             f"destination table {describe(destination.name, destination.schema)!r} must have the "
             f"primary key {list(key_columns)} (the source's key) so rows can be upserted"
         )
-
-
-def _aware(value):
-    if isinstance(value, dt.datetime) and value.tzinfo is None:
-        return value.replace(tzinfo=dt.timezone.utc)
-    return value
-
-
-def _naive_utc(value):
-    if isinstance(value, dt.datetime) and value.tzinfo is not None:
-        return value.astimezone(dt.timezone.utc).replace(tzinfo=None)
-    return value
-
-
-def _text(value):
-    if isinstance(value, uuid.UUID):
-        return str(value)
-    if isinstance(value, (dict, list)):  # MariaDB's JSON is LONGTEXT with a validity check
-        return json.dumps(value)
-    return value
-
-
-def _boolean(value):
-    return bool(value) if isinstance(value, int) else value
-
-
-def value_converters(table: sa.Table, sources: dict[str, sa.types.TypeEngine] | None = None) -> dict[str, Callable]:
-    """Per destination column, the conversion its values need (README: how types travel).
-
-    Time zone aware values going into a column without time zone are stored in UTC; naive
-    values going into a column with time zone are taken as UTC; integers into a boolean
-    column become booleans; UUIDs into a text column take their canonical text form, JSON
-    documents JSON text. With `sources` (the type each column's values are read with), a
-    boolean or text column fed by a boolean or text source needs none.
-    """
-    converters = {}
-    for column in table.columns:
-        type_, source = column.type, (sources or {}).get(column.name)
-        if isinstance(type_, sa.DateTime):  # always: some aware types do not say so (DATETIMEOFFSET)
-            converters[column.name] = _aware if type_.timezone else _naive_utc
-        elif isinstance(type_, sa.Boolean):
-            if not isinstance(source, sa.Boolean):
-                converters[column.name] = _boolean
-        elif isinstance(type_, sa.String):
-            if not isinstance(source, sa.String):
-                converters[column.name] = _text
-    return converters

@@ -21,36 +21,35 @@ ranges: two engines may order the same strings differently.
 from __future__ import annotations
 
 import contextlib
-import datetime as dt
-import decimal
 import itertools
-import json
 import logging
 import operator
 import time
-import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from contextlib import AbstractContextManager as ContextManager
 from dataclasses import asdict, dataclass
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
-from airflow_provider_pdr.core.channel import registry_schema
+from airflow_provider_pdr.core.drain.assemble import Drain, open_drain
+from airflow_provider_pdr.core.drain.batch import Batch
+from airflow_provider_pdr.core.drain.connections import brief_key, committing, reflection
+from airflow_provider_pdr.core.drain.in_database import applying_in_database
+from airflow_provider_pdr.core.drain.pace import Pace, writing_thread
+from airflow_provider_pdr.core.drain.read import lines_made, missing_in_source
+from airflow_provider_pdr.core.drain.results import Timed
+from airflow_provider_pdr.core.drain.spec import ReflectionSpec
 from airflow_provider_pdr.core.engines import engine_module
 from airflow_provider_pdr.core.errors import ApplyError
-from airflow_provider_pdr.core.keys import key_page, keys_among, page
-from airflow_provider_pdr.core.reflect import (
-    Batch, Drain, Pace, Timed, applying_inside, brief_key, committing, lines_made, open_drain, reflection,
-    writing_thread,
+from airflow_provider_pdr.core.keys import key_page, page
+from airflow_provider_pdr.core.registry import (
+    COPY, DONE, PROGRESS_TABLE, SWEEP, progress_table, registry_schema,
 )
-from airflow_provider_pdr.core.schema import value_converters
-from airflow_provider_pdr.core.transform import Mapping
+from airflow_provider_pdr.core.values import decode_key, encode_key, value_converters
 
 log = logging.getLogger(__name__)
 
-PROGRESS_TABLE = "pdr_snapshots"
-COPY, SWEEP, DONE = "copy", "sweep", "done"
 # Chunks copied under one hold of the channel lock, each read while the one before is written;
 # a drain waiting for the lock gets it between two holds.
 CHUNKS_PER_HOLD = 8
@@ -66,65 +65,6 @@ class SnapshotResult(Timed):
 
     def as_dict(self) -> dict:
         return asdict(self)
-
-
-def progress_table(schema: str | None) -> sa.Table:
-    return sa.Table(
-        PROGRESS_TABLE, sa.MetaData(),
-        sa.Column("channel", sa.String(63), primary_key=True),
-        sa.Column("phase", sa.String(8), nullable=False),  # copy, sweep or done
-        sa.Column("resync", sa.Boolean, nullable=False),
-        sa.Column("last_key", sa.Text),  # JSON: the last key copied (copy) or swept (sweep)
-        sa.Column("copied", sa.BigInteger, nullable=False),
-        sa.Column("removed", sa.BigInteger, nullable=False),
-        schema=schema,
-    )
-
-
-# -- key values in JSON, typed so that a resumed run binds exactly the same values ----------
-def encode_key(values) -> str:
-    def one(v):
-        for kind, type_ in (("datetime", dt.datetime), ("date", dt.date), ("time", dt.time)):
-            if isinstance(v, type_):
-                return {kind: v.isoformat()}
-        if isinstance(v, decimal.Decimal):
-            return {"decimal": str(v)}
-        if isinstance(v, (bytes, memoryview)):
-            return {"bytes": bytes(v).hex()}
-        if isinstance(v, uuid.UUID):
-            return {"uuid": str(v)}
-        return v
-    return json.dumps([one(v) for v in values])
-
-
-def decode_key(text: str) -> tuple:
-    parse = {"datetime": dt.datetime.fromisoformat, "date": dt.date.fromisoformat, "time": dt.time.fromisoformat,
-             "decimal": decimal.Decimal, "bytes": bytes.fromhex, "uuid": uuid.UUID}
-
-    def one(v):
-        if isinstance(v, dict):
-            (kind, raw), = v.items()
-            return parse[kind](raw)
-        return v
-    return tuple(one(v) for v in json.loads(text))
-
-
-PLAIN_VALUES = {int, str, float, type(None)}  # already in the one form `comparable` gives
-
-
-def comparable(value):
-    """One form for values equal across engines (an instant, a number, bytes)."""
-    if type(value) in PLAIN_VALUES:  # most keys and values, each compared many times
-        return value
-    if isinstance(value, dt.datetime) and value.tzinfo is not None:
-        return value.astimezone(dt.timezone.utc).replace(tzinfo=None)
-    if isinstance(value, bool):
-        return int(value)
-    if isinstance(value, decimal.Decimal):
-        return value.normalize() if value.is_finite() else value
-    if isinstance(value, memoryview):
-        return bytes(value)
-    return value
 
 
 class Progress:
@@ -180,16 +120,6 @@ def is_loaded(source: Engine, channel: str) -> bool:
         return conn.execute(sa.select(table.c.phase).where(table.c.channel == channel)).scalar() == DONE
 
 
-def unfinished(source: Connection, schema: str | None, channel: str) -> bool:
-    """True when a copy or sweep of the channel was interrupted (it resumes on the next reflect)."""
-    found = False
-    if sa.inspect(source).has_table(PROGRESS_TABLE, schema=schema):
-        table = progress_table(schema)
-        found = source.execute(sa.select(table.c.phase).where(table.c.channel == channel)).scalar() in (COPY, SWEEP)
-    source.rollback()
-    return found
-
-
 def run_snapshot(source: Connection, destination: Connection, drain: Drain, *, resync: bool, chunk_size: int,
                  deadline: float | None, schema: str | None, restart: bool = False,
                  hold: Callable[[], ContextManager] | None = None) -> SnapshotResult:
@@ -197,7 +127,7 @@ def run_snapshot(source: Connection, destination: Connection, drain: Drain, *, r
     again every CHUNKS_PER_HOLD chunks; `hold` None: the caller holds it throughout."""
     if chunk_size < 1:
         raise ValueError(f"chunk_size must be at least 1, got {chunk_size}")
-    progress = Progress(source, schema, drain.channel.name)
+    progress = Progress(source, schema, drain.plan.channel.name)
     result, pace = SnapshotResult(), Pace()
     if progress.phase in (COPY, SWEEP) and not restart and (progress.resync or not resync):
         result.resumed = True  # an interrupted snapshot continues where it stopped
@@ -207,169 +137,157 @@ def run_snapshot(source: Connection, destination: Connection, drain: Drain, *, r
     else:
         progress.start(resync)
         progress.save(source)
+    return TableCopy(source, destination, drain, progress, result, pace, chunk_size, deadline, hold).run()
 
-    def out_of_time() -> bool:
-        return deadline is not None and time.monotonic() >= deadline
 
-    width = len(drain.source_keys)
-    where = reflection(drain.channel.name, drain.channel.table, drain.target.name, drain.target.schema)
+class TableCopy:
+    """One snapshot run's copy and sweep, with its progress, its result and its pace."""
 
-    def chunk(last: tuple | None, as_text: bool) -> list:
+    def __init__(self, source: Connection, destination: Connection, drain: Drain, progress: Progress,
+                 result: SnapshotResult, pace: Pace, chunk_size: int, deadline: float | None,
+                 hold: Callable[[], ContextManager] | None):
+        self.source, self.destination, self.drain = source, destination, drain
+        self.progress, self.result, self.pace = progress, result, pace
+        self.chunk_size, self.deadline = chunk_size, deadline
+        self.per_hold = CHUNKS_PER_HOLD if hold else None
+        self.hold = hold or contextlib.nullcontext
+        plan = drain.plan
+        self.width = len(plan.source_keys)
+        self.where = reflection(plan.channel.name, plan.channel.table, plan.target.name, plan.target.schema)
+
+    def run(self) -> SnapshotResult:
+        if self.progress.phase == COPY:
+            self.copy_in_database()
+        self.copy_rows()
+        self.sweep()
+        self.result.done = self.progress.phase == DONE
+        self.pace.add_to(self.result)
+        return self.result
+
+    def out_of_time(self) -> bool:
+        return self.deadline is not None and time.monotonic() >= self.deadline
+
+    def chunk(self, last: tuple | None, as_text: bool) -> list:
         """The chunk after key `last`: keys, then the fields or (as_text) their line of text."""
+        plan, text = self.drain.plan, self.drain.route.text
         if as_text:
-            drain.text.prepare(source)
-        return page(source, drain.source_rows(drain.shortcuts, as_text), drain.key_columns, last, chunk_size)
+            text.prepare(self.source)
+        query = plan.source_rows(self.drain.route.shortcuts, text.line if as_text else None)
+        return page(self.source, query, plan.key_columns, last, self.chunk_size)
 
-    def read(last: tuple | None) -> tuple[list, bool]:
+    def read(self, last: tuple | None) -> tuple[list, bool]:
         """The next chunk's rows, and whether they hold lines of text."""
-        as_text = drain.text is not None
-        rows = chunk(last, as_text)
-        if as_text and not lines_made(map(operator.itemgetter(width), rows)):
-            as_text, rows = False, chunk(last, False)
+        as_text = self.drain.route.text is not None
+        rows = self.chunk(last, as_text)
+        if as_text and not lines_made(map(operator.itemgetter(self.width), rows)):
+            as_text, rows = False, self.chunk(last, False)
         return rows, as_text
 
-    def write(rows: list, as_text: bool) -> None:
-        upserts, form = (([r[width] for r in rows], drain.span_form) if as_text
-                         else (drain.merged([r[width:] for r in rows]), drain.shortcut_form))
+    def write(self, rows: list, as_text: bool) -> None:
+        drain, width = self.drain, self.width
+        upserts, row_writer = (([r[width] for r in rows], drain.route.span_writer) if as_text
+                               else (drain.plan.merged([r[width:] for r in rows]), drain.route.shortcut_writer))
         try:
-            drain.apply(destination, upserts, [], form)
+            drain.writer.apply(self.destination, upserts, [], row_writer)
         except sa.exc.DBAPIError as error:
-            refused = Batch(upserts, [], [], keys=[tuple(r[:width]) for r in rows], form=form)
+            refused = Batch(upserts, [], [], keys=[tuple(r[:width]) for r in rows], row_writer=row_writer)
             raise ApplyError(
-                f"{where}: the destination rejected a chunk of the {'resync' if progress.resync else 'initial load'} "
-                f"({len(rows)} rows from {brief_key(drain.source_keys, rows[0][:width])}); the copy resumes at "
-                f"this chunk once that is fixed: {drain.refusal(destination, refused, error)}"
+                f"{self.where}: the destination rejected a chunk of the "
+                f"{'resync' if self.progress.resync else 'initial load'} ({len(rows)} rows from "
+                f"{brief_key(drain.plan.source_keys, rows[0][:width])}); the copy resumes at this chunk once "
+                f"that is fixed: {drain.writer.refusal(self.destination, refused, error)}"
             ) from error
 
-    per_hold = CHUNKS_PER_HOLD if hold else None
-    hold = hold or contextlib.nullcontext
-
-    def copy_inside() -> None:
+    def copy_in_database(self) -> None:
         """Copy chunks inside the source database while it reaches the destination table (see
-        core/inside.py), each chunk committed with its progress; a chunk the destination refuses
-        leaves the rest of the copy to the row path, which names the row."""
-        with applying_inside(drain, source, destination.engine) as inside:
-            if inside is None:
+        core/drain/in_database.py), each chunk committed with its progress; a chunk the destination
+        refuses leaves the rest of the copy to the row path, which names the row."""
+        source, progress = self.source, self.progress
+        with applying_in_database(self.drain.plan, self.drain.route, source, self.destination.engine) as applying:
+            if applying is None:
                 return
-            log.info("%s: copying inside the source database, which reaches the destination table", where)
-            while progress.phase == COPY and not out_of_time():
-                with hold():
+            log.info("%s: copying inside the source database, which reaches the destination table", self.where)
+            while progress.phase == COPY and not self.out_of_time():
+                with self.hold():
                     for held in itertools.count(1):
-                        keys = pace.inline(inside.copy, source, progress.last, chunk_size)
+                        keys = self.pace.inline(applying.copy, source, progress.last, self.chunk_size)
                         if keys is None:
                             return
-                        progress.chunk_copied(source, len(keys), keys[-1] if keys else None, result)
-                        if not keys or held == per_hold or out_of_time():
+                        progress.chunk_copied(source, len(keys), keys[-1] if keys else None, self.result)
+                        if not keys or held == self.per_hold or self.out_of_time():
                             break
 
-    if progress.phase == COPY:
-        copy_inside()
-    # The next chunk is read while the last one is written, both under the same hold: a hold
-    # ends only after every chunk it read is written (the writer's thread ends inside it, even
-    # when a read fails meanwhile), and each written chunk is saved at once.
-    while progress.phase == COPY and not out_of_time():
-        with hold(), writing_thread(drain) as writer:
-            rows, as_text = read(progress.last)
-            for held in itertools.count(1):
-                if not rows:
-                    progress.chunk_copied(source, 0, None, result)
-                    break
-                writing = writer.submit(pace.writer(write), rows, as_text)
-                last = tuple(rows[-1][:width])
-                following = None if held == per_hold or out_of_time() else read(last)
-                pace.wait(writing)
-                progress.chunk_copied(source, len(rows), last, result)
-                if following is None:
-                    break
-                rows, as_text = following
+    def copy_rows(self) -> None:
+        """The copy through Python. The next chunk is read while the last one is written, both
+        under the same hold: a hold ends only after every chunk it read is written (the writer's
+        thread ends inside it, even when a read fails meanwhile), and each written chunk is saved
+        at once."""
+        source, progress, pace, plan = self.source, self.progress, self.pace, self.drain.plan
+        while progress.phase == COPY and not self.out_of_time():
+            with self.hold(), writing_thread(plan.src, plan.dst) as writer:
+                rows, as_text = self.read(progress.last)
+                for held in itertools.count(1):
+                    if not rows:
+                        progress.chunk_copied(source, 0, None, self.result)
+                        break
+                    writing = writer.submit(pace.writer(self.write), rows, as_text)
+                    last = tuple(rows[-1][: self.width])
+                    following = None if held == self.per_hold or self.out_of_time() else self.read(last)
+                    pace.wait(writing)
+                    progress.chunk_copied(source, len(rows), last, self.result)
+                    if following is None:
+                        break
+                    rows, as_text = following
 
-    dest_keys = [drain.target.c[k] for k in drain.keys]
-    to_source = value_converters(drain.source_table)
-    while progress.phase == SWEEP and not out_of_time():
-        with hold():
-            keys = key_page(destination, dest_keys, progress.last, chunk_size)
-            if not keys:
-                progress.phase, progress.last = DONE, None
-            else:
-                gone = missing_in_source(source, drain, keys, to_source)
-                removed = pace.inline(drain.apply, destination, [], gone) if gone else 0
-                progress.last = keys[-1]
-                progress.removed += removed
-                result.removed += removed
-                result.chunks += 1
-        progress.save(source)
-    result.done = progress.phase == DONE
-    pace.add_to(result)
-    return result
-
-
-def missing_in_source(source: Connection, drain: Drain, keys: list[tuple], to_source: dict) -> list[tuple]:
-    """The destination keys whose row the source no longer has (or that no longer match the filter).
-    Where keys compare exactly (Drain.exact_lookup), the source counts them first: mostly none
-    is gone, and then no key travels back."""
-    converters = [to_source.get(k) for k in drain.source_keys]
-    columns = [drain.source_table.c[k] for k in drain.source_keys]
-    asked = [tuple(f(v) if f else v for f, v in zip(converters, key)) for key in keys] if any(converters) else keys
-
-    def matching(*selected: sa.ColumnElement) -> Iterator[sa.Select]:
-        for condition in keys_among(drain.src, columns, asked):
-            query = sa.select(*selected).select_from(drain.source_table).where(condition)
-            yield query if drain.plan.condition is None else query.where(drain.plan.condition)
-
-    try:
-        if drain.exact_lookup and sum(source.scalar(query) for query in matching(sa.func.count())) == len(asked):
-            return []
-        found = {tuple(comparable(v) for v in row) for query in matching(*columns) for row in source.execute(query)}
-    finally:
-        source.rollback()
-    return [key for key in keys if tuple(comparable(v) for v in key) not in found]
+    def sweep(self) -> None:
+        """A resync's sweep: destination rows whose key the source no longer has are removed."""
+        source, destination, progress, drain = self.source, self.destination, self.progress, self.drain
+        dest_keys = [drain.plan.target.c[k] for k in drain.plan.keys]
+        to_source = value_converters(drain.plan.source_table)
+        while progress.phase == SWEEP and not self.out_of_time():
+            with self.hold():
+                keys = key_page(destination, dest_keys, progress.last, self.chunk_size)
+                if not keys:
+                    progress.phase, progress.last = DONE, None
+                else:
+                    gone = missing_in_source(source, drain.plan, keys, to_source)
+                    removed = self.pace.inline(drain.writer.apply, destination, [], gone) if gone else 0
+                    progress.last = keys[-1]
+                    progress.removed += removed
+                    self.result.removed += removed
+                    self.result.chunks += 1
+            progress.save(source)
 
 
 def snapshot(
     source: Engine,
     destination: Engine,
-    channel: str,
-    destination_table: str | None = None,
-    destination_schema: str | None = None,
+    spec: ReflectionSpec,
     *,
-    mapping: Mapping | None = None,
-    deletes: bool = True,
     resync: bool = False,
     restart: bool = False,
     chunk_size: int = 5000,
-    create_table: bool = False,
     time_budget: float | None = None,
-    lock_timeout: float = 60.0,
 ) -> SnapshotResult:
     """Initial load (``resync=False``): copy every source row once; a completed load is not
     repeated. Resync (``resync=True``): copy again and remove destination rows the source no
-    longer has (unless `deletes` is false or the mapping's on_delete is keep). An interrupted
-    run resumes where it stopped (``restart=True`` starts over).
+    longer has (unless the spec's `deletes` is false or the mapping's on_delete is keep). An
+    interrupted run resumes where it stopped (``restart=True`` starts over).
     Run a reflect afterwards to apply the changes captured during the copy."""
     started = time.monotonic()
     deadline = None if time_budget is None else started + time_budget
-    with open_drain(source, destination, channel, destination_table, destination_schema,
-                    create_table=create_table, deletes=deletes, mapping=mapping) as (drain, sconn, dconn):
-        info, table = drain.channel, drain.target.name
+    with open_drain(source, destination, spec) as (drain, sconn, dconn):
+        info, table = drain.plan.channel, drain.plan.target.name
         result = run_snapshot(sconn, dconn, drain, resync=resync, chunk_size=chunk_size, deadline=deadline,
                               schema=info.schema, restart=restart,
-                              hold=lambda: drain.src.channel_lock(source, info.schema, channel, lock_timeout))
+                              hold=lambda: drain.plan.src.channel_lock(source, info.schema, info.name,
+                                                                       spec.lock_timeout))
     result.seconds = time.monotonic() - started
     log.info("%s: %s %s, %d rows copied, %d removed in %d chunks, %s",
-             reflection(channel, info.table, table, destination_schema), "resync" if resync else "initial load",
+             reflection(info.name, info.table, table, spec.destination_schema), "resync" if resync else "initial load",
              "complete" if result.done else "paused (resumes on the next run)", result.copied, result.removed,
              result.chunks, result.timing())
     return result
-
-
-def forget(conn: Connection, schema: str | None, channel: str) -> None:
-    """Drop the channel's snapshot progress (on uninstall); the table goes with its last row."""
-    if not sa.inspect(conn).has_table(PROGRESS_TABLE, schema=schema):
-        return
-    table = progress_table(schema)
-    conn.execute(table.delete().where(table.c.channel == channel))
-    if conn.execute(sa.select(sa.func.count()).select_from(table)).scalar() == 0:
-        table.drop(conn)
 
 
 __all__ = ["SnapshotResult", "is_loaded", "run_snapshot", "snapshot"]

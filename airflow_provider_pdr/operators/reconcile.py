@@ -8,7 +8,7 @@ from typing import Any
 
 from airflow.sdk import BaseOperator
 
-from airflow_provider_pdr.core import PdrError, reconcile, transform
+from airflow_provider_pdr.core import PdrError, ReflectionSpec, reconcile, transform
 from airflow_provider_pdr.core.schema import describe
 from airflow_provider_pdr.hooks import PdrHook
 from airflow_provider_pdr.operators.reflect import seconds
@@ -73,10 +73,9 @@ class ReconcileOperator(BaseOperator):
     def execute(self, context: Any) -> dict:
         target = describe(self.destination_table, self.destination_schema)
         with PdrHook(self.source_conn_id) as source, PdrHook(self.destination_conn_id) as destination:
-            result = reconcile(
-                source.engine, destination.engine, self.channel, self.destination_table, self.destination_schema,
-                mapping=self.mapping, deletes=self.deletes, repair=self.repair, chunk_size=self.chunk_size, lock_timeout=self.lock_timeout,
-            )
+            spec = ReflectionSpec(self.channel, self.destination_table, self.destination_schema, mapping=self.mapping,
+                                  deletes=self.deletes, lock_timeout=self.lock_timeout)
+            result = reconcile(source.engine, destination.engine, spec, repair=self.repair, chunk_size=self.chunk_size)
         self.log.info(
             "channel %r -> %r: %d rows checked, %d differ (%d missing, %d different, %d extra), %d pending%s",
             self.channel, target, result.checked, result.differing, result.missing, result.different, result.extra,

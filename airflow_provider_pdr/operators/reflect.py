@@ -10,7 +10,7 @@ from typing import Any
 from airflow.sdk import Asset, BaseOperator
 
 from airflow_provider_pdr.assets import table_asset
-from airflow_provider_pdr.core import ConfigurationError, ReflectResult, reflect, snapshot, transform
+from airflow_provider_pdr.core import ConfigurationError, ReflectResult, ReflectionSpec, reflect, snapshot, transform
 from airflow_provider_pdr.core.channel import load_channel
 from airflow_provider_pdr.core.schema import describe
 from airflow_provider_pdr.hooks import PdrHook
@@ -142,11 +142,10 @@ class ReflectOperator(BaseOperator):
     def resync(self, source: PdrHook, destination: PdrHook):
         """Copy every row again and remove what the source no longer has; a paused resync resumes
         on the next run before anything else."""
-        result = snapshot(
-            source.engine, destination.engine, self.channel, self.destination_table, self.destination_schema,
-            mapping=self.mapping, deletes=self.deletes, resync=True, restart=True, chunk_size=self.batch_size,
-            create_table=self.create_table, time_budget=self.time_budget, lock_timeout=self.lock_timeout,
-        )
+        spec = ReflectionSpec(self.channel, self.destination_table, self.destination_schema, mapping=self.mapping,
+                              deletes=self.deletes, create_table=self.create_table, lock_timeout=self.lock_timeout)
+        result = snapshot(source.engine, destination.engine, spec, resync=True, restart=True,
+                          chunk_size=self.batch_size, time_budget=self.time_budget)
         self.log.info("full refresh of channel %r: %d rows copied, %d removed%s", self.channel, result.copied,
                       result.removed, "" if result.done else " (paused by the time budget: resumes next run)")
         return result
@@ -156,12 +155,10 @@ class ReflectOperator(BaseOperator):
         deadline = time.monotonic() + (self.time_budget if budget is None else max(budget, 0.0))
         total = ReflectResult()
         while True:
-            result = reflect(
-                source.engine, destination.engine, self.channel, self.destination_table, self.destination_schema,
-                batch_size=self.batch_size, time_budget=max(deadline - time.monotonic(), 0.0),
-                deletes=self.deletes, create_table=self.create_table, lock_timeout=self.lock_timeout,
-                mapping=self.mapping, initial_load=self.initial_load,
-            )
+            spec = ReflectionSpec(self.channel, self.destination_table, self.destination_schema, mapping=self.mapping,
+                                  deletes=self.deletes, create_table=self.create_table, lock_timeout=self.lock_timeout)
+            result = reflect(source.engine, destination.engine, spec, batch_size=self.batch_size,
+                             time_budget=max(deadline - time.monotonic(), 0.0), initial_load=self.initial_load)
             for field in ("upserted", "deleted", "batches", "changes", "copied"):
                 setattr(total, field, getattr(total, field) + getattr(result, field))
             total.add_sides(result)

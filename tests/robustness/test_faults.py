@@ -12,10 +12,13 @@ import pytest
 import sqlalchemy as sa
 
 from airflow_provider_pdr.core import (
-    ApplyError, ChannelBusyError, UnreachableError, install_channel, pending_changes, reflect,
+    ApplyError, ChannelBusyError, ReflectionSpec, UnreachableError, install_channel, pending_changes, reflect,
 )
+from airflow_provider_pdr.core.drain.ack import Acknowledger
+from airflow_provider_pdr.core.drain.read import Reader
+from airflow_provider_pdr.core.drain.route import ANY_ROUTE, EXACT_PATH
+from airflow_provider_pdr.core.drain.write import Writer
 from airflow_provider_pdr.core.engines import engine_module
-from airflow_provider_pdr.core.reflect import Drain
 from tests.support.databases import execute
 from tests.support.tables import create, orders, table_rows, write
 from tests.support.faults import ReflectWorkers, TcpProxy, Writers, same_rows
@@ -59,7 +62,7 @@ def test_reflect_killed_at_random_points_mid_drain_loses_nothing(source, destina
             between_commit_and_ack += last == "applied"
     assert not writers.errors
     assert writers.committed > 0
-    reflect(source, destination, "orders", "mirror")
+    reflect(source, destination, ReflectionSpec("orders", "mirror"))
     verified = assert_mirror(source, destination)
     print(f"\nRELIABILITY kill: {source.dialect.name}->{destination.dialect.name} kills={workers.killed - killed} "
           f"after_commit_before_ack>={between_commit_and_ack} writes={writers.committed} rows={verified}")
@@ -70,7 +73,8 @@ def test_reflect_killed_at_random_points_mid_drain_loses_nothing(source, destina
 
 def cut_at_batch(monkeypatch, method: str, batch: int, proxy: TcpProxy):
     """Take `proxy` down when the drain reaches `method` for the `batch`-th time."""
-    original, calls = getattr(Drain, method), []
+    role = {"apply": Writer, "acknowledge": Acknowledger, "read_span": Reader, "read_batch": Reader}[method]
+    original, calls = getattr(role, method), []
 
     def cutting(self, *args):
         calls.append(1)
@@ -78,7 +82,7 @@ def cut_at_batch(monkeypatch, method: str, batch: int, proxy: TcpProxy):
             proxy.down()
         return original(self, *args)
 
-    monkeypatch.setattr(Drain, method, cutting)
+    monkeypatch.setattr(role, method, cutting)
 
 
 def server(engine):
@@ -92,11 +96,11 @@ def test_destination_unreachable_then_back(source, destination, monkeypatch):
     proxy = TcpProxy(*server(destination))
     via_proxy = proxied(destination, proxy)
     write(source, table.insert(), [{"id": i, "note": "first"} for i in range(100)])
-    reflect(source, via_proxy, "orders", "mirror", create_table=True, batch_size=10, max_batches=1)
+    reflect(source, via_proxy, ReflectionSpec("orders", "mirror", create_table=True), batch_size=10, max_batches=1)
 
     proxy.down()  # unreachable before the run starts
     with pytest.raises(UnreachableError, match=r"channel 'orders'.*destination") as error:
-        reflect(source, via_proxy, "orders", "mirror", batch_size=10)
+        reflect(source, via_proxy, ReflectionSpec("orders", "mirror"), batch_size=10)
     assert "retry" in str(error.value)
     assert pending_changes(source, "orders").count == 90
 
@@ -104,13 +108,13 @@ def test_destination_unreachable_then_back(source, destination, monkeypatch):
     with monkeypatch.context() as patch:  # lost in the middle of a drain
         cut_at_batch(patch, "apply", 6, proxy)  # the second batch of the second span of 40 change rows
         with pytest.raises(UnreachableError, match=r"channel 'orders'.*destination"):
-            reflect(source, via_proxy, "orders", "mirror", batch_size=10)
+            reflect(source, via_proxy, ReflectionSpec("orders", "mirror"), batch_size=10)
     assert pending_changes(source, "orders").count == 50, "only the first span, applied whole, is acknowledged"
     write(source, table.update().where(table.c.id < 50).values(note="meanwhile"))
     write(source, table.delete().where(table.c.id >= 95))
 
     proxy.up()
-    reflect(source, via_proxy, "orders", "mirror", batch_size=10)
+    reflect(source, via_proxy, ReflectionSpec("orders", "mirror"), batch_size=10)
     assert assert_mirror(source, destination) == 95
     via_proxy.dispose()
     proxy.down()
@@ -120,7 +124,7 @@ def test_destination_unreachable_then_back(source, destination, monkeypatch):
 @pytest.mark.parametrize("method,spans,left", [("read_span", True, 60), ("acknowledge", True, 20),
                                                ("read_batch", False, 60), ("acknowledge", False, 50)])
 def test_source_unreachable_during_a_drain(source, destination, monkeypatch, method, spans, left):
-    monkeypatch.setattr(Drain, "read_spans", spans)
+    route = ANY_ROUTE if spans else EXACT_PATH
     table = orders(source)
     install_channel(source, "orders", "orders")
     proxy = TcpProxy(*server(source))
@@ -129,17 +133,19 @@ def test_source_unreachable_during_a_drain(source, destination, monkeypatch, met
     with monkeypatch.context() as patch:
         cut_at_batch(patch, method, 2, proxy)
         with pytest.raises(UnreachableError, match=r"channel 'orders'.*source"):
-            reflect(via_proxy, destination, "orders", "mirror", create_table=True, batch_size=10)
+            reflect(via_proxy, destination, ReflectionSpec("orders", "mirror", create_table=True, route=route),
+                    batch_size=10)
     # The second batch (a span of 20 change rows after one of 40, or the second batch of 10) is
     # read while the first is applied, and the first is acknowledged after that read: cut at the
     # read, nothing was acknowledged; cut at the second acknowledgement, only the first batch was.
     assert pending_changes(source, "orders").count == left
 
     with pytest.raises(UnreachableError, match=r"channel 'orders'.*source"):
-        reflect(via_proxy, destination, "orders", "mirror")  # still down: fails at once, clearly
+        # still down: fails at once, clearly
+        reflect(via_proxy, destination, ReflectionSpec("orders", "mirror", route=route))
     write(source, table.update().where(table.c.id % 2 == 0).values(note="meanwhile"))
     proxy.up()
-    reflect(via_proxy, destination, "orders", "mirror", batch_size=10)
+    reflect(via_proxy, destination, ReflectionSpec("orders", "mirror", route=route), batch_size=10)
     assert assert_mirror(source, destination) == 60
     via_proxy.dispose()
     proxy.down()
@@ -165,7 +171,7 @@ def test_a_rejected_row_is_named_by_key_and_blocks_only_its_channel(source, dest
     write(source, table.update().where(table.c.id == 37).values(amount=-5))
 
     with pytest.raises(ApplyError) as error:
-        reflect(source, destination, "orders", "strict", batch_size=10)
+        reflect(source, destination, ReflectionSpec("orders", "strict"), batch_size=10)
     message = str(error.value)
     assert "channel 'orders'" in message
     assert "id=37" in message, message
@@ -177,11 +183,11 @@ def test_a_rejected_row_is_named_by_key_and_blocks_only_its_channel(source, dest
     assert pending_changes(source, "orders").count == 11
 
     # Another channel of the same table keeps working meanwhile.
-    reflect(source, destination, "audit", "audit_copy", create_table=True)
+    reflect(source, destination, ReflectionSpec("audit", "audit_copy", create_table=True))
     assert table_rows(destination, "audit_copy") == table_rows(source, "orders")
 
     write(source, table.update().where(table.c.id == 37).values(amount=5))  # the user fixes the row
-    reflect(source, destination, "orders", "strict", batch_size=10)
+    reflect(source, destination, ReflectionSpec("orders", "strict"), batch_size=10)
     assert table_rows(destination, "strict") == table_rows(source, "orders")
 
 
@@ -201,7 +207,7 @@ def test_a_value_too_long_names_the_composite_key(source, destination):
     install_channel(source, "lines", "lines")
     write(source, table.update().values(note=table.c.note))  # capture every row
     with pytest.raises(ApplyError) as error:
-        reflect(source, destination, "lines", "lines")
+        reflect(source, destination, ReflectionSpec("lines", "lines"))
     assert "order=1" in str(error.value) and "line='l17'" in str(error.value), str(error.value)
     assert "too long" in str(error.value).lower(), str(error.value)
     # Row values stay out of the message and its chain (psycopg 3's COPY quotes them in a context line).
@@ -215,14 +221,14 @@ def test_a_rejected_delete_is_named_by_key(source, destination):
     table = orders(source)
     install_channel(source, "orders", "orders")
     write(source, table.insert(), [{"id": i} for i in range(1, 6)])
-    reflect(source, destination, "orders", "mirror", create_table=True)
+    reflect(source, destination, ReflectionSpec("orders", "mirror", create_table=True))
     execute(destination, "CREATE TABLE child (id INTEGER PRIMARY KEY, order_id INTEGER, "
                          "FOREIGN KEY (order_id) REFERENCES mirror (id))")
     execute(destination, "INSERT INTO child VALUES (1, 3)")
     write(source, table.delete().where(table.c.id == 3))
     write(source, table.update().where(table.c.id == 1).values(note="changed"))
     with pytest.raises(ApplyError, match=r"the delete of the row id=3 was rejected: .*foreign key"):
-        reflect(source, destination, "orders", "mirror")
+        reflect(source, destination, ReflectionSpec("orders", "mirror"))
     assert pending_changes(source, "orders").count == 2
     assert table_rows(destination, "mirror")[0] == (1, None, None), "nothing of the batch was applied"
 
@@ -242,12 +248,12 @@ def test_a_second_run_fails_clearly_or_waits_and_the_lock_dies_with_its_process(
     workers.wait_for(holder, "locked")
 
     with pytest.raises(ChannelBusyError, match="channel 'orders' is being drained by another run"):
-        reflect(source, destination, "orders", "mirror", create_table=True, lock_timeout=0.3)
+        reflect(source, destination, ReflectionSpec("orders", "mirror", create_table=True, lock_timeout=0.3))
     assert pending_changes(source, "orders").count == 10
 
     results = []
     waiting = threading.Thread(target=lambda: results.append(
-        reflect(source, destination, "orders", "mirror", create_table=True, lock_timeout=30)))
+        reflect(source, destination, ReflectionSpec("orders", "mirror", create_table=True, lock_timeout=30))))
     waiting.start()
     waiting.join(1.5)
     assert waiting.is_alive(), "the second run waits for the lock instead of draining beside the first"
@@ -295,8 +301,9 @@ def test_concurrent_runs_of_one_channel_neither_double_apply_nor_lose(source, de
     def run(n):
         try:
             for _ in range(5):  # bounded runs: under constant writes a drain may never see an empty channel
-                results.append(reflect(source, destination, "orders", "mirror", create_table=True,
-                                       batch_size=7, max_batches=3, lock_timeout=30))
+                results.append(reflect(source, destination,
+                                       ReflectionSpec("orders", "mirror", create_table=True, lock_timeout=30),
+                                       batch_size=7, max_batches=3))
         except Exception as error:  # noqa: BLE001 - reported by the assertion below
             errors.append(error)
 
@@ -307,6 +314,6 @@ def test_concurrent_runs_of_one_channel_neither_double_apply_nor_lose(source, de
         for thread in runs:
             thread.join(60)
     assert not errors and not writers.errors
-    reflect(source, destination, "orders", "mirror")
+    reflect(source, destination, ReflectionSpec("orders", "mirror"))
     assert assert_mirror(source, destination) > 0
     assert len(results) == 15

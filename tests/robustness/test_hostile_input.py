@@ -14,8 +14,8 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import mysql, postgresql
 
 from airflow_provider_pdr.core import (
-    ChannelNotFoundError, ConfigurationError, PdrError, SchemaError, install_channel, pending_changes, reflect,
-    uninstall_channel,
+    ChannelNotFoundError, ConfigurationError, PdrError, ReflectionSpec, SchemaError, install_channel, pending_changes,
+    reflect, uninstall_channel,
 )
 from airflow_provider_pdr.core.engines import engine_module
 from tests.support.databases import execute, q
@@ -82,11 +82,11 @@ def test_hostile_table_and_column_names_are_quoted_never_executed(source, destin
         write(source, table.delete().where(table.c[name] == 2))
         if "`" in name and destination.dialect.name == "mysql":
             with pytest.raises(ConfigurationError, match="backtick"):
-                reflect(source, destination, channel, name, create_table=True)
+                reflect(source, destination, ReflectionSpec(channel, name, create_table=True))
             assert not sa.inspect(destination).has_table(name)
             assert pending_changes(source, channel).count == 8
             continue
-        reflect(source, destination, channel, name, create_table=True)
+        reflect(source, destination, ReflectionSpec(channel, name, create_table=True))
         assert table_rows(destination, name) == table_rows(source, name), name
         assert pending_changes(source, channel).count == 0
         assert uninstall_channel(source, channel)
@@ -106,7 +106,7 @@ def test_hostile_channel_names_are_refused_before_anything_runs(engine):
         with pytest.raises(ConfigurationError, match="channel name .* is invalid"):
             uninstall_channel(engine, name)
         with pytest.raises((ConfigurationError, ChannelNotFoundError)):
-            reflect(engine, engine, name, "orders")
+            reflect(engine, engine, ReflectionSpec(name, "orders"))
         with pytest.raises((ConfigurationError, ChannelNotFoundError)):
             pending_changes(engine, name)
     assert objects(engine) == before
@@ -130,9 +130,9 @@ def test_hostile_schema_and_destination_names_fail_as_missing_objects(engine, da
     write(engine, sa.text(f"INSERT INTO {q(engine, 'orders')} (id) VALUES (1)"))
     destination = databases.new("sqlite")
     with pytest.raises(SchemaError, match=r"victim; --\.mirror' does not exist"):
-        reflect(engine, destination, "orders", "mirror", destination_schema=hostile, create_table=False)
+        reflect(engine, destination, ReflectionSpec("orders", "mirror", destination_schema=hostile, create_table=False))
     with pytest.raises(SchemaError, match=r"table 'x\"; DROP TABLE victim; --' does not exist"):
-        reflect(engine, destination, "orders", 'x"; DROP TABLE victim; --')
+        reflect(engine, destination, ReflectionSpec("orders", 'x"; DROP TABLE victim; --'))
     assert pending_changes(engine, "orders").count == 1, "nothing acknowledged"
     assert_unharmed(engine)
 
@@ -161,9 +161,9 @@ def test_a_destination_without_the_source_key_is_refused_before_writing(source, 
     create(destination, "keyless", sa.Column("id", sa.Integer), sa.Column("note", sa.String(100)),
            sa.Column("amount", sa.Numeric(12, 2)))
     with pytest.raises(SchemaError, match=r"'keyless' must have the primary key \['id'\]"):
-        reflect(source, destination, "orders", "keyless")
+        reflect(source, destination, ReflectionSpec("orders", "keyless"))
     with pytest.raises(SchemaError, match=r"'missing' does not exist"):
-        reflect(source, destination, "orders", "missing")
+        reflect(source, destination, ReflectionSpec("orders", "missing"))
     assert pending_changes(source, "orders").count == 1
 
 
@@ -178,10 +178,10 @@ def test_a_destination_keyed_by_a_unique_constraint_is_mirrored(databases, desti
            sa.Column("id", sa.Integer, nullable=False, unique=True), sa.Column("note", sa.String(100)),
            sa.Column("amount", sa.Numeric(12, 2)))
     write(source, table.insert(), [{"id": 1, "note": "a"}, {"id": 2, "note": "b"}])
-    reflect(source, destination, "orders", "keyed")
+    reflect(source, destination, ReflectionSpec("orders", "keyed"))
     write(source, table.update().where(table.c.id == 1).values(note="changed"))
     write(source, table.delete().where(table.c.id == 2))
-    reflect(source, destination, "orders", "keyed")
+    reflect(source, destination, ReflectionSpec("orders", "keyed"))
     assert [row[1:3] for row in table_rows(destination, "keyed")] == [(1, "changed")]
 
 
@@ -192,7 +192,7 @@ def test_an_unsupported_type_creates_nothing_in_the_destination(source, destinat
     install_channel(source, "odd", "odd")
     execute(source, "INSERT INTO odd (id, span, tags) VALUES (1, '1 day', '{1,2}')")
     with pytest.raises(PdrError, match=r"odd\.span.*no portable equivalent"):
-        reflect(source, destination, "odd", "odd", create_table=True)
+        reflect(source, destination, ReflectionSpec("odd", "odd", create_table=True))
     assert not sa.inspect(destination).has_table("odd")
     assert pending_changes(source, "odd").count == 1
 
@@ -265,7 +265,7 @@ def test_mysql_key_edges_never_fail_a_write(source, destination):
     install_channel(source, "longest", "longest")
     write(source, long_keys.insert(), [{"k": longest, "note": "a"}, {"k": "🙂", "note": "b"}])
     write(source, long_keys.update().where(long_keys.c.k == "🙂").values(k=longest[:-1] + "!"))
-    reflect(source, destination, "longest", "longest", create_table=True)
+    reflect(source, destination, ReflectionSpec("longest", "longest", create_table=True))
     assert table_rows(destination, "longest") == table_rows(source, "longest")
 
     table = create(
@@ -296,7 +296,7 @@ def test_mysql_key_edges_never_fail_a_write(source, destination):
         conn.exec_driver_sql("SET SESSION sql_mode = ''")  # a lax session writes through strict triggers too
         conn.exec_driver_sql("INSERT INTO edges (k, n, d, t, b, note) VALUES ('lax', 9, 0, '2000-01-01', 'y', 'z')")
     write(source, table.delete().where(table.c.n == 9))
-    reflect(source, destination, "edges", "edges", create_table=True)
+    reflect(source, destination, ReflectionSpec("edges", "edges", create_table=True))
     assert table_rows(destination, "edges") == table_rows(source, "edges")
 
 
@@ -330,7 +330,7 @@ def test_postgresql_key_edges_never_fail_a_write(source, destination):
     if destination.dialect.name == "mysql":  # a TEXT key needs a prefix index there: create it by hand
         execute(destination, "CREATE TABLE edges (k VARCHAR(3000) COLLATE utf8mb4_bin, u CHAR(36), t DATETIME(6), "
                              "note VARCHAR(20), PRIMARY KEY (k(700), u, t))")
-    reflect(source, destination, "edges", "edges", create_table=True)
+    reflect(source, destination, ReflectionSpec("edges", "edges", create_table=True))
     mirrored, original = table_rows(destination, "edges"), table_rows(source, "edges")
     assert [(r[0], str(r[1]), r[3]) for r in mirrored] == [(r[0], str(r[1]), r[3]) for r in original]
     assert pending_changes(source, "edges").count == 0
@@ -350,7 +350,7 @@ def test_postgresql_keys_that_ignore_case_leave_no_ghost(source, destination):
         table = sa.Table(name, sa.MetaData(), autoload_with=source)
         write(source, table.insert(), [{"k": k, "note": "new"} for k in ("a", "b", "Mixed")])
         install_channel(source, name, name)
-        reflect(source, destination, name, name, create_table=True, initial_load=True)
+        reflect(source, destination, ReflectionSpec(name, name, create_table=True), initial_load=True)
         with source.begin() as conn:
             conn.execute(table.update().values(note="updated"))
         assert pending_changes(source, name).count == 3, "one change row a key"
@@ -358,7 +358,7 @@ def test_postgresql_keys_that_ignore_case_leave_no_ghost(source, destination):
             conn.execute(table.update().where(table.c.k == "a").values(k="A"))  # case-only key changes
             conn.execute(table.update().where(table.c.k == "mixed").values(k="MIXED"))
         assert pending_changes(source, name).count == 7
-        reflect(source, destination, name, name)
+        reflect(source, destination, ReflectionSpec(name, name))
         assert table_rows(destination, name) == [("A", "updated"), ("MIXED", "updated"), ("b", "updated")], name
 
 
@@ -373,7 +373,7 @@ def test_sqlite_key_edges_never_fail_a_write(source, destination):
     execute(source, "INSERT INTO edges VALUES ('1', 'd') ON CONFLICT (k) DO UPDATE SET note = 'e'")
     execute(source, "UPDATE edges SET k = k || '!'")
     execute(source, "DELETE FROM edges WHERE note = 'a'")
-    reflect(source, destination, "edges", "edges", create_table=True)
+    reflect(source, destination, ReflectionSpec("edges", "edges", create_table=True))
     assert table_rows(destination, "edges") == table_rows(source, "edges") == [("1!", "e")]
 
 
@@ -385,7 +385,7 @@ def test_mysql_set_and_enum_keys_mirror_as_text(source, destination):
     execute(source, "INSERT INTO s VALUES ('a,b', 'x', 1), ('', 'y', 2), ('c', 'x', 3)")
     execute(source, "UPDATE s SET k = 'b,c' WHERE v = 1")
     execute(source, "DELETE FROM s WHERE v = 3")
-    reflect(source, destination, "s", "s", create_table=True)
+    reflect(source, destination, ReflectionSpec("s", "s", create_table=True))
     assert table_rows(destination, "s") == [("", "y", 2), ("b,c", "x", 1)]
 
 
@@ -398,10 +398,10 @@ def test_sqlite_untyped_keys_keep_1_and_text_1_apart(source, databases):
     execute(source, "UPDATE u SET v = 'text!' WHERE k = '1'")
     assert pending_changes(source, "u").count == 5
     with pytest.raises(PdrError, match=r"u\.k: column type .* has no portable equivalent"):
-        reflect(source, databases.new("postgresql"), "u", "u", create_table=True)
+        reflect(source, databases.new("postgresql"), ReflectionSpec("u", "u", create_table=True))
     destination = databases.new("sqlite")
     execute(destination, "CREATE TABLE u (k PRIMARY KEY, v)")  # a table made by hand mirrors it
-    reflect(source, destination, "u", "u")
+    reflect(source, destination, ReflectionSpec("u", "u"))
     with destination.connect() as conn:
         mirrored = conn.exec_driver_sql("SELECT k, typeof(k), v FROM u ORDER BY v").all()
     assert mirrored == [(b"\x01", "blob", "blob"), (1, "integer", "int"), (1.5, "real", "real"),

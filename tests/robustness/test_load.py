@@ -8,7 +8,7 @@ import time
 import pytest
 import sqlalchemy as sa
 
-from airflow_provider_pdr.core import install_channel, pending_changes, reflect
+from airflow_provider_pdr.core import ReflectionSpec, install_channel, pending_changes, reflect
 from tests.support.tables import orders
 from tests.support.faults import Writers, same_rows
 
@@ -27,13 +27,13 @@ def test_sixteen_writers_while_reflect_runs_repeatedly(source, destination):
     with Writers(writing, table, threads=16, keys=300, rollback_rate=0.1, long_rate=0.03, seed=3) as writers:
         deadline = time.monotonic() + WRITE_SECONDS
         while time.monotonic() < deadline:
-            result = reflect(source, destination, "orders", "mirror", create_table=True,
-                             batch_size=40, max_batches=4)
+            result = reflect(source, destination, ReflectionSpec("orders", "mirror", create_table=True), batch_size=40,
+                             max_batches=4)
             runs, changes = runs + 1, changes + result.changes
     writing.dispose()
     assert not writers.errors, writers.errors[:3]
     assert writers.counts["rolled back"] > 0 and writers.counts["long"] > 0 and writers.committed > 100
-    changes += reflect(source, destination, "orders", "mirror").changes
+    changes += reflect(source, destination, ReflectionSpec("orders", "mirror")).changes
     expected, actual = same_rows(source, "orders", destination, "mirror")
     assert actual == expected
     assert pending_changes(source, "orders").count == 0

@@ -1,19 +1,16 @@
-"""Running a drain as the tests need it: into a mirror made on first use, or by the row path."""
+"""Running a drain as the tests need it: into a mirror made on first use."""
 
 from __future__ import annotations
 
-from airflow_provider_pdr.core import reflect
-from airflow_provider_pdr.core.reflect import Drain
+import dataclasses
+
+from airflow_provider_pdr.core import ReflectionSpec, reflect
+
+SPEC_FIELDS = [field.name for field in dataclasses.fields(ReflectionSpec)]
 
 
-def use_row_path(monkeypatch) -> None:
-    """Every drain and copy reads its rows into Python, as on a pair that cannot apply changes
-    inside the source: a SQLite pair would otherwise work inside SQLite
-    (tests/integration/drain/test_inside.py)."""
-    monkeypatch.setattr(Drain, "carriers", lambda drain, source_dialect, destination_dialect: None)
-
-
-def mirror(source, destination, channel="orders", table="mirror", **kwargs):
-    """Reflect `channel` into `table`, created on the first run."""
-    kwargs.setdefault("create_table", True)
-    return reflect(source, destination, channel, table, **kwargs)
+def mirror(source, destination, channel="orders", table="mirror", **options):
+    """Reflect `channel` into `table`, created on the first run; `options` are the spec's fields
+    and the run's limits."""
+    spec = {"create_table": True, **{name: options.pop(name) for name in SPEC_FIELDS if name in options}}
+    return reflect(source, destination, ReflectionSpec(channel, table, **spec), **options)

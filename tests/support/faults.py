@@ -34,8 +34,11 @@ def _emit(event: str) -> None:
 
 def _work(job: dict) -> None:
     """One worker: reflect in a loop (mode "loop"), once ("once"), or hold the channel lock ("hold")."""
+    from airflow_provider_pdr.core import ReflectionSpec
+    from airflow_provider_pdr.core.drain.ack import Acknowledger
+    from airflow_provider_pdr.core.drain.write import Writer
     from airflow_provider_pdr.core.engines import engine_module
-    from airflow_provider_pdr.core.reflect import Drain, reflect
+    from airflow_provider_pdr.core.reflect import reflect
 
     zygote = os.getppid()  # gone when the test process is: then stop, never run on as an orphan
     source, destination = sa.create_engine(job["source"]), sa.create_engine(job["destination"])
@@ -45,7 +48,7 @@ def _work(job: dict) -> None:
             while os.getppid() == zygote:
                 time.sleep(0.2)
         return
-    apply, acknowledge = Drain.apply, Drain.acknowledge
+    apply, acknowledge = Writer.apply, Acknowledger.acknowledge
 
     def applied(self, conn, upserts, deletes, *text):
         removed = apply(self, conn, upserts, deletes, *text)
@@ -56,11 +59,11 @@ def _work(job: dict) -> None:
         acknowledge(self, conn, seqs)
         _emit("acked")
 
-    Drain.apply, Drain.acknowledge = applied, acknowledged
+    Writer.apply, Acknowledger.acknowledge = applied, acknowledged
     _emit("ready")
     while os.getppid() == zygote:
-        result = reflect(source, destination, job["channel"], job["table"], batch_size=job["batch_size"],
-                         create_table=True, lock_timeout=job.get("lock_timeout", 30))
+        spec = ReflectionSpec(job["channel"], job["table"], create_table=True, lock_timeout=job.get("lock_timeout", 30))
+        result = reflect(source, destination, spec, batch_size=job["batch_size"])
         if job["mode"] == "once":
             _emit("done " + json.dumps(result.as_dict()))
             return

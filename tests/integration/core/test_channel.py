@@ -6,7 +6,7 @@ import pytest
 import sqlalchemy as sa
 
 from airflow_provider_pdr.core import (
-    ChannelNotFoundError, ConfigurationError, SchemaError, install_channel, pending_changes, reflect,
+    ChannelNotFoundError, ConfigurationError, ReflectionSpec, SchemaError, install_channel, pending_changes, reflect,
     uninstall_channel,
 )
 from airflow_provider_pdr.core.engines import engine_module
@@ -89,7 +89,7 @@ def test_unknown_channel_is_a_clear_error(engine):
         pending_changes(engine, "ghost")
     install_channel(engine, "real", "orders")
     with pytest.raises(ChannelNotFoundError, match="'ghost' is not installed"):
-        reflect(engine, engine, "ghost", "copy")
+        reflect(engine, engine, ReflectionSpec("ghost", "copy"))
 
 
 def test_a_channel_name_cannot_be_moved_to_another_table(engine):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import sqlalchemy as sa
 
-from airflow_provider_pdr.core import install_channel, pending_changes, reflect, uninstall_channel
+from airflow_provider_pdr.core import ReflectionSpec, install_channel, pending_changes, reflect, uninstall_channel
 from tests.support.databases import unique_name
 
 
@@ -43,7 +43,7 @@ def test_tables_in_another_schema(databases, kind, drop_mysql_schemas):
         conn.execute(table.insert(), [{"id": 1, "note": "a"}, {"id": 2, "note": "b"}])
         conn.execute(table.update().where(table.c.id == 1).values(id=3))
     assert pending_changes(source, "orders").count == 4
-    reflect(source, destination, "orders", "Mirror", schema_out, create_table=True)
+    reflect(source, destination, ReflectionSpec("orders", "Mirror", schema_out, create_table=True))
     with destination.connect() as conn:
         mirror = sa.Table("Mirror", sa.MetaData(), autoload_with=conn, schema=schema_out)
         assert conn.execute(sa.select(mirror).order_by(mirror.c.id)).all() == [(2, "b"), (3, "a")]

@@ -8,7 +8,7 @@ import decimal
 import pytest
 import sqlalchemy as sa
 
-from airflow_provider_pdr.core import ConfigurationError, install_channel, reflect
+from airflow_provider_pdr.core import ConfigurationError, ReflectionSpec, install_channel, reflect
 from airflow_provider_pdr.core.reconcile import reconcile
 from airflow_provider_pdr.core.snapshot import snapshot
 from airflow_provider_pdr.core.transform import Field, Mapping
@@ -54,7 +54,7 @@ def test_mapping_errors_against_the_table_name_the_column(databases):
         (Mapping(upsert_statement="UPDATE m SET a = :bogus"), r"upsert_statement: parameters \['bogus'\]"),
     ]:
         with pytest.raises(ConfigurationError, match=message):
-            reflect(source, destination, "orders", "m", create_table=True, mapping=mapping)
+            reflect(source, destination, ReflectionSpec("orders", "m", create_table=True, mapping=mapping))
 
 
 # -- fields and key binding -------------------------------------------------------------------
@@ -69,16 +69,17 @@ def test_rename_drop_compute_and_bind_the_key(source, destination):
     table = orders(source)
     write(source, table.insert(), [{"id": i, "note": f"n{i}", "amount": decimal.Decimal("1.25") * i} for i in range(6)])
     install_channel(source, "orders", "orders")
-    assert snapshot(source, destination, "orders", "shaped", mapping=RESHAPE, create_table=True).copied == 6
+    spec = ReflectionSpec("orders", "shaped", mapping=RESHAPE, create_table=True)
+    assert snapshot(source, destination, spec).copied == 6
     write(source, table.update().where(table.c.id == 1).values(note="one", amount=10))
     write(source, table.update().where(table.c.id == 2).values(id=20))
     write(source, table.delete().where(table.c.id == 3))
-    reflect(source, destination, "orders", "shaped", mapping=RESHAPE)
+    reflect(source, destination, ReflectionSpec("orders", "shaped", mapping=RESHAPE))
     columns = [c["name"] for c in sa.inspect(destination).get_columns("shaped")]
     assert columns == ["order_id", "label", "doubled"], "amount is dropped"
     expected = [(r[0], r[1], r[2] * 2) for r in table_rows(source, "orders")]
     assert table_rows(destination, "shaped") == expected
-    assert reconcile(source, destination, "orders", "shaped", mapping=RESHAPE).differing == 0
+    assert reconcile(source, destination, ReflectionSpec("orders", "shaped", mapping=RESHAPE)).differing == 0
 
 
 def test_exclude_drops_columns(engine, databases):
@@ -86,7 +87,7 @@ def test_exclude_drops_columns(engine, databases):
     table = orders(engine)
     install_channel(engine, "orders", "orders")
     write(engine, table.insert(), [{"id": 1, "note": "secret", "amount": 3}])
-    reflect(engine, destination, "orders", "m", create_table=True, mapping=Mapping(exclude=("note",)))
+    reflect(engine, destination, ReflectionSpec("orders", "m", create_table=True, mapping=Mapping(exclude=("note",))))
     assert table_rows(destination, "m") == [(1, decimal.Decimal("3.00"))]
 
 
@@ -96,17 +97,17 @@ def test_a_row_that_stops_matching_the_filter_leaves_the_mirror(source, destinat
     write(source, table.insert(), [{"id": i, "amount": i} for i in range(10)])
     install_channel(source, "orders", "orders")
     big = Mapping(filter="amount >= 5")
-    snapshot(source, destination, "orders", "big", mapping=big, create_table=True)
+    snapshot(source, destination, ReflectionSpec("orders", "big", mapping=big, create_table=True))
     assert [r[0] for r in table_rows(destination, "big")] == [5, 6, 7, 8, 9]
     write(source, table.update().where(table.c.id == 7).values(amount=1))  # stops matching
     write(source, table.update().where(table.c.id == 2).values(amount=50))  # starts matching
     write(source, table.update().where(table.c.id == 8).values(amount=None))  # NULL matches nothing
-    reflect(source, destination, "orders", "big", mapping=big)
+    reflect(source, destination, ReflectionSpec("orders", "big", mapping=big))
     assert [r[0] for r in table_rows(destination, "big")] == [2, 5, 6, 9]
-    assert reconcile(source, destination, "orders", "big", mapping=big).differing == 0
+    assert reconcile(source, destination, ReflectionSpec("orders", "big", mapping=big)).differing == 0
     mirror = sa.Table("big", sa.MetaData(), autoload_with=destination)
     write(destination, mirror.insert(), [{"id": 1, "amount": 1}])  # a row outside the filter
-    assert snapshot(source, destination, "orders", "big", mapping=big, resync=True).removed == 1
+    assert snapshot(source, destination, ReflectionSpec("orders", "big", mapping=big), resync=True).removed == 1
     assert [r[0] for r in table_rows(destination, "big")] == [2, 5, 6, 9]
 
 
@@ -123,23 +124,24 @@ def test_several_sources_fill_disjoint_columns_of_one_table(source, databases):
     keep_row = Mapping(on_delete="nullify")
     write(source, names.insert(), [{"id": i, "name": f"c{i}"} for i in range(1, 5)])
     write(second, scores.insert(), [{"id": i, "score": i * 10} for i in range(3, 7)])
-    reflect(source, destination, "names", "people", create_table=True, mapping=keep_row)
-    reflect(second, destination, "scores", "people", create_table=True, mapping=keep_row)
+    reflect(source, destination, ReflectionSpec("names", "people", create_table=True, mapping=keep_row))
+    reflect(second, destination, ReflectionSpec("scores", "people", create_table=True, mapping=keep_row))
     assert table_rows(destination, "people") == [
         (1, "c1", None), (2, "c2", None), (3, "c3", 30), (4, "c4", 40), (5, None, 50), (6, None, 60)]
 
     write(second, scores.delete().where(scores.c.id == 3))  # clears the score only
     write(second, scores.update().where(scores.c.id == 4).values(score=41))  # leaves the name alone
     write(source, names.update().where(names.c.id == 4).values(name="four"))
-    reflect(second, destination, "scores", "people", mapping=keep_row)
-    reflect(source, destination, "names", "people", mapping=keep_row)
+    reflect(second, destination, ReflectionSpec("scores", "people", mapping=keep_row))
+    reflect(source, destination, ReflectionSpec("names", "people", mapping=keep_row))
     assert table_rows(destination, "people")[2:4] == [(3, "c3", None), (4, "four", 41)]
 
     write(source, names.delete().where(names.c.id.in_([1, 2])))
-    reflect(source, destination, "names", "people", mapping=Mapping(on_delete="delete"))  # configured: delete rows
+    # configured: delete rows
+    reflect(source, destination, ReflectionSpec("names", "people", mapping=Mapping(on_delete="delete")))
     assert [r[0] for r in table_rows(destination, "people")] == [3, 4, 5, 6]
-    assert reconcile(second, destination, "scores", "people", mapping=keep_row).differing == 0
-    assert reconcile(source, destination, "names", "people", mapping=keep_row).differing == 0
+    assert reconcile(second, destination, ReflectionSpec("scores", "people", mapping=keep_row)).differing == 0
+    assert reconcile(source, destination, ReflectionSpec("names", "people", mapping=keep_row)).differing == 0
 
 
 # -- custom statements ------------------------------------------------------------------------
@@ -157,8 +159,8 @@ def test_custom_statements_with_bound_parameters(engine, destination):
     )
     write(engine, table.insert(), [{"id": 1, "note": "it's; DROP TABLE audit; --", "amount": 2},
                                    {"id": 2, "note": ":note", "amount": 3}])
-    reflect(engine, destination, "orders", "audit", mapping=soft)
+    reflect(engine, destination, ReflectionSpec("orders", "audit", mapping=soft))
     write(engine, table.delete().where(table.c.id == 1))
-    reflect(engine, destination, "orders", "audit", mapping=soft)
+    reflect(engine, destination, ReflectionSpec("orders", "audit", mapping=soft))
     assert table_rows(destination, "audit") == [
         (1, "it's; DROP TABLE audit; --", decimal.Decimal("2.00"), 1), (2, ":note", decimal.Decimal("3.00"), 0)]

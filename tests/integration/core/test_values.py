@@ -11,10 +11,10 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import mysql, postgresql
 
 from airflow_provider_pdr.core import (
-    ConfigurationError, UnsupportedTypeError, install_channel, pending_changes, reflect,
+    ConfigurationError, ReflectionSpec, UnsupportedTypeError, install_channel, pending_changes, reflect,
 )
 from airflow_provider_pdr.core.engines import engine_module
-from airflow_provider_pdr.core.schema import reflect_table
+from airflow_provider_pdr.core.schema import introspect_table
 from tests.support.tables import create, write
 
 UTC = dt.timezone.utc
@@ -24,7 +24,7 @@ IST = dt.timezone(dt.timedelta(hours=5, minutes=30))
 def typed_rows(engine: sa.Engine, name: str) -> list[tuple]:
     """Rows read through the provider's own column types, with instants in naive UTC."""
     with engine.connect() as conn:
-        table = reflect_table(conn, engine_module(engine), name, None)
+        table = introspect_table(conn, engine_module(engine), name, None)
         result = conn.execute(sa.select(table).order_by(table.c.id)).all()
     def normal(value):
         if isinstance(value, dt.datetime) and value.tzinfo is not None:
@@ -69,7 +69,7 @@ def test_values_round_trip_exactly(source, destination):
     empty = {name: None for name in full} | {"id": 2}
     negative = full | {"id": 3, "big": -(2**63) + 1, "flag": False, "txt": "", "blob": b"", "dec": decimal.Decimal("-0.000001")}
     write(source, table.insert(), [full, empty, negative])
-    reflect(source, destination, "types", "all_types", create_table=True)
+    reflect(source, destination, ReflectionSpec("types", "all_types", create_table=True))
 
     expected = typed_rows(source, "all_types")
     got = typed_rows(destination, "all_types")
@@ -90,7 +90,7 @@ def test_wide_decimals_keep_every_digit(source, destination):
     install_channel(source, "money", "money")
     value = decimal.Decimal("1234567890123456789012345678.0123456789")
     write(source, table.insert(), {"id": 1, "amount": value})
-    reflect(source, destination, "money", "money", create_table=True)
+    reflect(source, destination, ReflectionSpec("money", "money", create_table=True))
     assert typed_rows(destination, "money") == [(1, value)]
 
 
@@ -105,7 +105,7 @@ def test_naive_timestamps_into_a_time_zone_column_are_taken_as_utc(source, desti
            sa.Column("at", sa.DateTime(timezone=True)))
     install_channel(source, "events", "events")
     write(source, table.insert(), {"id": 1, "at": dt.datetime(2024, 7, 1, 12, 0)})
-    reflect(source, destination, "events", "events")
+    reflect(source, destination, ReflectionSpec("events", "events"))
     with destination.connect() as conn:
         conn.exec_driver_sql("SET TIME ZONE 'America/New_York'")
         (at,) = conn.exec_driver_sql("SELECT at FROM events").one()
@@ -119,7 +119,7 @@ def test_types_without_a_portable_equivalent_are_refused_naming_the_column(sourc
            sa.Column("tags", postgresql.ARRAY(sa.Integer)))
     install_channel(source, "tagged", "tagged")
     with pytest.raises(UnsupportedTypeError, match=r"tagged\.tags.*no portable equivalent"):
-        reflect(source, destination, "tagged", "tagged", create_table=True)
+        reflect(source, destination, ReflectionSpec("tagged", "tagged", create_table=True))
 
 
 @pytest.mark.parametrize("source", ["postgresql"], indirect=True)
@@ -130,7 +130,7 @@ def test_numeric_without_precision_cannot_be_created_in_mysql(source, destinatio
            sa.Column("n", sa.Numeric))
     install_channel(source, "n", "loose_numbers")
     with pytest.raises(UnsupportedTypeError, match=r"loose_numbers\.n: NUMERIC without precision"):
-        reflect(source, destination, "n", "loose_numbers", create_table=True)
+        reflect(source, destination, ReflectionSpec("n", "loose_numbers", create_table=True))
 
 
 @pytest.mark.parametrize("source", ["sqlite"], indirect=True)
@@ -142,7 +142,7 @@ def test_sqlite_numeric_affinity_values_keep_their_scale(source, destination):
     install_channel(source, "prices", "prices")
     write(source, table.insert(), [{"id": 1, "price": decimal.Decimal("80.00")},
                                    {"id": 2, "price": decimal.Decimal("120.50")}])
-    reflect(source, destination, "prices", "prices", create_table=True)
+    reflect(source, destination, ReflectionSpec("prices", "prices", create_table=True))
     assert [str(price) for _, price in typed_rows(destination, "prices")] == ["80.00", "120.50"]
 
 
@@ -158,7 +158,7 @@ def test_json_documents_arrive_as_json(source, destination):
     install_channel(source, "docs", "docs")
     document = {"name": "ü ' \"", "n": [1, 2.5, None, True], "nested": {"a": {}}}
     write(source, table.insert(), {"id": 1, "doc": document, "items": [1, "two"]})
-    reflect(source, destination, "docs", "docs", create_table=True)
+    reflect(source, destination, ReflectionSpec("docs", "docs", create_table=True))
     ((_, doc, items),) = typed_rows(destination, "docs")
     decode = lambda value: json.loads(value) if isinstance(value, str) else value
     assert (decode(doc), decode(items)) == (document, [1, "two"])
@@ -174,12 +174,12 @@ def test_percent_signs_in_column_names(source, destination):
     write(source, table.insert(), [{"id": 1, "rate %": "5%", "100%": 1}, {"id": 2, "rate %": "x", "100%": 2}])
     if engine_module(destination).name == "mysql":
         with pytest.raises(ConfigurationError, match=r"columns \['rate %', '100%'\] contain '%'"):
-            reflect(source, destination, "rates", "rates", create_table=True)
+            reflect(source, destination, ReflectionSpec("rates", "rates", create_table=True))
         assert pending_changes(source, "rates").count == 2, "nothing acknowledged"
         return
-    reflect(source, destination, "rates", "rates", create_table=True)
+    reflect(source, destination, ReflectionSpec("rates", "rates", create_table=True))
     write(source, table.update().where(table.c.id == 1).values({"rate %": "6%"}))
-    reflect(source, destination, "rates", "rates")
+    reflect(source, destination, ReflectionSpec("rates", "rates"))
     assert typed_rows(destination, "rates") == [(1, "6%", 1), (2, "x", 2)]
 
 
@@ -215,7 +215,7 @@ def test_mysql_datetimes_arrive_as_mysqlclient_reads_them(source, destination):
     with source.begin() as conn:  # a zero date, as a server with a lenient sql_mode keeps it
         conn.exec_driver_sql("SET SESSION sql_mode = ''")
         conn.exec_driver_sql("INSERT INTO stamps (id, at0, at6) VALUES (9, '0000-00-00 00:00:00', '2026-00-00')")
-    reflect(source, destination, "stamps", "stamps", create_table=True)
+    reflect(source, destination, ReflectionSpec("stamps", "stamps", create_table=True))
     plain = sa.create_engine(source.url, poolclass=sa.pool.NullPool)  # mysqlclient's own decoders
     try:
         expected = typed_rows(plain, "stamps")
@@ -248,9 +248,8 @@ def test_sqlite_datetimes_are_written_as_sqlalchemy_writes_them():
 
 
 def sqlite_shortcuts(scale: int = 4) -> dict:
-    """Per kind, the SQLite-to-SQLite shortcut and the exact way it must equal (reflect.exact_path)."""
-    from airflow_provider_pdr.core.reflect import exact_path
-    from airflow_provider_pdr.core.schema import value_converters
+    """Per kind, the SQLite-to-SQLite shortcut and the exact way it must equal (values.exact_path)."""
+    from airflow_provider_pdr.core.values import exact_path, value_converters
 
     engine = sa.create_engine("sqlite://")
     module = engine_module(engine)
@@ -338,7 +337,7 @@ def test_sqlite_shortcuts_store_what_python_values_store(databases, monkeypatch)
     with the shortcuts and without them (every value through its Python object), value and
     storage class: rows 1-5 only by the copy, rows 6-10 last by a span."""
     from airflow_provider_pdr.core.engines.sqlite import SqliteEngine
-    from airflow_provider_pdr.core.reflect import open_drain
+    from airflow_provider_pdr.core.drain.assemble import open_drain
 
     source = databases.new("sqlite")
     create(source, "odd", sa.Column("id", sa.Integer, primary_key=True, autoincrement=False),
@@ -362,12 +361,12 @@ def test_sqlite_shortcuts_store_what_python_values_store(databases, monkeypatch)
         conn.exec_driver_sql("UPDATE odd SET rate = rate + 0.5 WHERE id > 7")
         conn.exec_driver_sql("DELETE FROM odd WHERE id = 6")
     fast, plain = databases.new("sqlite"), databases.new("sqlite")
-    with open_drain(source, fast, "fast", None, None, create_table=True, deletes=True, mapping=None) as opened:
+    with open_drain(source, fast, ReflectionSpec("fast", create_table=True)) as opened:
         drain = opened[0]
-        assert drain.span_queries and sorted(drain.shortcuts) == [1, 2, 3, 4, 5], "the shortcuts are taken"
-    reflect(source, fast, "fast", initial_load=True)
+        assert drain.route.span_queries and sorted(drain.route.shortcuts) == [1, 2, 3, 4, 5], "the shortcuts are taken"
+    reflect(source, fast, ReflectionSpec("fast"), initial_load=True)
     monkeypatch.setattr(SqliteEngine, "shortcut", lambda self, *args: None)
-    reflect(source, plain, "plain", create_table=True, initial_load=True)
+    reflect(source, plain, ReflectionSpec("plain", create_table=True), initial_load=True)
 
     def raw(engine):
         with engine.connect() as conn:

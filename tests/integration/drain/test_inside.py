@@ -14,11 +14,11 @@ import sqlite3
 import pytest
 import sqlalchemy as sa
 
-from airflow_provider_pdr.core import ApplyError, install_channel, pending_changes, reflect, snapshot
-from airflow_provider_pdr.core.reflect import Drain
+from airflow_provider_pdr.core import ApplyError, ReflectionSpec, install_channel, pending_changes, reflect, snapshot
+from airflow_provider_pdr.core.drain.ack import Acknowledger
+from airflow_provider_pdr.core.drain.route import ROW_PATH
 from airflow_provider_pdr.core.snapshot import Progress
 from airflow_provider_pdr.core.transform import Field, Mapping
-from tests.support.drain import use_row_path
 from tests.support.tables import create, race_writers, table_rows, write
 
 INSIDE = "applying changes inside the source database"
@@ -72,11 +72,9 @@ def test_it_ends_exactly_where_the_row_path_ends(pair, caplog, monkeypatch):
                         conn.execute(table.update().where(where).values(id=new_id))
                 else:
                     conn.execute(table.update().where(where).values(note=f"u{round_}", qty=table.c.qty + 1))
-        result = reflect(source, destination, "inside", "by_sql", create_table=True, batch_size=7)
+        result = reflect(source, destination, ReflectionSpec("inside", "by_sql", create_table=True), batch_size=7)
         assert inside_used(caplog) and result.drained and result.writing_seconds > 0  # applied inside: writing
-        with monkeypatch.context() as patch:
-            use_row_path(patch)
-            reflect(source, destination, "rows", "by_rows", create_table=True, batch_size=7)
+        reflect(source, destination, ReflectionSpec("rows", "by_rows", create_table=True, route=ROW_PATH), batch_size=7)
         assert not inside_used(caplog)
         assert table_rows(destination, "by_sql") == table_rows(destination, "by_rows") == table_rows(source, "items")
     assert pending_changes(source, "inside").count == 0
@@ -87,12 +85,12 @@ def test_each_span_is_one_transaction_of_at_most_batch_size_rows_and_limits_stop
     table = plain(source)
     install_channel(source, "items", "items")
     write(source, table.insert(), [{"shard": 1, "id": i, "note": "n"} for i in range(10)])
-    result = reflect(source, destination, "items", create_table=True, batch_size=3, max_batches=2)
+    result = reflect(source, destination, ReflectionSpec("items", create_table=True), batch_size=3, max_batches=2)
     assert (result.batches, result.changes, result.upserted, result.drained) == (2, 6, 6, False)
     assert pending_changes(source, "items").count == 4
-    result = reflect(source, destination, "items", batch_size=3, time_budget=0)
+    result = reflect(source, destination, ReflectionSpec("items"), batch_size=3, time_budget=0)
     assert (result.batches, result.changes) == (1, 3)
-    result = reflect(source, destination, "items", batch_size=3)
+    result = reflect(source, destination, ReflectionSpec("items"), batch_size=3)
     assert (result.batches, result.changes, result.drained) == (1, 1, True)
     assert table_rows(destination, "items") == table_rows(source, "items")
     with source.connect() as conn:  # the pooled connection went back without the destination attached
@@ -109,13 +107,13 @@ def test_a_crash_between_the_destination_commit_and_the_acknowledgement_converge
         raise KeyboardInterrupt("process died after the destination commit")
 
     with monkeypatch.context() as patch:
-        patch.setattr(Drain, "acknowledge", crash)
+        patch.setattr(Acknowledger, "acknowledge", crash)
         with pytest.raises(KeyboardInterrupt):
-            reflect(source, destination, "items", create_table=True)
+            reflect(source, destination, ReflectionSpec("items", create_table=True))
     assert len(table_rows(destination, "items")) == 5, "the destination had committed"
     assert pending_changes(source, "items").count == 5, "nothing was acknowledged"
     write(source, table.update().where(table.c.id == 0).values(note="second"))
-    reflect(source, destination, "items")
+    reflect(source, destination, ReflectionSpec("items"))
     assert table_rows(destination, "items") == table_rows(source, "items")
     assert pending_changes(source, "items").count == 0
 
@@ -132,7 +130,7 @@ def test_a_row_the_destination_refuses_is_named_and_nothing_is_acknowledged(pair
     write(source, table.insert(), [{"shard": 1, "id": 1, "note": "fine"}, {"shard": 1, "id": 2, "note": None}])
     caplog.set_level(logging.INFO, "airflow_provider_pdr")
     with pytest.raises(ApplyError, match=r"the row shard=1, id=2 was rejected: NOT NULL"):
-        reflect(source, destination, "items")
+        reflect(source, destination, ReflectionSpec("items"))
     assert inside_used(caplog), "tried inside first, then row by row to name the row"
     assert pending_changes(source, "items").count == 2
     assert table_rows(destination, "items") == []
@@ -147,9 +145,9 @@ def test_concurrent_writers_lose_nothing(pair, journal):
     table = create(source, "orders", sa.Column("id", sa.Integer, primary_key=True, autoincrement=False),
                    sa.Column("note", sa.String(100)))
     install_channel(source, "orders", "orders")
-    errors = race_writers(source, table, lambda: reflect(source, destination, "orders", create_table=True,
-                                                         batch_size=7))
-    reflect(source, destination, "orders")
+    errors = race_writers(source, table, lambda: reflect(source, destination,
+                                                         ReflectionSpec("orders", create_table=True), batch_size=7))
+    reflect(source, destination, ReflectionSpec("orders"))
     assert not errors
     assert table_rows(destination, "orders") == table_rows(source, "orders")
     assert table_rows(source, "orders")
@@ -170,13 +168,13 @@ def test_filters_renames_and_computed_fields(pair, caplog, on_delete, left):
                       filter="items.qty > 0", on_delete=on_delete)
     write(source, table.insert(), [{"shard": 1, "id": i, "note": f"n{i}", "qty": i} for i in range(4)])
     caplog.set_level(logging.INFO, "airflow_provider_pdr")
-    reflect(source, destination, "items", create_table=True, mapping=mapping)
+    reflect(source, destination, ReflectionSpec("items", create_table=True, mapping=mapping))
     assert inside_used(caplog)
     assert table_rows(destination, "items") == [(1, i, f"n{i}", i, 2 * i) for i in (1, 2, 3)]
     write(source, table.update().where(table.c.id == 1).values(qty=0))  # no longer matches the filter
     write(source, table.delete().where(table.c.id == 2))
     write(source, table.update().where(table.c.id == 3).values(note="changed"))
-    reflect(source, destination, "items", mapping=mapping)
+    reflect(source, destination, ReflectionSpec("items", mapping=mapping))
     assert inside_used(caplog) and "refused" not in caplog.text
     assert table_rows(destination, "items") == left
     assert pending_changes(source, "items").count == 0
@@ -189,7 +187,7 @@ def test_a_destination_table_in_the_source_file_itself(databases, caplog):
     write(source, table.insert(), [{"shard": 1, "id": i, "note": "n"} for i in range(3)])
     write(source, table.delete().where(table.c.id == 1))
     caplog.set_level(logging.INFO, "airflow_provider_pdr")
-    reflect(source, source, "items", "items_copy", create_table=True)
+    reflect(source, source, ReflectionSpec("items", "items_copy", create_table=True))
     assert inside_used(caplog)
     assert table_rows(source, "items_copy") == table_rows(source, "items")
 
@@ -227,10 +225,9 @@ def test_values_the_row_path_converts_pass_through_its_functions(pair, caplog, m
         conn.exec_driver_sql("INSERT INTO kinds (id, price, rate, ratio) VALUES (4, 12.345, '7.5', 3), "
                              "(5, 1e20, 5e-324, 1e308), (6, '0.1', 0.30000000000000004, 2.5)")
     caplog.set_level(logging.INFO, "airflow_provider_pdr")
-    reflect(source, destination, "inside", "by_sql", create_table=True)
+    reflect(source, destination, ReflectionSpec("inside", "by_sql", create_table=True))
     assert inside_used(caplog)
-    use_row_path(monkeypatch)
-    reflect(source, destination, "rows", "by_rows", create_table=True)
+    reflect(source, destination, ReflectionSpec("rows", "by_rows", create_table=True, route=ROW_PATH))
     assert not inside_used(caplog)
     assert stored(destination, "by_sql") == stored(destination, "by_rows")
     assert stored(destination, "by_sql")[0][2:4] == ("80.00", "text")  # carried as text of its scale
@@ -256,13 +253,15 @@ def test_initial_loads_and_resyncs_copy_inside_as_the_row_path_does(pair, caplog
     mapping = Mapping(filter="kinds.id % 5 != 4")
     caplog.set_level(logging.INFO, "airflow_provider_pdr")
 
-    def both(**options):
-        inside = snapshot(source, destination, "inside", "by_sql", mapping=mapping, chunk_size=7, **options)
+    def both(create_table=False, **options):
+        inside = snapshot(source, destination,
+                          ReflectionSpec("inside", "by_sql", mapping=mapping, create_table=create_table),
+                          chunk_size=7, **options)
         assert "copying inside the source database" in caplog.text
         caplog.clear()
-        with monkeypatch.context() as patch:
-            use_row_path(patch)
-            rows = snapshot(source, destination, "rows", "by_rows", mapping=mapping, chunk_size=7, **options)
+        rows = snapshot(source, destination,
+                        ReflectionSpec("rows", "by_rows", mapping=mapping, create_table=create_table, route=ROW_PATH),
+                        chunk_size=7, **options)
         assert "copying inside" not in caplog.text
         assert (inside.copied, inside.removed, inside.chunks, inside.done) == (rows.copied, rows.removed,
                                                                                 rows.chunks, True)
@@ -300,11 +299,11 @@ def test_writes_between_chunks_copied_inside_are_not_lost(pair, caplog, monkeypa
 
     monkeypatch.setattr(Progress, "chunk_copied", copied_then_others_write)
     caplog.set_level(logging.INFO, "airflow_provider_pdr")
-    snapshot(source, destination, "orders", create_table=True, chunk_size=10)
+    snapshot(source, destination, ReflectionSpec("orders", create_table=True), chunk_size=10)
     monkeypatch.undo()
     assert "copying inside the source database" in caplog.text
     assert table_rows(destination, "orders") != table_rows(source, "orders"), "the copy alone is stale"
-    reflect(source, destination, "orders")
+    reflect(source, destination, ReflectionSpec("orders"))
     assert table_rows(destination, "orders") == table_rows(source, "orders")
     assert pending_changes(source, "orders").count == 0
 
@@ -322,11 +321,11 @@ def test_a_chunk_the_destination_refuses_is_named_after_the_chunks_before_it(pai
     install_channel(source, "items", "items")
     caplog.set_level(logging.INFO, "airflow_provider_pdr")
     with pytest.raises(ApplyError, match=r"initial load.*the row shard=1, id=12 was rejected: NOT NULL"):
-        snapshot(source, destination, "items", chunk_size=5)
+        snapshot(source, destination, ReflectionSpec("items"), chunk_size=5)
     assert "a chunk applied inside the source database was refused" in caplog.text
     assert [row[1] for row in table_rows(destination, "items")] == list(range(10))
     write(source, table.update().where(table.c.id == 12).values(note="fixed"))
-    assert snapshot(source, destination, "items", chunk_size=5).copied == 10
+    assert snapshot(source, destination, ReflectionSpec("items"), chunk_size=5).copied == 10
     assert table_rows(destination, "items") == table_rows(source, "items")
 
 
@@ -342,11 +341,10 @@ def test_a_value_the_row_path_cannot_read_fails_the_same_way(pair, caplog, monke
         conn.exec_driver_sql("INSERT INTO stamps VALUES (2, 'not a time')")
     caplog.set_level(logging.INFO, "airflow_provider_pdr")
     with pytest.raises(ValueError, match="not a time") as inside:
-        reflect(source, destination, "stamps", create_table=True)
+        reflect(source, destination, ReflectionSpec("stamps", create_table=True))
     assert "user-defined function raised exception" in caplog.text and inside_used(caplog)
-    use_row_path(monkeypatch)
     with pytest.raises(ValueError) as rows_only:
-        reflect(source, destination, "stamps")
+        reflect(source, destination, ReflectionSpec("stamps", route=ROW_PATH))
     assert str(rows_only.value) == str(inside.value)
     assert pending_changes(source, "stamps").count == 2
     assert table_rows(destination, "stamps") == []
@@ -365,7 +363,7 @@ def test_a_key_the_row_path_converts_keeps_the_drain_on_the_row_path(pair, caplo
     write(source, table.insert(), [{"shard": 1, "id": i, "note": "n"} for i in range(3)])
     write(source, table.delete().where(table.c.id == 1))
     caplog.set_level(logging.INFO, "airflow_provider_pdr")
-    reflect(source, destination, "items")
+    reflect(source, destination, ReflectionSpec("items"))
     assert not inside_used(caplog)
     assert [(shard, int(id_)) for shard, id_, *_ in table_rows(destination, "items")] == [(1, 0), (1, 2)]
 
@@ -388,7 +386,7 @@ def test_an_engine_that_begins_its_own_transactions_drains_inside_and_detaches(p
     write(source, table.insert(), [{"shard": 1, "id": i, "note": "n"} for i in range(5)])
     write(source, table.delete().where(table.c.id == 3))
     caplog.set_level(logging.INFO, "airflow_provider_pdr")
-    reflect(source, destination, "items", create_table=True, batch_size=2)
+    reflect(source, destination, ReflectionSpec("items", create_table=True), batch_size=2)
     assert inside_used(caplog)
     assert table_rows(destination, "items") == table_rows(source, "items")
     with source.connect() as conn:
@@ -406,19 +404,19 @@ def test_a_connection_that_may_not_attach_drains_row_by_row(pair, caplog):
     install_channel(source, "items", "items")
     write(source, table.insert(), [{"shard": 1, "id": i, "note": "n"} for i in range(3)])
     caplog.set_level(logging.INFO, "airflow_provider_pdr")
-    reflect(source, destination, "items", create_table=True)
+    reflect(source, destination, ReflectionSpec("items", create_table=True))
     assert "could not attach the destination database" in caplog.text and not inside_used(caplog)
     assert table_rows(destination, "items") == table_rows(source, "items")
 
 
 def test_a_span_that_cannot_be_acknowledged_hands_the_rest_to_the_row_path(pair, caplog, monkeypatch):
     """SQLite commits one writer at a time, so no late commit can land in a span's gap; the hand-over
-    is exercised by refusing the first acknowledgement as Drain.acknowledge does on a late commit."""
+    is exercised by refusing the first acknowledgement as Acknowledger.acknowledge does on a late commit."""
     source, destination = pair
     table = plain(source)
     install_channel(source, "items", "items")
     write(source, table.insert(), [{"shard": 1, "id": i, "note": "n"} for i in range(10)])
-    refused, acknowledge = [], Drain.acknowledge
+    refused, acknowledge = [], Acknowledger.acknowledge
 
     def late_commit_once(self, conn, batch):
         if not refused:
@@ -426,9 +424,9 @@ def test_a_span_that_cannot_be_acknowledged_hands_the_rest_to_the_row_path(pair,
             return False  # nothing deleted, as when a late commit is found
         return acknowledge(self, conn, batch)
 
-    monkeypatch.setattr(Drain, "acknowledge", late_commit_once)
+    monkeypatch.setattr(Acknowledger, "acknowledge", late_commit_once)
     caplog.set_level(logging.INFO, "airflow_provider_pdr")
-    result = reflect(source, destination, "items", create_table=True, batch_size=4)
+    result = reflect(source, destination, ReflectionSpec("items", create_table=True), batch_size=4)
     assert refused[0].count == 4 and "the rest of this run goes row by row" in caplog.text
     assert result.drained and result.changes == 10
     assert table_rows(destination, "items") == table_rows(source, "items")

@@ -7,8 +7,9 @@ import uuid
 import pytest
 import sqlalchemy as sa
 
-from airflow_provider_pdr.core import install_channel
-from airflow_provider_pdr.core.reflect import Drain, open_drain
+from airflow_provider_pdr.core import ReflectionSpec, install_channel
+from airflow_provider_pdr.core.drain.assemble import open_drain
+from airflow_provider_pdr.core.drain.read import Reader
 from airflow_provider_pdr.core.engines import engine_module
 from tests.support.drain import mirror
 from tests.support.tables import create, orders, table_rows, write
@@ -20,7 +21,8 @@ def test_a_key_the_exact_lookup_does_not_find_is_deleted_without_a_join(source, 
     write(source, table.insert(), [{"id": i} for i in range(5)])
     mirror(source, destination)
     write(source, table.delete().where(table.c.id >= 3))
-    monkeypatch.setattr(Drain, "decide", lambda *args: pytest.fail("integer keys are decided by the lookup alone"))
+    monkeypatch.setattr(Reader, "resolve_unsure_keys",
+                        lambda *args: pytest.fail("integer keys are decided by the lookup alone"))
     assert mirror(source, destination).deleted == 2
     assert [r[0] for r in table_rows(destination, "mirror")] == [0, 1, 2]
 
@@ -54,7 +56,7 @@ def test_postgresql_array_lookups_compare_as_the_column_does(databases, driver):
 
 def span_plan(conn, drain, limit: int) -> str:
     """The plan PostgreSQL makes for the drain's span read of `limit` change rows, in this transaction."""
-    compiled = drain.span_queries[False].compile(dialect=conn.dialect)
+    compiled = drain.route.span_queries[False].compile(dialect=conn.dialect)
     return "\n".join(row[0] for row in conn.exec_driver_sql(
         "EXPLAIN " + compiled.string, {**compiled.params, "limit": limit}))
 
@@ -71,11 +73,10 @@ def test_a_span_from_a_large_postgresql_table_finds_its_rows_by_index(databases)
     write(source, table.update().where(table.c.id <= 20_000).values(note="new"))
     with source.begin() as conn:
         conn.exec_driver_sql("ANALYZE")  # the table and its change table, as autovacuum would
-    with open_drain(source, destination, "orders", "mirror", None, create_table=True, deletes=True,
-                    mapping=None) as (drain, sconn, _):
+    with open_drain(source, destination, ReflectionSpec("orders", "mirror", create_table=True)) as (drain, sconn, _):
         assert "Seq Scan on orders" in span_plan(sconn, drain, 20_000), "the planner no longer reads it all: rethink"
         sconn.rollback()
-        drain.src.prepare_join(sconn, drain.source_table, 20_000)
+        drain.plan.src.prepare_join(sconn, drain.plan.source_table, 20_000)
         plan = span_plan(sconn, drain, 20_000)
         assert "Index Scan using orders_pkey" in plan and "Seq Scan on orders" not in plan, plan
         sconn.rollback()  # the settings end with the read transaction
@@ -83,7 +84,7 @@ def test_a_span_from_a_large_postgresql_table_finds_its_rows_by_index(databases)
         # A table of at most ten rows per key asked for is left to the planner, and so is what a
         # user set for the session.
         sconn.exec_driver_sql("SET enable_mergejoin = off")
-        drain.src.prepare_join(sconn, drain.source_table, 40_000)
+        drain.plan.src.prepare_join(sconn, drain.plan.source_table, 40_000)
         assert [sconn.exec_driver_sql(f"SHOW {name}").scalar() for name in ("enable_hashjoin", "enable_mergejoin")] \
             == ["on", "off"]
         sconn.rollback()

@@ -7,7 +7,7 @@ import decimal
 
 import sqlalchemy as sa
 
-from airflow_provider_pdr.core import install_channel, reflect
+from airflow_provider_pdr.core import ReflectionSpec, install_channel, reflect
 from airflow_provider_pdr.core.reconcile import reconcile
 from tests.support.tables import create, orders, table_rows, write
 
@@ -16,13 +16,13 @@ def mirrored(source, destination, count=20):
     table = orders(source)
     install_channel(source, "orders", "orders")
     write(source, table.insert(), [{"id": i, "note": f"n{i}", "amount": decimal.Decimal(i) / 4} for i in range(count)])
-    reflect(source, destination, "orders", "mirror", create_table=True)
+    reflect(source, destination, ReflectionSpec("orders", "mirror", create_table=True))
     return table, sa.Table("mirror", sa.MetaData(), autoload_with=destination)
 
 
 def test_an_exact_mirror_has_no_difference(source, destination):
     mirrored(source, destination)
-    result = reconcile(source, destination, "orders", "mirror", chunk_size=6)
+    result = reconcile(source, destination, ReflectionSpec("orders", "mirror"), chunk_size=6)
     assert (result.checked, result.differing, result.pending, result.repaired) == (20, 0, 0, 0)
 
 
@@ -32,14 +32,14 @@ def test_differences_are_counted_and_repaired(source, destination):
     write(destination, mirror.update().where(mirror.c.id == 5).values(amount=99))
     write(destination, mirror.update().where(mirror.c.id == 6).values(note=None))
     write(destination, mirror.insert(), [{"id": 100, "note": "ghost"}])
-    found = reconcile(source, destination, "orders", "mirror", chunk_size=6)
+    found = reconcile(source, destination, ReflectionSpec("orders", "mirror"), chunk_size=6)
     assert (found.missing, found.different, found.extra, found.differing) == (2, 2, 1, 5)
     assert "missing: id=3" in found.samples
     assert table_rows(destination, "mirror") != table_rows(source, "orders"), "reporting changes nothing"
-    fixed = reconcile(source, destination, "orders", "mirror", chunk_size=6, repair=True)
+    fixed = reconcile(source, destination, ReflectionSpec("orders", "mirror"), chunk_size=6, repair=True)
     assert fixed.repaired == 5
     assert table_rows(destination, "mirror") == table_rows(source, "orders")
-    assert reconcile(source, destination, "orders", "mirror").differing == 0
+    assert reconcile(source, destination, ReflectionSpec("orders", "mirror")).differing == 0
 
 
 def test_pending_changes_are_not_differences(engine, databases):
@@ -48,9 +48,9 @@ def test_pending_changes_are_not_differences(engine, databases):
     write(engine, table.update().where(table.c.id == 1).values(note="new"))
     write(engine, table.delete().where(table.c.id == 2))
     write(engine, table.insert(), [{"id": 50}])
-    result = reconcile(engine, destination, "orders", "mirror", repair=True)
+    result = reconcile(engine, destination, ReflectionSpec("orders", "mirror"), repair=True)
     assert (result.differing, result.pending) == (0, 3)
-    reflect(engine, destination, "orders", "mirror")
+    reflect(engine, destination, ReflectionSpec("orders", "mirror"))
     assert table_rows(destination, "mirror") == table_rows(engine, "orders")
 
 
@@ -69,5 +69,5 @@ def test_time_zones_and_text_keys_compare_as_equal_values(source, destination):
         {"code": "B", "at": None, "flag": False, "ratio": 1e300},
         {"code": "b", "at": dt.datetime(2000, 2, 29, tzinfo=dt.timezone.utc), "flag": None, "ratio": -2.5},
     ])
-    reflect(source, destination, "events", create_table=True)
-    assert reconcile(source, destination, "events").differing == 0
+    reflect(source, destination, ReflectionSpec("events", create_table=True))
+    assert reconcile(source, destination, ReflectionSpec("events")).differing == 0

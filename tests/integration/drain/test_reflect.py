@@ -8,9 +8,11 @@ import time
 import pytest
 import sqlalchemy as sa
 
-from airflow_provider_pdr.core import ApplyError, install_channel, pending_changes, reflect
-from airflow_provider_pdr.core.reflect import Drain, seq_ranges
-from tests.support.drain import mirror, use_row_path
+from airflow_provider_pdr.core import ApplyError, ReflectionSpec, install_channel, pending_changes, reflect
+from airflow_provider_pdr.core.drain.ack import Acknowledger, seq_ranges
+from airflow_provider_pdr.core.drain.route import ROW_PATH
+from airflow_provider_pdr.core.drain.write import Writer
+from tests.support.drain import mirror
 from tests.support.tables import create, orders, race_writers, table_rows, write
 
 
@@ -21,13 +23,12 @@ def test_seq_ranges_cover_exactly_the_numbers_read():
 
 
 def test_mirrors_inserts_updates_and_deletes(source, destination, monkeypatch):
-    use_row_path(monkeypatch)
     table = orders(source)
     install_channel(source, "orders", "orders")
     write(source, table.insert(), [{"id": i, "note": f"n{i}", "amount": i} for i in range(1, 11)])
     write(source, table.update().where(table.c.id <= 3).values(note="updated"))
     write(source, table.delete().where(table.c.id.in_([4, 5])))
-    result = mirror(source, destination, batch_size=4)
+    result = mirror(source, destination, batch_size=4, route=ROW_PATH)
     assert table_rows(destination, "mirror") == table_rows(source, "orders")
     # 15 change rows, read as one span of 10 keys: keys 1-3 (inserted, then updated) are written
     # once, in 3 destination transactions of at most 4 rows; rows 4 and 5 never reached the
@@ -85,7 +86,7 @@ def test_composite_keys_and_names_that_need_quoting(source, destination):
     ])
     write(source, table.update().where(table.c["line no"] == "b").values({"line no": "B"}))
     write(source, table.delete().where(table.c.Order == 2))
-    reflect(source, destination, "lines", name, create_table=True)
+    reflect(source, destination, ReflectionSpec("lines", name, create_table=True))
     assert table_rows(destination, name) == table_rows(source, name)
     assert [(r[0], r[1]) for r in table_rows(destination, name)] == [(1, "B"), (1, "a")] or \
         [(r[0], r[1]) for r in table_rows(destination, name)] == [(1, "a"), (1, "B")]
@@ -155,7 +156,7 @@ def test_crash_between_destination_commit_and_acknowledgement_converges(source, 
         raise KeyboardInterrupt("process died after the destination commit")
 
     with monkeypatch.context() as patch:
-        patch.setattr(Drain, "acknowledge", crash)
+        patch.setattr(Acknowledger, "acknowledge", crash)
         with pytest.raises(KeyboardInterrupt):
             mirror(source, destination)
     assert len(table_rows(destination, "mirror")) == 5, "the destination had committed"
@@ -175,7 +176,7 @@ def test_a_rejected_batch_acknowledges_nothing(source, destination):
            sa.Column("amount", sa.Numeric(12, 2)))
     write(source, table.insert(), [{"id": 1, "note": "fine"}, {"id": 2, "note": None}])
     with pytest.raises(ApplyError, match="channel 'orders'.*nothing of it was acknowledged"):
-        reflect(source, destination, "orders", "narrow")
+        reflect(source, destination, ReflectionSpec("orders", "narrow"))
     assert pending_changes(source, "orders").count == 2
     assert table_rows(destination, "narrow") == []
 
@@ -186,19 +187,19 @@ def test_the_garbage_collector_is_paused_only_while_a_drain_runs(source, destina
     table = orders(source)
     install_channel(source, "orders", "orders")
     write(source, table.insert(), [{"id": i, "note": "fine"} for i in range(3)])
-    during, apply_batch = [], Drain.apply_batch
-    monkeypatch.setattr(Drain, "apply_batch", lambda *args: during.append(gc.isenabled()) or apply_batch(*args))
+    during, apply_batch = [], Writer.apply_batch
+    monkeypatch.setattr(Writer, "apply_batch", lambda *args: during.append(gc.isenabled()) or apply_batch(*args))
     mirror(source, destination)
     assert during == [False] and gc.isenabled()
     create(destination, "narrow", sa.Column("id", sa.Integer, primary_key=True, autoincrement=False),
            sa.Column("note", sa.String(100), nullable=False), sa.Column("amount", sa.Numeric(12, 2)))
     write(source, table.insert(), {"id": 9, "note": None})
     with pytest.raises(ApplyError):
-        reflect(source, destination, "orders", "narrow")
+        reflect(source, destination, ReflectionSpec("orders", "narrow"))
     assert gc.isenabled(), "a failed drain resumes the collector too"
     gc.disable()
     try:
-        reflect(source, destination, "orders", "mirror")
+        reflect(source, destination, ReflectionSpec("orders", "mirror"))
         assert not gc.isenabled(), "a collector the caller had paused stays paused"
     finally:
         gc.enable()
@@ -228,12 +229,12 @@ def test_several_channels_on_one_table_progress_independently(source, destinatio
     install_channel(source, "fast", "orders")
     install_channel(source, "slow", "orders")
     write(source, table.insert(), [{"id": i} for i in range(4)])
-    reflect(source, destination, "fast", "fast_copy", create_table=True)
+    reflect(source, destination, ReflectionSpec("fast", "fast_copy", create_table=True))
     assert pending_changes(source, "fast").count == 0
     assert pending_changes(source, "slow").count == 4
     write(source, table.delete().where(table.c.id == 0))
-    reflect(source, destination, "slow", "slow_copy", create_table=True)
-    reflect(source, destination, "fast", "fast_copy")
+    reflect(source, destination, ReflectionSpec("slow", "slow_copy", create_table=True))
+    reflect(source, destination, ReflectionSpec("fast", "fast_copy"))
     assert table_rows(destination, "fast_copy") == table_rows(destination, "slow_copy") == table_rows(source, "orders")
 
 
@@ -258,7 +259,7 @@ def test_the_result_says_how_long_reading_and_writing_took(source, destination, 
     write(source, table.insert(), [{"id": i} for i in range(5)])
     install_channel(source, "orders", "orders")
     write(source, table.update().values(note="changed"))
-    original_apply, slow = Drain.apply, 1.0
+    original_apply, slow = Writer.apply, 1.0
 
     def held_up(self, conn, upserts, deletes, *form):
         if upserts and not held:
@@ -266,7 +267,7 @@ def test_the_result_says_how_long_reading_and_writing_took(source, destination, 
         return original_apply(self, conn, upserts, deletes, *form)
 
     held = []
-    monkeypatch.setattr(Drain, "apply", held_up)
+    monkeypatch.setattr(Writer, "apply", held_up)
     result = mirror(source, destination, initial_load=True)
     assert (result.copied, result.changes, len(held)) == (5, 5, 1)
     assert result.writing_seconds >= slow and result.seconds >= slow

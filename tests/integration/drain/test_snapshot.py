@@ -9,9 +9,12 @@ import time
 import pytest
 import sqlalchemy as sa
 
-from airflow_provider_pdr.core import ApplyError, install_channel, pending_changes, reflect, uninstall_channel
+from airflow_provider_pdr.core import (
+    ApplyError, ReflectionSpec, install_channel, pending_changes, reflect, uninstall_channel,
+)
+from airflow_provider_pdr.core.drain.plan import DrainPlan
+from airflow_provider_pdr.core.drain.write import Writer
 from airflow_provider_pdr.core.engines import engine_module
-from airflow_provider_pdr.core.reflect import Drain
 from airflow_provider_pdr.core.snapshot import PROGRESS_TABLE, Progress, is_loaded, snapshot
 from tests.support.databases import execute, rows
 from tests.support.tables import create, orders, table_rows, write
@@ -29,11 +32,11 @@ def seeded(source, count=23):
 
 def test_initial_load_copies_existing_rows_once(source, destination):
     seeded(source)
-    result = snapshot(source, destination, "orders", "mirror", chunk_size=5, create_table=True)
+    result = snapshot(source, destination, ReflectionSpec("orders", "mirror", create_table=True), chunk_size=5)
     assert (result.copied, result.chunks, result.done, result.resumed) == (23, 5, True, False)
     assert table_rows(destination, "mirror") == table_rows(source, "orders")
     assert is_loaded(source, "orders")
-    again = snapshot(source, destination, "orders", "mirror", chunk_size=5)
+    again = snapshot(source, destination, ReflectionSpec("orders", "mirror"), chunk_size=5)
     assert (again.copied, again.done) == (0, True), "a completed initial load is not repeated"
 
 
@@ -41,7 +44,7 @@ def test_initial_load_copies_existing_rows_once(source, destination):
 @pytest.mark.parametrize("destination", ["postgresql"], indirect=True)
 def test_writes_during_the_copy_are_not_lost(source, destination, monkeypatch):
     table = seeded(source, 30)
-    original = Drain.apply
+    original = Writer.apply
     calls = []
 
     def apply_and_meanwhile_write(self, conn, upserts, deletes, *text):
@@ -53,12 +56,12 @@ def test_writes_during_the_copy_are_not_lost(source, destination, monkeypatch):
             write(source, table.insert(), [{"id": -1, "note": "behind"}, {"id": 100, "note": "ahead"}])
         return removed
 
-    monkeypatch.setattr(Drain, "apply", apply_and_meanwhile_write)
-    snapshot(source, destination, "orders", "mirror", chunk_size=10, create_table=True)
+    monkeypatch.setattr(Writer, "apply", apply_and_meanwhile_write)
+    snapshot(source, destination, ReflectionSpec("orders", "mirror", create_table=True), chunk_size=10)
     monkeypatch.undo()
     assert table_rows(destination, "mirror") != table_rows(source, "orders"), "the copy alone is stale"
     assert pending_changes(source, "orders").count > 0
-    reflect(source, destination, "orders", "mirror")
+    reflect(source, destination, ReflectionSpec("orders", "mirror"))
     assert table_rows(destination, "mirror") == table_rows(source, "orders")
 
 
@@ -69,7 +72,7 @@ def test_each_chunk_is_read_and_written_under_one_hold(source, destination, monk
     no drain can apply and acknowledge a newer state between its read and its write."""
     seeded(source, 40)
     monkeypatch.setattr(snapshot_module, "CHUNKS_PER_HOLD", 3)
-    lock, rows, apply = type(engine_module(source)).channel_lock, Drain.source_rows, Drain.apply
+    lock, rows, apply = type(engine_module(source)).channel_lock, DrainPlan.source_rows, Writer.apply
     holds, reads, writes = [], [], []  # the hold each read and each write ran in (None: outside)
     current = [None]
 
@@ -90,9 +93,9 @@ def test_each_chunk_is_read_and_written_under_one_hold(source, destination, monk
         return apply(self, *args)
 
     monkeypatch.setattr(type(engine_module(source)), "channel_lock", counted_hold)
-    monkeypatch.setattr(Drain, "source_rows", read)
-    monkeypatch.setattr(Drain, "apply", write)
-    result = snapshot(source, destination, "orders", "mirror", chunk_size=4, create_table=True)
+    monkeypatch.setattr(DrainPlan, "source_rows", read)
+    monkeypatch.setattr(Writer, "apply", write)
+    result = snapshot(source, destination, ReflectionSpec("orders", "mirror", create_table=True), chunk_size=4)
     monkeypatch.undo()
     assert result.chunks == 10 and table_rows(destination, "mirror") == table_rows(source, "orders")
     assert holds == [0, 1, 2, 3], "three chunks per hold, the last hold finds the end"
@@ -103,7 +106,7 @@ def test_each_chunk_is_read_and_written_under_one_hold(source, destination, monk
 def test_a_read_that_fails_mid_copy_lets_the_write_in_flight_finish_inside_the_hold(databases, monkeypatch):
     source, destination = databases.new("postgresql"), databases.new("postgresql")
     seeded(source, 40)
-    lock, rows, apply = type(engine_module(source)).channel_lock, Drain.source_rows, Drain.apply
+    lock, rows, apply = type(engine_module(source)).channel_lock, DrainPlan.source_rows, Writer.apply
     events = []
 
     @contextlib.contextmanager
@@ -126,10 +129,10 @@ def test_a_read_that_fails_mid_copy_lets_the_write_in_flight_finish_inside_the_h
         events.append("written")
 
     monkeypatch.setattr(type(engine_module(source)), "channel_lock", recorded_hold)
-    monkeypatch.setattr(Drain, "source_rows", second_read_fails)
-    monkeypatch.setattr(Drain, "apply", slow_write)
+    monkeypatch.setattr(DrainPlan, "source_rows", second_read_fails)
+    monkeypatch.setattr(Writer, "apply", slow_write)
     with pytest.raises(RuntimeError, match="source lost"):
-        snapshot(source, destination, "orders", "mirror", chunk_size=10, create_table=True)
+        snapshot(source, destination, ReflectionSpec("orders", "mirror", create_table=True), chunk_size=10)
     assert events == ["read", "written", "released"], "no drain may take the lock before the write lands"
 
 
@@ -147,13 +150,13 @@ def test_a_crashed_load_resumes_after_the_last_saved_chunk(source, databases, mo
 
     monkeypatch.setattr(Progress, "save", dies_on_the_fourth_save)
     with pytest.raises(KeyboardInterrupt):
-        snapshot(source, destination, "orders", "mirror", chunk_size=10, create_table=True)
+        snapshot(source, destination, ReflectionSpec("orders", "mirror", create_table=True), chunk_size=10)
     monkeypatch.undo()
     # Through Python the third chunk was committed before its progress; copied inside SQLite,
     # a chunk commits with its progress, and the third is gone with it.
     assert len(table_rows(destination, "mirror")) == (20 if source.dialect.name == "sqlite" else 30)
     assert not is_loaded(source, "orders")
-    result = snapshot(source, destination, "orders", "mirror", chunk_size=10)
+    result = snapshot(source, destination, ReflectionSpec("orders", "mirror"), chunk_size=10)
     assert result.resumed and result.done
     assert result.copied == 20, "resumes after the last saved chunk, copying the unsaved one again"
     assert table_rows(destination, "mirror") == table_rows(source, "orders")
@@ -169,7 +172,7 @@ def test_a_refused_chunk_is_named_and_the_load_resumes_there(source, destination
            sa.Column("amount", sa.Numeric(12, 2)),
            sa.CheckConstraint("amount < 25", name="amount_below_25"))
     with pytest.raises(ApplyError) as error:
-        snapshot(source, destination, "orders", "strict", chunk_size=10)
+        snapshot(source, destination, ReflectionSpec("orders", "strict"), chunk_size=10)
     message = str(error.value)
     assert "channel 'orders'" in message and "initial load" in message, message
     assert "id=25" in message, message
@@ -179,7 +182,7 @@ def test_a_refused_chunk_is_named_and_the_load_resumes_there(source, destination
     assert not is_loaded(source, "orders")
 
     execute(destination, "ALTER TABLE strict DROP CONSTRAINT amount_below_25")  # the user fixes the mirror
-    result = snapshot(source, destination, "orders", "strict", chunk_size=10)
+    result = snapshot(source, destination, ReflectionSpec("orders", "strict"), chunk_size=10)
     assert (result.resumed, result.done, result.copied) == (True, True, 20), "resumes at the refused chunk"
     assert table_rows(destination, "strict") == table_rows(source, "orders")
 
@@ -187,7 +190,8 @@ def test_a_refused_chunk_is_named_and_the_load_resumes_there(source, destination
 def test_a_time_budget_pauses_and_the_next_run_continues(engine, databases):
     seeded(engine, 25)
     destination = databases.new("sqlite")
-    first = snapshot(engine, destination, "orders", "mirror", chunk_size=10, create_table=True, time_budget=0)
+    first = snapshot(engine, destination, ReflectionSpec("orders", "mirror", create_table=True), chunk_size=10,
+                     time_budget=0)
     assert (first.copied, first.done) == (0, False)
     copied = []
     original = Progress.chunk_copied
@@ -198,7 +202,7 @@ def test_a_time_budget_pauses_and_the_next_run_continues(engine, databases):
 
     Progress.chunk_copied = counting
     try:
-        second = snapshot(engine, destination, "orders", "mirror", chunk_size=10)
+        second = snapshot(engine, destination, ReflectionSpec("orders", "mirror"), chunk_size=10)
     finally:
         Progress.chunk_copied = original
     assert second.resumed and second.done
@@ -207,18 +211,18 @@ def test_a_time_budget_pauses_and_the_next_run_continues(engine, databases):
 
 def test_resync_removes_rows_the_source_no_longer_has_and_repairs_the_rest(source, destination):
     table = seeded(source, 12)
-    snapshot(source, destination, "orders", "mirror", create_table=True)
-    reflect(source, destination, "orders", "mirror")
+    snapshot(source, destination, ReflectionSpec("orders", "mirror", create_table=True))
+    reflect(source, destination, ReflectionSpec("orders", "mirror"))
     mirror = sa.Table("mirror", sa.MetaData(), autoload_with=destination)
     write(destination, mirror.insert(), [{"id": 500, "note": "ghost"}, {"id": -3, "note": "ghost"}])
     write(destination, mirror.update().where(mirror.c.id == 4).values(note="tampered"))
     write(destination, mirror.delete().where(mirror.c.id == 5))
     write(source, table.delete().where(table.c.id == 7))  # captured, not yet reflected
-    result = snapshot(source, destination, "orders", "mirror", resync=True, chunk_size=4)
+    result = snapshot(source, destination, ReflectionSpec("orders", "mirror"), resync=True, chunk_size=4)
     assert result.done and result.copied == 11
     assert result.removed == 3, "two ghosts and the row deleted in the source"
     assert table_rows(destination, "mirror") == table_rows(source, "orders")
-    reflect(source, destination, "orders", "mirror")
+    reflect(source, destination, ReflectionSpec("orders", "mirror"))
     assert table_rows(destination, "mirror") == table_rows(source, "orders")
 
 
@@ -234,7 +238,7 @@ def test_a_mirror_key_the_source_holds_only_in_another_case_is_swept(source, des
     mirror = create(destination, "words", sa.Column("word", sa.String(10), primary_key=True),
                     sa.Column("note", sa.String(10)))
     write(destination, mirror.insert(), [{"word": "a", "note": "stale"}])
-    result = snapshot(source, destination, "words", resync=True, chunk_size=1)
+    result = snapshot(source, destination, ReflectionSpec("words"), resync=True, chunk_size=1)
     assert (result.copied, result.removed) == (2, 1)
     assert table_rows(destination, "words") == [("A", "upper"), ("b", "lower")]
 
@@ -249,11 +253,11 @@ def test_composite_and_text_keys_page_correctly(source, destination):
     write(source, table.insert(), [{"order": o, "line": i, "note": f"{o}{i}"}
                                    for o in ("a", "B", "b", "ä", "A b") for i in range(4)])
     install_channel(source, "lines", "lines")
-    result = snapshot(source, destination, "lines", chunk_size=3, create_table=True)
+    result = snapshot(source, destination, ReflectionSpec("lines", create_table=True), chunk_size=3)
     assert result.copied == 20
     assert table_rows(destination, "lines") == table_rows(source, "lines")
     write(source, table.delete().where(table.c.order == "B"))
-    result = snapshot(source, destination, "lines", resync=True, chunk_size=3)
+    result = snapshot(source, destination, ReflectionSpec("lines"), resync=True, chunk_size=3)
     assert result.removed == 4
     assert table_rows(destination, "lines") == table_rows(source, "lines")
 
@@ -261,7 +265,7 @@ def test_composite_and_text_keys_page_correctly(source, destination):
 def test_uninstall_forgets_the_progress(engine, databases):
     seeded(engine, 3)
     destination = databases.new("sqlite")
-    snapshot(engine, destination, "orders", "mirror", create_table=True)
+    snapshot(engine, destination, ReflectionSpec("orders", "mirror", create_table=True))
     assert sa.inspect(engine).has_table(PROGRESS_TABLE)
     uninstall_channel(engine, "orders")
     assert not sa.inspect(engine).has_table(PROGRESS_TABLE)
@@ -280,14 +284,15 @@ def test_firebird_composite_keys_load_resync_and_reconcile(databases, pair):
     )
     write(source, table.insert(), [{"order": o, "line": i, "note": f"{o}{i}"} for o in ("a", "b", "c") for i in range(400)])
     install_channel(source, "lines", "lines")
-    assert snapshot(source, destination, "lines", chunk_size=250, create_table=True).copied == 1200
+    assert snapshot(source, destination, ReflectionSpec("lines", create_table=True), chunk_size=250).copied == 1200
     write(source, table.delete().where(table.c.order == "b"))
     keep = Mapping(on_delete="nullify")
-    assert reconcile(source, destination, "lines", mapping=keep).extra == 0, "pending deletes are not differences"
-    assert snapshot(source, destination, "lines", resync=True, chunk_size=250).removed == 400
+    assert reconcile(source, destination, ReflectionSpec("lines", mapping=keep)).extra == 0, \
+        "pending deletes are not differences"
+    assert snapshot(source, destination, ReflectionSpec("lines"), resync=True, chunk_size=250).removed == 400
     assert table_rows(destination, "lines") == table_rows(source, "lines")
-    reflect(source, destination, "lines")
-    assert reconcile(source, destination, "lines").differing == 0
+    reflect(source, destination, ReflectionSpec("lines"))
+    assert reconcile(source, destination, ReflectionSpec("lines")).differing == 0
 
 
 def test_without_deletes_a_resync_keeps_rows_the_source_lost(engine, databases):
@@ -295,12 +300,12 @@ def test_without_deletes_a_resync_keeps_rows_the_source_lost(engine, databases):
 
     destination = databases.new("sqlite")
     table = seeded(engine, 5)
-    snapshot(engine, destination, "orders", "mirror", create_table=True)
+    snapshot(engine, destination, ReflectionSpec("orders", "mirror", create_table=True))
     write(engine, table.delete().where(table.c.id == 2))
-    reflect(engine, destination, "orders", "mirror", deletes=False)
-    assert reconcile(engine, destination, "orders", "mirror", deletes=False).differing == 0
-    assert reconcile(engine, destination, "orders", "mirror").extra == 1
-    assert snapshot(engine, destination, "orders", "mirror", resync=True, deletes=False).removed == 0
+    reflect(engine, destination, ReflectionSpec("orders", "mirror", deletes=False))
+    assert reconcile(engine, destination, ReflectionSpec("orders", "mirror", deletes=False)).differing == 0
+    assert reconcile(engine, destination, ReflectionSpec("orders", "mirror")).extra == 1
+    assert snapshot(engine, destination, ReflectionSpec("orders", "mirror", deletes=False), resync=True).removed == 0
     assert len(table_rows(destination, "mirror")) == 5
 
 
@@ -320,10 +325,10 @@ def test_drains_run_between_holds_of_a_copy(databases, monkeypatch):
             reflected.append(None)
             write(source, table.update().where(table.c.id == 0).values(note="during"))
             # The drain sees the unfinished copy and finishes it itself, then applies the change.
-            reflected[0] = reflect(source, destination, "orders", "mirror", lock_timeout=0.5)
+            reflected[0] = reflect(source, destination, ReflectionSpec("orders", "mirror", lock_timeout=0.5))
 
     monkeypatch.setattr(type(engine_module(source)), "channel_lock", hold_then_let_a_drain_in)
-    snapshot(source, destination, "orders", "mirror", chunk_size=10, create_table=True)
+    snapshot(source, destination, ReflectionSpec("orders", "mirror", create_table=True), chunk_size=10)
     monkeypatch.undo()
     assert (reflected[0].copied, reflected[0].changes) == (10, 1), "the drain ran between two holds"
     assert table_rows(destination, "mirror") == table_rows(source, "orders")
@@ -339,18 +344,18 @@ def test_a_postgresql_mirror_keeps_its_rows_that_are_already_the_same(databases,
         execute(engine, "CREATE TABLE tags (id int PRIMARY KEY, label citext, amount numeric(10, 2))")
     execute(source, "INSERT INTO tags SELECT g, 'tag ' || g, g FROM generate_series(1, 50) g")
     install_channel(source, "tags", "tags")
-    reflect(source, destination, "tags", initial_load=True)
+    reflect(source, destination, ReflectionSpec("tags"), initial_load=True)
 
     def versions() -> dict:
         with destination.connect() as conn:
             return dict(conn.execute(sa.text("SELECT id, xmin::text FROM tags")).all())
 
     before = versions()
-    assert snapshot(source, destination, "tags", resync=True, restart=True).copied == 50
+    assert snapshot(source, destination, ReflectionSpec("tags"), resync=True, restart=True).copied == 50
     assert versions() == before  # nothing rewritten
     execute(source, "UPDATE tags SET label = upper(label) WHERE id = 7")  # equal as citext, not as bytes
     execute(source, "UPDATE tags SET amount = amount + 1 WHERE id = 8")
-    reflect(source, destination, "tags")
+    reflect(source, destination, ReflectionSpec("tags"))
     after = versions()
     assert {key for key in before if after[key] != before[key]} == {7, 8}
     assert rows(destination, "tags", "id") == rows(source, "tags", "id")

@@ -10,28 +10,29 @@ import pytest
 import sqlalchemy as sa
 
 from airflow_provider_pdr.core import ChannelChangedError, install_channel, pending_changes
-from airflow_provider_pdr.core.reflect import WINDOW_BATCHES, Drain, Window
-from tests.support.drain import mirror, use_row_path
+from airflow_provider_pdr.core.drain.read import WINDOW_BATCHES, Reader, Window
+from airflow_provider_pdr.core.drain.route import EXACT_PATH, ROW_PATH
+from airflow_provider_pdr.core.drain.write import Writer
+from tests.support.drain import mirror
 from tests.support.tables import create, orders, table_rows, write
 
 
 def test_memory_is_bounded_by_the_batch_not_the_backlog(source, databases, monkeypatch):
     """The exact path reads a backlog at most WINDOW_BATCHES batches of change rows ahead, and
     applies it batch_size change rows at a time."""
-    monkeypatch.setattr(Drain, "read_spans", False)
     table = orders(source)
     install_channel(source, "orders", "orders")
     write(source, table.insert(), [{"id": i} for i in range(250)])
     fetched, ahead = [], []
-    original = Drain.read_batch
-    changes_after = Drain.changes_after
+    original = Reader.read_batch
+    changes_after = Reader.changes_after
 
     def reading_ahead(self, conn, after, limit):
         rows = changes_after(self, conn, after, limit)
         ahead.append(len(rows))
         return rows
 
-    monkeypatch.setattr(Drain, "changes_after", reading_ahead)
+    monkeypatch.setattr(Reader, "changes_after", reading_ahead)
 
     def counting(self, conn, window, batch_size):
         batch = original(self, conn, window, batch_size)
@@ -39,11 +40,11 @@ def test_memory_is_bounded_by_the_batch_not_the_backlog(source, databases, monke
         return batch
 
     destination = databases.new("sqlite")
-    Drain.read_batch = counting
+    Reader.read_batch = counting
     try:
-        result = mirror(source, destination, batch_size=100)
+        result = mirror(source, destination, batch_size=100, route=EXACT_PATH)
     finally:
-        Drain.read_batch = original
+        Reader.read_batch = original
     # Read ahead of the batch in flight, then once more from the oldest change before it ends.
     assert fetched == [100, 100, 50, 0, 0]
     assert max(ahead) == 250 <= WINDOW_BATCHES * 100
@@ -51,13 +52,12 @@ def test_memory_is_bounded_by_the_batch_not_the_backlog(source, databases, monke
 
 
 def test_spans_read_at_most_the_window_and_write_batch_size_rows_per_transaction(source, destination, monkeypatch):
-    use_row_path(monkeypatch)
     table = orders(source)
     install_channel(source, "orders", "orders")
     write(source, table.insert(), [{"id": i} for i in range(250)])
     write(source, table.delete().where(table.c.id < 20))
     spans, writes = [], []
-    read_span, apply = Drain.read_span, Drain.apply
+    read_span, apply = Reader.read_span, Writer.apply
 
     def reading(self, conn, after, limit):
         batch = read_span(self, conn, after, limit)
@@ -68,9 +68,9 @@ def test_spans_read_at_most_the_window_and_write_batch_size_rows_per_transaction
         writes.append((len(upserts), len(deletes)))
         return apply(self, conn, upserts, deletes, *text)
 
-    monkeypatch.setattr(Drain, "read_span", reading)
-    monkeypatch.setattr(Drain, "apply", applying)
-    result = mirror(source, destination, batch_size=60)
+    monkeypatch.setattr(Reader, "read_span", reading)
+    monkeypatch.setattr(Writer, "apply", applying)
+    result = mirror(source, destination, batch_size=60, route=ROW_PATH)
     assert table_rows(destination, "mirror") == table_rows(source, "orders")
     # 270 change rows in spans of at most 240, then a read after them and one from the oldest
     assert spans == [(240, 240), (240, 30), (240, 0), (240, 0)]
@@ -81,12 +81,11 @@ def test_spans_read_at_most_the_window_and_write_batch_size_rows_per_transaction
 
 
 def test_a_key_left_to_the_next_span_stays_pending_until_that_one_lands(source, destination, monkeypatch):
-    use_row_path(monkeypatch)
     table = orders(source)
     install_channel(source, "orders", "orders")
     write(source, table.insert(), [{"id": i, "note": "first"} for i in range(8)])  # one span of 8
     write(source, table.update().where(table.c.id == 0).values(note="second"))  # the next span
-    apply_batch, calls = Drain.apply_batch, []
+    apply_batch, calls = Writer.apply_batch, []
 
     def dying_at_the_second_span(self, conn, batch, size):
         calls.append(batch)
@@ -95,12 +94,12 @@ def test_a_key_left_to_the_next_span_stays_pending_until_that_one_lands(source, 
         return apply_batch(self, conn, batch, size)
 
     with monkeypatch.context() as patch:
-        patch.setattr(Drain, "apply_batch", dying_at_the_second_span)
+        patch.setattr(Writer, "apply_batch", dying_at_the_second_span)
         with pytest.raises(KeyboardInterrupt):
-            mirror(source, destination, batch_size=2)
+            mirror(source, destination, batch_size=2, route=ROW_PATH)
     assert [r[0] for r in table_rows(destination, "mirror")] == list(range(1, 8)), "key 0 was left to span 2"
     assert pending_changes(source, "orders").count == 1, "span 1 acknowledged, span 2 pending"
-    mirror(source, destination)
+    mirror(source, destination, route=ROW_PATH)
     assert table_rows(destination, "mirror") == table_rows(source, "orders")
     assert table_rows(destination, "mirror")[0][1] == "second"
 
@@ -110,7 +109,7 @@ def committing_after_the_first_span(source, table, monkeypatch):
     right after the first span is read."""
     early = source.connect()
     early.execute(table.insert(), {"id": 2, "note": "early, commits late"})
-    read_span = Drain.read_span
+    read_span = Reader.read_span
 
     def commit_the_early_one_after_the_read(self, conn, after, limit):
         batch = read_span(self, conn, after, limit)
@@ -118,20 +117,20 @@ def committing_after_the_first_span(source, table, monkeypatch):
             early.commit()
         return batch
 
-    monkeypatch.setattr(Drain, "read_span", commit_the_early_one_after_the_read)
+    monkeypatch.setattr(Reader, "read_span", commit_the_early_one_after_the_read)
     return early
 
 
 def exact_batches(monkeypatch) -> list[list[int]]:
     """The sequence numbers of every batch the exact path reads, as the drain goes."""
-    read_batch, seen = Drain.read_batch, []
+    read_batch, seen = Reader.read_batch, []
 
     def reading_exactly(self, conn, window, batch_size):
         batch = read_batch(self, conn, window, batch_size)
         seen.append(sorted(batch.seqs))
         return batch
 
-    monkeypatch.setattr(Drain, "read_batch", reading_exactly)
+    monkeypatch.setattr(Reader, "read_batch", reading_exactly)
     return seen
 
 
@@ -164,8 +163,8 @@ def test_a_late_commit_found_while_the_next_span_is_written_loses_nothing(source
     write(source, table.insert(), {"id": 1, "note": "first"})
     early = committing_after_the_first_span(source, table, monkeypatch)
     write(source, table.insert(), [{"id": i, "note": "on time"} for i in range(3, 13)])
-    exact, apply_batch, written = exact_batches(monkeypatch), Drain.apply_batch, []
-    monkeypatch.setattr(Drain, "apply_batch", lambda self, conn, batch, size: written.append(batch.span)
+    exact, apply_batch, written = exact_batches(monkeypatch), Writer.apply_batch, []
+    monkeypatch.setattr(Writer, "apply_batch", lambda self, conn, batch, size: written.append(batch.span)
                         or apply_batch(self, conn, batch, size))
     result = mirror(source, destination, batch_size=1)  # spans of 4 change rows
     early.close()
@@ -192,7 +191,7 @@ def test_transactions_left_open_inside_and_just_after_a_span_neither_stall_it_no
         write(source, table.insert(), [{"id": 3, "note": "on time"}, {"id": 4, "note": "on time"}])
         after.execute(table.insert(), {"id": 5, "note": "open after"})  # holds seq 5, just past the span
         with monkeypatch.context() as patch:
-            patch.setattr(Drain, "read_batch", lambda *args: pytest.fail("the span was acknowledged as read"))
+            patch.setattr(Reader, "read_batch", lambda *args: pytest.fail("the span was acknowledged as read"))
             assert mirror(source, destination).changes == 3
         assert [r[0] for r in table_rows(destination, "mirror")] == [1, 3, 4]
         inside.commit()
@@ -203,30 +202,28 @@ def test_transactions_left_open_inside_and_just_after_a_span_neither_stall_it_no
 
 
 def test_change_rows_that_vanish_under_a_span_stop_the_drain(source, destination, monkeypatch):
-    use_row_path(monkeypatch)
     table = orders(source)
     install_channel(source, "orders", "orders")
     write(source, table.insert(), [{"id": i} for i in range(3)])
-    read_span = Drain.read_span
+    read_span = Reader.read_span
 
     def emptied_meanwhile(self, conn, after, limit):
         batch = read_span(self, conn, after, limit)
-        write(source, sa.text(f"DELETE FROM {self.changes.name}"))
+        write(source, sa.text(f"DELETE FROM {self.plan.changes.name}"))
         return batch
 
-    monkeypatch.setattr(Drain, "read_span", emptied_meanwhile)
+    monkeypatch.setattr(Reader, "read_span", emptied_meanwhile)
     with pytest.raises(ChannelChangedError, match=r"channel 'orders': 3 of the 3 change rows read vanished"):
-        mirror(source, destination)
+        mirror(source, destination, route=ROW_PATH)
 
 
 def test_a_key_changed_more_often_than_a_batch_holds_is_drained_in_bounded_batches(source, destination, monkeypatch):
-    use_row_path(monkeypatch)
     table = orders(source)
     install_channel(source, "orders", "orders")
     write(source, table.insert(), [{"id": 1, "note": "hot"}, {"id": 2, "note": "cold"}])
     for i in range(50):
         write(source, table.update().where(table.c.id == 1).values(note=f"v{i}"))
-    result = mirror(source, destination, batch_size=4)
+    result = mirror(source, destination, batch_size=4, route=ROW_PATH)
     assert table_rows(destination, "mirror") == [(1, "v49", None), (2, "cold", None)]
     # A span holds 16 change rows: the hot key's 51 changes take four spans, and each span leaves
     # the key to the next, which writes it again: it is written once, with its last state.
@@ -243,14 +240,14 @@ def test_a_late_commit_below_the_read_ahead_is_applied_in_the_same_run(source, d
     early = source.connect()
     early.execute(table.insert(), {"id": 1, "note": "early, commits late"})  # takes the lower seq
     write(source, table.insert(), [{"id": i, "note": "on time"} for i in range(2, 12)])
-    original = Drain.apply
+    original = Writer.apply
 
     def commit_the_early_one_meanwhile(self, conn, upserts, deletes, *text):
         if early.in_transaction():
             early.commit()
         return original(self, conn, upserts, deletes, *text)
 
-    monkeypatch.setattr(Drain, "apply", commit_the_early_one_meanwhile)
+    monkeypatch.setattr(Writer, "apply", commit_the_early_one_meanwhile)
     result = mirror(source, destination, batch_size=3)
     early.close()
     assert result.drained and pending_changes(source, "orders").count == 0
@@ -266,7 +263,7 @@ def test_the_next_batch_is_read_while_one_is_applied_and_lands_after_it(source, 
     table = orders(source)
     install_channel(source, "orders", "orders")
     write(source, table.insert(), [{"id": i, "note": "first"} for i in range(1, 5)])
-    batch_read, original_read, original_apply = threading.Event(), Drain.read_batch, Drain.apply
+    batch_read, original_read, original_apply = threading.Event(), Reader.read_batch, Writer.apply
 
     def read(self, conn, window, batch_size):
         batch = original_read(self, conn, window, batch_size)
@@ -283,10 +280,9 @@ def test_the_next_batch_is_read_while_one_is_applied_and_lands_after_it(source, 
             assert batch_read.wait(10), "the next batch was not read while this one was applied"
         return original_apply(self, conn, upserts, deletes, *text)
 
-    monkeypatch.setattr(Drain, "read_spans", False)  # batches of two keys, not one span of four
-    monkeypatch.setattr(Drain, "read_batch", read)
-    monkeypatch.setattr(Drain, "apply", slow_first_apply)
-    result = mirror(source, destination, batch_size=2)
+    monkeypatch.setattr(Reader, "read_batch", read)
+    monkeypatch.setattr(Writer, "apply", slow_first_apply)
+    result = mirror(source, destination, batch_size=2, route=EXACT_PATH)  # batches of two keys, not one span of four
     assert table_rows(destination, "mirror") == table_rows(source, "orders")
     assert table_rows(destination, "mirror")[0] == (1, "second", None)
     assert result.drained and calls[0] == 2
@@ -305,7 +301,7 @@ def test_change_rows_that_vanish_under_a_drain_stop_it_and_acknowledge_nothing(s
 
     def emptied_meanwhile(self, limit):
         taken = original(self, limit)
-        write(source, sa.text(f"DELETE FROM {self.drain.changes.name}"))
+        write(source, sa.text(f"DELETE FROM {self.reader.plan.changes.name}"))
         return taken
 
     monkeypatch.setattr(Window, "take", emptied_meanwhile)

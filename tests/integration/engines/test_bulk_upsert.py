@@ -10,7 +10,7 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
 
-from airflow_provider_pdr.core import install_channel, reflect
+from airflow_provider_pdr.core import ReflectionSpec, install_channel, reflect
 from airflow_provider_pdr.core.engines import engine_module
 
 TABLE = "odd%s VALUES (x)"
@@ -34,10 +34,10 @@ def test_percent_and_values_in_names_reach_postgresql_exactly(databases, driver)
             for i in range(3)]
     with source.begin() as conn:
         conn.execute(table.insert(), rows)
-    assert reflect(source, destination, "c", create_table=True).upserted == 3
+    assert reflect(source, destination, ReflectionSpec("c", create_table=True)).upserted == 3
     with source.begin() as conn:  # a second batch updates rows the first one wrote
         conn.execute(table.update().values({"d%%": decimal.Decimal("-1.5"), 'q"uote': "%%"}))
-    assert reflect(source, destination, "c").upserted == 3
+    assert reflect(source, destination, ReflectionSpec("c")).upserted == 3
 
     mirror = sa.Table(TABLE, sa.MetaData(), autoload_with=destination)
     with destination.connect() as conn:
@@ -66,10 +66,10 @@ def test_psycopg_writes_without_the_right_to_create_temporary_tables(databases, 
         install_channel(source, "c", "t")
         with source.begin() as conn:
             conn.execute(table.insert(), [{"id": i, "note": f"n{i}"} for i in range(5)])
-        assert reflect(source, restricted, "c", create_table=True).upserted == 5
+        assert reflect(source, restricted, ReflectionSpec("c", create_table=True)).upserted == 5
         with source.begin() as conn:
             conn.execute(table.update().values(note="again"))
-        assert reflect(source, restricted, "c").upserted == 5
+        assert reflect(source, restricted, ReflectionSpec("c")).upserted == 5
         with restricted.connect() as conn:
             assert conn.execute(sa.text("SELECT count(*) FROM t WHERE note = 'again'")).scalar() == 5
     finally:  # roles belong to the whole server: leave none behind

@@ -19,7 +19,8 @@ import sqlalchemy as sa
 import tests.integration.core.test_channel as core_channel
 import tests.integration.drain.test_reflect as core
 from airflow_provider_pdr.core import (
-    ChannelBusyError, ConfigurationError, UnsupportedTypeError, install_channel, pending_changes, reflect, uninstall_channel,
+    ChannelBusyError, ConfigurationError, ReflectionSpec, UnsupportedTypeError, install_channel, pending_changes, reflect,
+    uninstall_channel,
 )
 from airflow_provider_pdr.core.engines import engine_module
 from airflow_provider_pdr.core.channel import load_channel
@@ -141,7 +142,7 @@ def test_values_round_trip_exactly(databases, pair):
     negative = full | {"id": 3, "big": -(2**63) + 1, "flag": False, "txt": "", "blob": b"",
                        "dec": decimal.Decimal("-0.000001")}
     write(source, table.insert(), [full, empty, negative])
-    reflect(source, destination, "types", "all_types", create_table=True)
+    reflect(source, destination, ReflectionSpec("types", "all_types", create_table=True))
 
     expected, got = typed_rows(source, "all_types"), typed_rows(destination, "all_types")
     flag = list(table.columns.keys()).index("flag")
@@ -175,16 +176,16 @@ def test_blobs_of_every_length_travel_exactly(databases, destination_kind):
     for name in ("notes", "crowded"):
         install_channel(source, name, name)
         write(source, sa.table(name, sa.column("id")).update().values(id=sa.column("id")))  # every row changes
-        reflect(source, destination, name, create_table=True)
+        reflect(source, destination, ReflectionSpec(name, create_table=True))
         expected = [tuple(bytes(v) if isinstance(v, (bytes, memoryview)) else v for v in row)
                     for row in table_rows(source, name)]
         got = [tuple(bytes(v) if isinstance(v, (bytes, memoryview)) else v for v in row)
                for row in table_rows(destination, name)]
         assert got == expected, name
     # The initial load and reconcile read the same way.
-    snapshot(source, destination, "notes", "notes_copy", create_table=True)
+    snapshot(source, destination, ReflectionSpec("notes", "notes_copy", create_table=True))
     assert table_rows(destination, "notes_copy") == table_rows(destination, "notes")
-    assert reconcile(source, destination, "notes", "notes_copy").differing == 0
+    assert reconcile(source, destination, ReflectionSpec("notes", "notes_copy")).differing == 0
     forms, extras = engine_module(source).read_forms([table.c.id, table.c.memo, table.c.data])
     compiled = [str(form.compile(dialect=source.dialect)) for form in forms]
     assert "VARCHAR(4000) CHARACTER SET UTF8" in compiled[1] and "VARCHAR(4000) CHARACTER SET OCTETS" in compiled[2]
@@ -198,7 +199,7 @@ def test_firebird_keeps_a_ten_thousandth_of_a_second(databases):
                    sa.Column("at", sa.DateTime))
     install_channel(source, "events", "events")
     write(source, table.insert(), {"id": 1, "at": dt.datetime(2024, 1, 2, 3, 4, 5, 123456)})
-    reflect(source, destination, "events", "events", create_table=True)
+    reflect(source, destination, ReflectionSpec("events", "events", create_table=True))
     assert typed_rows(destination, "events") == [(1, dt.datetime(2024, 1, 2, 3, 4, 5, 123400))]
 
 
@@ -208,7 +209,7 @@ def test_decimals_beyond_firebird_precision_are_refused_naming_the_column(databa
            sa.Column("amount", sa.Numeric(38, 10)))
     install_channel(source, "money", "money")
     with pytest.raises(UnsupportedTypeError, match=r"money\.amount: NUMERIC \(38,10\).*Firebird"):
-        reflect(source, destination, "money", "money", create_table=True)
+        reflect(source, destination, ReflectionSpec("money", "money", create_table=True))
 
 
 def test_reserved_words_mixed_case_and_lowercase_quoted_names(databases):
@@ -223,8 +224,8 @@ def test_reserved_words_mixed_case_and_lowercase_quoted_names(databases):
     with source.begin() as conn:
         conn.exec_driver_sql("INSERT INTO \"value\" VALUES (1, 'm', 'p', 'l')")
         conn.exec_driver_sql("INSERT INTO ITEMS VALUES (7, 'seven')")
-    reflect(source, destination, "reserved", "value", create_table=True)
-    reflect(source, destination, "items", "items", create_table=True)
+    reflect(source, destination, ReflectionSpec("reserved", "value", create_table=True))
+    reflect(source, destination, ReflectionSpec("items", "items", create_table=True))
     assert table_rows(destination, "value") == [(1, "m", "p", "l")]
     assert [c["name"] for c in sa.inspect(destination).get_columns("value")] == \
         ["position", "Mixed Case", "plain_col", "lower"]
@@ -390,11 +391,11 @@ def test_uuids_and_json_become_text_in_firebird_and_travel_on(databases):
     install_channel(source, "docs", "docs")
     key = uuid.uuid4()
     write(source, table.insert(), {"id": key, "doc": {"a": [1, "ü"]}, "note": "free text"})
-    reflect(source, firebird, "docs", "docs", create_table=True)
+    reflect(source, firebird, ReflectionSpec("docs", "docs", create_table=True))
     assert table_rows(firebird, "docs") == [(str(key), '{"a": [1, "ü"]}', "free text")]
     install_channel(firebird, "onward", "docs")
     write(firebird, sa.text("UPDATE docs SET note = 'edited'"))
-    reflect(firebird, back, "onward", "docs", create_table=True)
+    reflect(firebird, back, ReflectionSpec("onward", "docs", create_table=True))
     assert table_rows(back, "docs") == [(str(key), '{"a": [1, "ü"]}', "edited")]
 
 
@@ -430,7 +431,7 @@ def test_names_longer_than_firebird_allows_are_refused_naming_them(databases):
            sa.Column(long_column, sa.Integer))
     install_channel(source, "wide", "wide")
     with pytest.raises(ConfigurationError, match=rf"{long_column}' is 48 bytes long.*at most 31"):
-        reflect(source, destination, "wide", "wide", create_table=True)
+        reflect(source, destination, ReflectionSpec("wide", "wide", create_table=True))
     assert not sa.inspect(destination).has_table("wide")
 
 

@@ -20,7 +20,7 @@ from sqlalchemy.dialects.mssql import pymssql
 from sqlglot import exp
 
 import tests.integration.drain.test_reflect as core
-from airflow_provider_pdr.core import UnsupportedTypeError
+from airflow_provider_pdr.core import ReflectionSpec, UnsupportedTypeError
 from airflow_provider_pdr.core.channel import Channel, change_table, registry_table
 from airflow_provider_pdr.core.engines import engine_module
 from airflow_provider_pdr.core.engines.base import CaptureTarget, SourceTable
@@ -222,20 +222,19 @@ def test_the_drain_reads_compile_as_t_sql(databases):
     """The span read (one row per key, its presence told by the source key, never a boolean
     column, which T-SQL cannot select) and the exact path's join, built for integer keys as on
     any engine, then compiled by the mssql dialect."""
-    from airflow_provider_pdr.core.reflect import open_drain
+    from airflow_provider_pdr.core.drain.assemble import open_drain
 
     source, destination = databases.new("sqlite"), databases.new("sqlite")
     core.orders(source)
     core.install_channel(source, "orders", "orders")
-    with open_drain(source, destination, "orders", "mirror", None, create_table=True, deletes=True,
-                    mapping=None) as (drain, _, _):
-        statements = [*drain.span_queries.values(), drain.current, drain.lookup]
+    with open_drain(source, destination, ReflectionSpec("orders", "mirror", create_table=True)) as (drain, _, _):
+        statements = [*drain.route.span_queries.values(), drain.plan.current, drain.plan.lookup]
     for statement in statements:
         sql = statement.compile(dialect=DIALECT).string
         assert " IS NOT NULL AS " not in sql, sql
         (parsed,) = parse(re.sub(r"__\[POSTCOMPILE_(\w+)\]", r"(@\1)", re.sub(r":(\w+)", r"@\1", sql)))
         assert isinstance(parsed, exp.Select)
-    span = drain.span_queries[True].compile(dialect=DIALECT).string
+    span = drain.route.span_queries[True].compile(dialect=DIALECT).string
     assert "OFFSET 0 ROWS" in span and "FETCH FIRST @limit ROWS ONLY" in re.sub(r":(\w+)", r"@\1", span)
 
 

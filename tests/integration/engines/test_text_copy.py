@@ -10,7 +10,7 @@ import traceback
 import pytest
 import sqlalchemy as sa
 
-from airflow_provider_pdr.core import ApplyError, Mapping, install_channel, pending_changes, reflect
+from airflow_provider_pdr.core import ApplyError, Mapping, ReflectionSpec, install_channel, pending_changes, reflect
 from tests.support.databases import execute, q
 from tests.support.tables import orders, table_rows, write
 
@@ -84,7 +84,7 @@ def test_values_of_every_kind_arrive_exactly_whatever_the_sessions_settings(sour
     rows = hostile_rows()
     load(source, rows)
     with caplog.at_level(logging.INFO, logger="airflow_provider_pdr"):
-        result = reflect(source, destination, "kinds", batch_size=4)
+        result = reflect(source, destination, ReflectionSpec("kinds"), batch_size=4)
     assert TEXT_PATH in caplog.text
     assert result.drained and result.upserted == len(rows)
     assert as_text(destination) == as_text(source)
@@ -94,7 +94,7 @@ def test_values_of_every_kind_arrive_exactly_whatever_the_sessions_settings(sour
     execute(source, "UPDATE kinds SET id = 1000 WHERE id = 3")
     execute(source, "DELETE FROM kinds WHERE id IN (1, 5)")
     execute(source, "UPDATE kinds SET v = 'again' WHERE id = 0")
-    result = reflect(source, destination, "kinds", batch_size=3)
+    result = reflect(source, destination, ReflectionSpec("kinds"), batch_size=3)
     assert result.drained and result.deleted == 3
     assert as_text(destination) == as_text(source)
 
@@ -118,7 +118,7 @@ def assert_row_path(source: sa.Engine, destination: sa.Engine, source_type: str,
     install_channel(source, "items", "items")
     execute(source, "INSERT INTO items VALUES (1, NULL)")
     with caplog.at_level(logging.INFO, logger="airflow_provider_pdr"):
-        assert reflect(source, destination, "items").drained
+        assert reflect(source, destination, ReflectionSpec("items")).drained
     assert TEXT_PATH not in caplog.text
 
 
@@ -134,12 +134,12 @@ def test_custom_statements_and_nullify_take_the_row_path(source, destination, ca
             upsert_statement="INSERT INTO custom VALUES (:id, :note, :amount) ON CONFLICT (id) DO NOTHING"))):
         caplog.clear()
         with caplog.at_level(logging.INFO, logger="airflow_provider_pdr"):
-            reflect(source, destination, channel, channel, create_table=True, mapping=mapping)
+            reflect(source, destination, ReflectionSpec(channel, channel, create_table=True, mapping=mapping))
         assert TEXT_PATH not in caplog.text, channel
         assert table_rows(destination, channel) == table_rows(source, "orders")
     caplog.clear()
     with caplog.at_level(logging.INFO, logger="airflow_provider_pdr"):
-        reflect(source, destination, "plain", "plain", create_table=True)
+        reflect(source, destination, ReflectionSpec("plain", "plain", create_table=True))
     assert TEXT_PATH in caplog.text
     assert table_rows(destination, "plain") == table_rows(source, "orders")
 
@@ -156,7 +156,7 @@ def test_a_value_refused_while_copied_is_named_by_key_without_the_value(source, 
     install_channel(source, "items", "items")
     execute(source, "INSERT INTO items VALUES (1, 'fine'), (2, 'secret-42'), (3, 'fine too')")
     with caplog.at_level(logging.INFO, logger="airflow_provider_pdr"), pytest.raises(ApplyError) as error:
-        reflect(source, destination, "items")
+        reflect(source, destination, ReflectionSpec("items"))
     assert TEXT_PATH in caplog.text
     message = str(error.value)
     assert "id=2" in message and "code_check" in message, message
@@ -177,7 +177,7 @@ def test_a_row_refused_on_the_text_path_is_named_by_key_and_nothing_of_its_span_
     write(source, table.insert(), [{"id": i, "note": "ok", "amount": 1} for i in range(20)])
     write(source, table.update().where(table.c.id == 7).values(amount=-5))
     with caplog.at_level(logging.INFO, logger="airflow_provider_pdr"), pytest.raises(ApplyError) as error:
-        reflect(source, destination, "orders", "strict", batch_size=100)
+        reflect(source, destination, ReflectionSpec("orders", "strict"), batch_size=100)
     assert TEXT_PATH in caplog.text
     message = str(error.value)
     assert "id=7" in message and "amount_not_negative" in message, message
@@ -185,5 +185,5 @@ def test_a_row_refused_on_the_text_path_is_named_by_key_and_nothing_of_its_span_
     assert pending_changes(source, "orders").count == 21
 
     write(source, table.update().where(table.c.id == 7).values(amount=5))
-    assert reflect(source, destination, "orders", "strict").drained
+    assert reflect(source, destination, ReflectionSpec("orders", "strict")).drained
     assert table_rows(destination, "strict") == table_rows(source, "orders")

@@ -10,9 +10,9 @@ import logging
 import pytest
 import sqlalchemy as sa
 
-from airflow_provider_pdr.core import Mapping, install_channel, reflect
+from airflow_provider_pdr.core import Mapping, ReflectionSpec, install_channel, reflect
 from airflow_provider_pdr.core.engines.mysql import MysqlEngine
-from airflow_provider_pdr.core.reflect import Drain
+from airflow_provider_pdr.core.drain.plan import DrainPlan
 from tests.support.databases import execute
 from tests.integration.engines.test_text_copy import COLUMNS as PG_COLUMNS, HOSTILE, TEXT_PATH, as_text, assert_row_path
 from tests.integration.engines.test_text_copy import hostile_rows as pg_rows, load as pg_load
@@ -67,12 +67,12 @@ def mirror_both_ways(source: sa.Engine, destination: sa.Engine, caplog, monkeypa
     """Drain channel `texted` as text and channel `valued` by the row path, each into its table."""
     caplog.clear()
     with caplog.at_level(logging.INFO, logger="airflow_provider_pdr"):
-        assert reflect(source, destination, "texted", "texted", **options).drained
+        assert reflect(source, destination, ReflectionSpec("texted", "texted"), **options).drained
     assert TEXT_PATH in caplog.text
     caplog.clear()
     with monkeypatch.context() as patch, caplog.at_level(logging.INFO, logger="airflow_provider_pdr"):
         patch.setattr(MysqlEngine, "text_field", lambda self, value, destination: None)
-        assert reflect(source, destination, "valued", "valued", **options).drained
+        assert reflect(source, destination, ReflectionSpec("valued", "valued"), **options).drained
     assert TEXT_PATH not in caplog.text
 
 
@@ -121,12 +121,14 @@ def test_an_initial_load_copies_as_text_what_the_row_path_copies(source, destina
         install_channel(source, channel, "kinds")
         execute(destination, f"CREATE TABLE {channel} ({DESTINATION})")
     reads = spy_on_copies(monkeypatch)
-    assert reflect(source, destination, "texted", "texted", batch_size=4, initial_load=True).copied == len(rows)
+    assert reflect(source, destination, ReflectionSpec("texted", "texted"), batch_size=4,
+                   initial_load=True).copied == len(rows)
     assert reads and all(reads)
     reads.clear()
     with monkeypatch.context() as patch:
         patch.setattr(MysqlEngine, "text_field", lambda self, value, destination: None)
-        assert reflect(source, destination, "valued", "valued", batch_size=4, initial_load=True).copied == len(rows)
+        assert reflect(source, destination, ReflectionSpec("valued", "valued"), batch_size=4,
+                       initial_load=True).copied == len(rows)
     assert reads and not any(reads)
     texted = as_text(destination, "texted")
     assert len(texted) == len(rows) and texted == as_text(destination, "valued")
@@ -141,16 +143,16 @@ def test_an_initial_load_from_postgresql_copies_as_text(source, destination, mon
     pg_load(source, rows)
     install_channel(source, "kinds", "kinds")
     reads = spy_on_copies(monkeypatch)
-    assert reflect(source, destination, "kinds", batch_size=5, initial_load=True).copied == len(rows)
+    assert reflect(source, destination, ReflectionSpec("kinds"), batch_size=5, initial_load=True).copied == len(rows)
     assert reads and all(reads)
     assert as_text(destination) == as_text(source)
 
 
 def spy_on_copies(monkeypatch) -> list[bool]:
     """Whether each chunk an initial load reads comes as text."""
-    reads, source_rows = [], Drain.source_rows
-    monkeypatch.setattr(Drain, "source_rows", lambda self, unprocessed=(), as_text=False: reads.append(as_text)
-                        or source_rows(self, unprocessed, as_text))
+    reads, source_rows = [], DrainPlan.source_rows
+    monkeypatch.setattr(DrainPlan, "source_rows", lambda self, unprocessed=(), line=None: reads.append(line is not None)
+                        or source_rows(self, unprocessed, line))
     return reads
 
 
@@ -181,7 +183,8 @@ def test_a_computed_field_takes_the_row_path(source, destination, caplog):
     execute(source, "INSERT INTO items VALUES (1, 2, 3)")
     fields = [{"name": "id"}, {"name": "total", "expression": "a + b", "type": "integer"}]
     with caplog.at_level(logging.INFO, logger="airflow_provider_pdr"):
-        assert reflect(source, destination, "items", create_table=True, mapping=Mapping.from_dict({"fields": fields})).drained
+        spec = ReflectionSpec("items", create_table=True, mapping=Mapping.from_dict({"fields": fields}))
+        assert reflect(source, destination, spec).drained
     assert TEXT_PATH not in caplog.text
 
 
@@ -201,7 +204,7 @@ def test_a_row_longer_than_max_allowed_packet_arrives_whole(source, destination,
     if initial_load:
         install_channel(source, "big", "big")
     with caplog.at_level(logging.INFO, logger="airflow_provider_pdr"):
-        result = reflect(source, destination, "big", create_table=True, initial_load=initial_load)
+        result = reflect(source, destination, ReflectionSpec("big", create_table=True), initial_load=initial_load)
     assert result.drained and result.copied == (2 if initial_load else 0)
     assert TEXT_PATH in caplog.text
     with destination.connect() as conn:
