@@ -14,6 +14,7 @@ from airflow_provider_pdr.core import ConfigurationError, ReflectResult, Reflect
 from airflow_provider_pdr.core.channel import load_channel
 from airflow_provider_pdr.core.schema import describe
 from airflow_provider_pdr.hooks import PdrHook
+from airflow_provider_pdr.params import full_refresh_requested
 
 
 def seconds(value: float | timedelta) -> float:
@@ -22,14 +23,6 @@ def seconds(value: float | timedelta) -> float:
 
 def templated(*values: str | None) -> bool:
     return any(value and "{{" in value for value in values)
-
-
-def full_refresh_requested(context: Any) -> bool:
-    """A run asked for a resync: ``full_refresh`` true in the DAG params or the run conf."""
-    if not isinstance(context, Mapping):
-        return False
-    conf = getattr(context.get("dag_run"), "conf", None) or {}
-    return bool((context.get("params") or {}).get("full_refresh") or conf.get("full_refresh"))
 
 
 class ReflectOperator(BaseOperator):

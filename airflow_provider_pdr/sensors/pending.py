@@ -13,6 +13,7 @@ from airflow.sdk.exceptions import AirflowException, AirflowSensorTimeout
 
 from airflow_provider_pdr.core import pending_changes
 from airflow_provider_pdr.hooks import PdrHook
+from airflow_provider_pdr.params import full_refresh_requested
 from airflow_provider_pdr.triggers.pending import PendingChangesTrigger, is_ready
 
 # How long after its own deadline the trigger may run before Airflow's timeout takes over.
@@ -72,8 +73,6 @@ class PendingChangesSensor(BaseSensorOperator):
         return PokeReturnValue(is_ready(pending, self.min_changes, self.max_wait_seconds), pending.count)
 
     def execute(self, context: Any) -> Any:
-        from airflow_provider_pdr.operators.reflect import full_refresh_requested
-
         if full_refresh_requested(context):  # a resync copies everything: nothing to wait for
             self.log.info("channel %r: full refresh requested, not waiting for changes", self.channel)
             return 0
