@@ -1,9 +1,15 @@
-.PHONY: test setup docs lock bench bench-quick demo
+.PHONY: test setup imports docs lock bench bench-quick demo
 
-# Sets everything up from nothing (packages, databases, .venv), builds the docs, runs the whole suite.
+# Sets everything up from nothing (packages, databases, .venv), checks the import layers, builds
+# the docs, runs the whole suite.
 test: setup
-	$(MAKE) docs
+	$(MAKE) imports docs
 	.venv/bin/python -m pytest
+
+# The import contract of pyproject.toml: each layer imports only from below, no cycles, no
+# Airflow in the core.
+imports:
+	.venv/bin/lint-imports
 
 # The documentation, strictly: a warning, a broken link or reference fails (offline; about 10 s).
 docs:
