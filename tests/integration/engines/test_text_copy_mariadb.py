@@ -10,7 +10,7 @@ import logging
 import pytest
 import sqlalchemy as sa
 
-from airflow_provider_pdr.core import Mapping, ReflectionSpec, install_channel, reflect
+from airflow_provider_pdr.core import ColumnMapping, ReflectionSpec, install_channel, reflect
 from airflow_provider_pdr.core.engines.mysql import MysqlEngine
 from airflow_provider_pdr.core.drain.plan import DrainPlan
 from tests.support.databases import execute
@@ -183,7 +183,7 @@ def test_a_computed_field_takes_the_row_path(source, destination, caplog):
     execute(source, "INSERT INTO items VALUES (1, 2, 3)")
     fields = [{"name": "id"}, {"name": "total", "expression": "a + b", "type": "integer"}]
     with caplog.at_level(logging.INFO, logger="airflow_provider_pdr"):
-        spec = ReflectionSpec("items", create_table=True, mapping=Mapping.from_dict({"fields": fields}))
+        spec = ReflectionSpec("items", create_table=True, mapping=ColumnMapping.from_dict({"fields": fields}))
         assert reflect(source, destination, spec).drained
     assert TEXT_PATH not in caplog.text
 
