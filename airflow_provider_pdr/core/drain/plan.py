@@ -165,7 +165,7 @@ class DrainPlan:
         return dict(zip(self.columns, row))
 
     def converted(self, rows: list[Sequence]) -> list[Sequence]:
-        """Rows with the values the destination columns need (README: how types travel)."""
+        """Rows with the values the destination columns need (docs/types.md)."""
         return convert_rows(rows, self.convert)
 
     def destination_keys(self, keys: list[tuple]) -> list[tuple]:
