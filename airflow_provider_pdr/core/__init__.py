@@ -3,6 +3,8 @@
 Knows nothing of Airflow; takes SQLAlchemy engines.
 """
 
+import warnings
+
 from airflow_provider_pdr.core.channel import (
     FORMAT_VERSION, Channel, Pending, install_channel, pending_changes, uninstall_channel,
 )
@@ -16,11 +18,21 @@ from airflow_provider_pdr.core.errors import (
 from airflow_provider_pdr.core.reconcile import ReconcileResult, reconcile
 from airflow_provider_pdr.core.reflect import reflect
 from airflow_provider_pdr.core.snapshot import SnapshotResult, is_loaded, snapshot
-from airflow_provider_pdr.core.transform import Field, Mapping
+from airflow_provider_pdr.core.transform import ColumnMapping, ColumnSpec
 
 __all__ = [
     "FORMAT_VERSION", "ApplyError", "Channel", "ChannelBusyError", "ChannelChangedError", "ChannelNotFoundError",
-    "ConfigurationError", "Field", "Mapping", "PdrError", "Pending", "ReconcileResult", "ReflectResult", "ReflectionSpec",
-    "RoutePolicy", "SchemaError", "SnapshotResult", "UnreachableError", "UnsupportedTypeError",
+    "ColumnMapping", "ColumnSpec", "ConfigurationError", "PdrError", "Pending", "ReconcileResult", "ReflectResult",
+    "ReflectionSpec", "RoutePolicy", "SchemaError", "SnapshotResult", "UnreachableError", "UnsupportedTypeError",
     "install_channel", "is_loaded", "pending_changes", "reconcile", "reflect", "snapshot", "uninstall_channel",
 ]
+
+# Names of 0.1.0 that collided with typing's Mapping and pydantic's Field; they still work, with a warning.
+RENAMED = {"Mapping": "ColumnMapping", "Field": "ColumnSpec"}
+
+
+def __getattr__(name: str):
+    if name in RENAMED:
+        warnings.warn(f"airflow_provider_pdr.core.{name} is renamed {RENAMED[name]}", DeprecationWarning, stacklevel=2)
+        return globals()[RENAMED[name]]
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,8 +1,8 @@
 """How a reflection reshapes rows on their way: destination fields, key binding, row filter,
 what a delete does, schema evolution and custom statements.
 
-A `Mapping` is plain data (what a YAML file holds), validated here with errors naming the
-key. `plan()` turns it, with the source table, into the select list of the source query and
+A `ColumnMapping` is plain data (what a YAML file holds), validated here with errors naming the
+key. `plan_columns()` turns it, with the source table, into the select list of the source query and
 the shape of the destination table.
 
 - fields: destination columns, each from a source column (a rename) or from a SQL
@@ -61,7 +61,7 @@ def parse_type(spec: str, where: str) -> sa.types.TypeEngine:
 
 
 @dataclass(frozen=True)
-class Field:
+class ColumnSpec:
     """One destination column: from source column `source` (default: `name`) or `expression`."""
 
     name: str
@@ -83,8 +83,8 @@ class Field:
 
 
 @dataclass(frozen=True)
-class Mapping:
-    fields: tuple[Field, ...] = ()
+class ColumnMapping:
+    fields: tuple[ColumnSpec, ...] = ()
     exclude: tuple[str, ...] = ()
     key: tuple[str, ...] = ()
     filter: str | None = None
@@ -104,7 +104,7 @@ class Mapping:
             raise ConfigurationError(f"{where}: 'exclude' applies only when no 'fields' are listed")
         seen = set()
         for i, item in enumerate(self.fields):
-            if not isinstance(item, Field):
+            if not isinstance(item, ColumnSpec):
                 raise ConfigurationError(f"{where}.fields[{i}]: expected a field, got {item!r}")
             item.check(f"{where}.fields[{i}]")
             if item.name in seen:
@@ -120,7 +120,7 @@ class Mapping:
             raise ConfigurationError(f"{where}.evolve: must be true or false, got {self.evolve!r}")
 
     @classmethod
-    def from_dict(cls, data: AnyMapping | None, where: str = "mapping") -> Mapping:
+    def from_dict(cls, data: AnyMapping | None, where: str = "mapping") -> ColumnMapping:
         """From plain data (YAML): fields as names, {name: source} pairs or full dicts."""
         if data is None:
             return cls()
@@ -148,16 +148,16 @@ class Mapping:
             ) from None
 
 
-def _field(item, where: str) -> Field:
+def _field(item, where: str) -> ColumnSpec:
     if isinstance(item, str):
-        return Field(item)
+        return ColumnSpec(item)
     if isinstance(item, AnyMapping):
         if set(item) <= {"name", "source", "expression", "type"} and "name" in item:
-            return Field(**item)
+            return ColumnSpec(**item)
         if len(item) == 1:  # {destination: source}
             (name, source), = item.items()
             if isinstance(source, str):
-                return Field(name, source=source)
+                return ColumnSpec(name, source=source)
         raise ConfigurationError(
             f"{where}: expected a column name, {{destination: source}} or a dict with 'name' and "
             f"optionally 'source', 'expression', 'type'; got {dict(item)!r}"
@@ -166,7 +166,7 @@ def _field(item, where: str) -> Field:
 
 
 @dataclass
-class Planned:
+class PlannedColumn:
     name: str  # destination column
     expression: sa.ColumnElement  # what the source query selects for it
     source: str | None  # the source column it copies, None for a computed column
@@ -175,8 +175,8 @@ class Planned:
 
 
 @dataclass
-class Plan:
-    columns: list[Planned]
+class ColumnPlan:
+    columns: list[PlannedColumn]
     keys: tuple[str, ...]  # destination key columns, aligned with the source key
     condition: sa.ColumnElement | None  # the row filter, None for every row
     on_delete: str
@@ -204,25 +204,25 @@ class Plan:
         return sa.Table(source.name, sa.MetaData(), *columns, schema=source.schema)
 
 
-def plan(mapping: Mapping, source: sa.Table, source_keys: Sequence[str]) -> Plan:
+def plan_columns(mapping: ColumnMapping, source: sa.Table, source_keys: Sequence[str]) -> ColumnPlan:
     where = f"source table {describe(source.name, source.schema)!r}"
-    columns: list[Planned] = []
+    columns: list[PlannedColumn] = []
     uses: set[str] = set()
 
-    def column(name: str, dest: str) -> Planned:
+    def column(name: str, dest: str) -> PlannedColumn:
         if name not in source.columns:
             raise ConfigurationError(
                 f"field {dest!r}: {where} has no column {name!r}; it has {[c.name for c in source.columns]}"
             )
         uses.add(name)
         col = source.c[name]
-        return Planned(dest, col, name, col.type, col.nullable)
+        return PlannedColumn(dest, col, name, col.type, col.nullable)
 
     if mapping.fields:
         for item in mapping.fields:
             if item.expression is not None:
                 type_ = parse_type(item.type, item.name) if item.type else None
-                columns.append(Planned(item.name, sa.literal_column(f"({item.expression})", type_), None, type_))
+                columns.append(PlannedColumn(item.name, sa.literal_column(f"({item.expression})", type_), None, type_))
             else:
                 columns.append(column(item.source or item.name, item.name))
     else:
@@ -249,11 +249,11 @@ def plan(mapping: Mapping, source: sa.Table, source_keys: Sequence[str]) -> Plan
                 "(deletes know only the key)"
             )
     condition = sa.literal_column(f"({mapping.filter})", sa.Boolean) if mapping.filter else None
-    return Plan(columns, tuple(keys), condition, mapping.on_delete, uses)
+    return ColumnPlan(columns, tuple(keys), condition, mapping.on_delete, uses)
 
 
-def _default_key(columns: list[Planned], source_key: str, where: str) -> str:
+def _default_key(columns: list[PlannedColumn], source_key: str, where: str) -> str:
     for planned in columns:
         if planned.source == source_key:
             return planned.name
-    return source_key  # added by plan() as a column of its own name
+    return source_key  # added by plan_columns() as a column of its own name

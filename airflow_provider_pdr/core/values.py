@@ -38,7 +38,7 @@ def _boolean(value):
 
 
 def value_converters(table: sa.Table, sources: dict[str, sa.types.TypeEngine] | None = None) -> dict[str, Callable]:
-    """Per destination column, the conversion its values need (README: how types travel).
+    """Per destination column, the conversion its values need (docs/types.md).
 
     Time zone aware values going into a column without time zone are stored in UTC; naive
     values going into a column with time zone are taken as UTC; integers into a boolean

@@ -168,9 +168,9 @@ class Reflection(Model):
     @field_validator("mapping")
     @classmethod
     def _valid_mapping(cls, mapping: dict | None) -> dict | None:
-        from airflow_provider_pdr.core.transform import Mapping
+        from airflow_provider_pdr.core.transform import ColumnMapping
 
-        Mapping.from_dict(mapping, "mapping")  # a ConfigurationError is a ValueError: reported with the key
+        ColumnMapping.from_dict(mapping, "mapping")  # a ConfigurationError is a ValueError: reported with the key
         return mapping
 
     @field_validator("wait_timeout")

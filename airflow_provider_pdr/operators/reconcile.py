@@ -51,7 +51,7 @@ class ReconcileOperator(BaseOperator):
     ui_color = "#e8f3dc"
 
     def __init__(self, *, source_conn_id: str, channel: str, destination_conn_id: str, destination_table: str,
-                 destination_schema: str | None = None, mapping: transform.Mapping | dict | None = None,
+                 destination_schema: str | None = None, mapping: transform.ColumnMapping | dict | None = None,
                  deletes: bool = True, repair: bool = False, fail_on_difference: bool = False, chunk_size: int = 5000,
                  lock_timeout: float | timedelta = 60, **kwargs):
         super().__init__(**kwargs)
@@ -62,7 +62,7 @@ class ReconcileOperator(BaseOperator):
         self.destination_conn_id = destination_conn_id
         self.destination_table = destination_table
         self.destination_schema = destination_schema
-        self.mapping = mapping if isinstance(mapping, transform.Mapping) else transform.Mapping.from_dict(
+        self.mapping = mapping if isinstance(mapping, transform.ColumnMapping) else transform.ColumnMapping.from_dict(
             mapping, f"task {kwargs.get('task_id')!r}: mapping")
         self.deletes = deletes  # False: rows the source no longer has are meant to stay, not differences
         self.repair = repair

@@ -39,7 +39,7 @@ class ReflectOperator(BaseOperator):
     seconds, reading_seconds, writing_seconds.
 
     `mapping` reshapes rows (fields, key, filter, on_delete, evolve, custom statements: the
-    core's ``Mapping`` or the same keys as a dict). With `initial_load`, rows the source table
+    core's ``ColumnMapping`` or the same keys as a dict). With `initial_load`, rows the source table
     had before its channel are copied once, first. A manual run with ``full_refresh`` true (task
     argument, DAG param or run conf) resyncs: copies every row again and removes destination rows
     the source no longer has (XCom: removed).
@@ -81,7 +81,7 @@ class ReflectOperator(BaseOperator):
     def __init__(self, *, source_conn_id: str, channel: str, destination_conn_id: str, destination_table: str,
                  source_table: str | None = None, destination_schema: str | None = None, batch_size: int = 5000,
                  create_table: bool = False, deletes: bool = True, time_budget: float | timedelta = 300,
-                 lock_timeout: float | timedelta = 60, mapping: transform.Mapping | dict | None = None,
+                 lock_timeout: float | timedelta = 60, mapping: transform.ColumnMapping | dict | None = None,
                  initial_load: bool = False, full_refresh: bool = False, **kwargs):
         if "outlets" not in kwargs and not templated(destination_conn_id, destination_table, destination_schema):
             kwargs["outlets"] = [table_asset(destination_conn_id, destination_table, destination_schema)]
@@ -99,7 +99,7 @@ class ReflectOperator(BaseOperator):
         self.deletes = deletes
         self.time_budget = seconds(time_budget)
         self.lock_timeout = seconds(lock_timeout)
-        self.mapping = mapping if isinstance(mapping, transform.Mapping) else transform.Mapping.from_dict(
+        self.mapping = mapping if isinstance(mapping, transform.ColumnMapping) else transform.ColumnMapping.from_dict(
             mapping, f"task {kwargs.get('task_id')!r}: mapping")
         self.initial_load = initial_load
         self.full_refresh = full_refresh

@@ -61,7 +61,7 @@ def test_quick_benchmark_runs_and_writes_every_figure(tmp_path):
     assert results["memory"][1]["target"] == "<= 1.10" and "target" not in results["memory"][0]
     assert {t["target"] for t in results["table_size"]} == {">= 0.50"}
     assert "Targets: " in run.stdout and "quick mode" in run.stdout
-    # The README's tables, from two runs: each case in each of the four tables of its own, both
+    # The benchmark page's tables, from two runs: each case in each of the four tables of its own, both
     # runs' medians beside the last one's figures, and a row for every other figure.
     lines = [line for line in tables.tables(tables.Runs([results, results])) if line.startswith("| ")]
     for case in results["throughput"]:

@@ -19,8 +19,8 @@ from airflow_provider_pdr.core.engines import EngineModule, engine_module
 from airflow_provider_pdr.core.errors import SchemaError
 from airflow_provider_pdr.core.registry import Channel, load_channel
 from airflow_provider_pdr.core.schema import introspect_table
-from airflow_provider_pdr.core.transform import Mapping
-from airflow_provider_pdr.core.transform import plan as plan_mapping
+from airflow_provider_pdr.core.transform import ColumnMapping
+from airflow_provider_pdr.core.transform import plan_columns
 
 
 class Drain:
@@ -34,7 +34,7 @@ class Drain:
         self.ack = Acknowledger(plan)
 
 
-def introspect_source(source: Connection, src: EngineModule, channel: Channel, mapping: Mapping):
+def introspect_source(source: Connection, src: EngineModule, channel: Channel, mapping: ColumnMapping):
     """The source table as it is now, and its drift since the channel was installed; SchemaError
     if the drift is one the mapping does not evolve."""
     source_table = introspect_table(source, src, channel.table.name, channel.table.schema)
@@ -55,10 +55,10 @@ def prepare_drain(source: Connection, destination: Connection, src: EngineModule
                   channel: Channel, spec: ReflectionSpec) -> Drain:
     """The drain of `channel` as `spec` has it: the source introspected, the destination table
     created or given new columns where asked (committed), the plan built and the route chosen."""
-    mapping = spec.mapping or Mapping()
+    mapping = spec.mapping or ColumnMapping()
     table = spec.destination_table or channel.table.name
     source_table, found = introspect_source(source, src, channel, mapping)
-    mapped = plan_mapping(mapping, source_table, channel.table.key_columns)
+    mapped = plan_columns(mapping, source_table, channel.table.key_columns)
     target = ensure_destination(destination, dst, mapped, source_table, table, spec.destination_schema,
                                 create_table=spec.create_table, evolve=mapping.evolve)
     plan = DrainPlan(channel, src, dst, mapping, mapped, source_table, target, spec.deletes, destination.dialect)

@@ -12,12 +12,12 @@ from airflow_provider_pdr.core.errors import ConfigurationError
 from airflow_provider_pdr.core.schema import (
     check_destination, create_destination_table, describe, generic_type, introspect_table,
 )
-from airflow_provider_pdr.core.transform import Plan
+from airflow_provider_pdr.core.transform import ColumnPlan
 
 log = logging.getLogger(__name__)
 
 
-def ensure_destination(destination: Connection, dst: EngineModule, mapped: Plan, source_table: sa.Table,
+def ensure_destination(destination: Connection, dst: EngineModule, mapped: ColumnPlan, source_table: sa.Table,
                        table: str, schema: str | None, *, create_table: bool, evolve: bool) -> sa.Table:
     """The destination table as introspected, created first (create_table) and given the mapped
     columns it lacks (create_table or evolve); SchemaError if it cannot take the rows."""

@@ -12,7 +12,7 @@ import sqlalchemy as sa
 from airflow_provider_pdr.core.engines import EngineModule
 from airflow_provider_pdr.core.errors import ConfigurationError
 from airflow_provider_pdr.core.registry import Channel, change_table
-from airflow_provider_pdr.core.transform import Mapping, Plan
+from airflow_provider_pdr.core.transform import ColumnMapping, ColumnPlan
 from airflow_provider_pdr.core.values import convert_rows, value_converters
 
 
@@ -23,7 +23,7 @@ class DrainPlan:
     that match its filter; a changed key whose row is gone or no longer matches is a delete.
     """
 
-    def __init__(self, channel: Channel, src: EngineModule, dst: EngineModule, mapping: Mapping, mapped: Plan,
+    def __init__(self, channel: Channel, src: EngineModule, dst: EngineModule, mapping: ColumnMapping, mapped: ColumnPlan,
                  source_table: sa.Table, target: sa.Table, deletes: bool, destination_dialect: sa.engine.Dialect):
         self.channel, self.src, self.dst, self.mapping, self.mapped = channel, src, dst, mapping, mapped
         self.source_table, self.target, self.destination_dialect = source_table, target, destination_dialect
@@ -165,7 +165,7 @@ class DrainPlan:
         return dict(zip(self.columns, row))
 
     def converted(self, rows: list[Sequence]) -> list[Sequence]:
-        """Rows with the values the destination columns need (README: how types travel)."""
+        """Rows with the values the destination columns need (docs/types.md)."""
         return convert_rows(rows, self.convert)
 
     def destination_keys(self, keys: list[tuple]) -> list[tuple]:

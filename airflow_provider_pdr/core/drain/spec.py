@@ -7,7 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from airflow_provider_pdr.core.drain.route import ANY_ROUTE, RoutePolicy
-from airflow_provider_pdr.core.transform import Mapping
+from airflow_provider_pdr.core.transform import ColumnMapping
 
 
 @dataclass(frozen=True)
@@ -15,7 +15,7 @@ class ReflectionSpec:
     channel: str
     destination_table: str | None = None  # None: the source table's name
     destination_schema: str | None = None
-    mapping: Mapping | None = None  # reshapes rows (core/transform.py)
+    mapping: ColumnMapping | None = None  # reshapes rows (core/transform.py)
     deletes: bool = True  # False: rows the source deletes stay in the mirror
     create_table: bool = False  # create the destination table, and add the columns it lacks (not by reconcile)
     lock_timeout: float = 60.0  # seconds to wait for the channel's lock

@@ -177,7 +177,7 @@ class EngineModule(abc.ABC):
     def read_forms(self, values: Sequence[sa.ColumnElement]) -> tuple[list, list[tuple[int, sa.ColumnElement]]]:
         """What a query selects to read `values`: an expression for each, and extra expressions
         to select after them, each with the position of the value its non-NULL result replaces
-        (Drain.merged). Here the values themselves and no extras."""
+        (DrainPlan.merged). Here the values themselves and no extras."""
         return list(values), []
 
     def busy(self, channel: str, timeout: float) -> ChannelBusyError:
@@ -217,7 +217,7 @@ class EngineModule(abc.ABC):
                  destination_dialect: sa.engine.Dialect) -> Callable[[Callable], Callable] | None:
         """Where this engine knows a cheaper way from its driver's value of a `source` field to the
         value the driver of a `destination` column takes, skipping the Python value between: a
-        function that, given the exact way (reflect.exact_path), returns one giving the same at
+        function that, given the exact way (values.exact_path), returns one giving the same at
         less cost, falling back on the exact way for values it does not know. None otherwise."""
         return None
 

@@ -182,7 +182,7 @@ class MysqlEngine(EngineModule):
         if isinstance(generic, sa.String):
             return mysql.VARCHAR(generic.length, collation="utf8mb4_bin")
         if isinstance(generic, sa.DateTime):
-            return mysql.DATETIME(fsp=6)  # UTC for time zone aware sources (README: types)
+            return mysql.DATETIME(fsp=6)  # UTC for time zone aware sources (docs/types.md)
         if isinstance(generic, sa.Time):
             return mysql.TIME(fsp=6)
         if isinstance(generic, sa.Numeric) and not isinstance(generic, sa.Float):

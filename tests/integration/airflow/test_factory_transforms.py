@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import textwrap
 
-from airflow_provider_pdr.core.transform import Field, Mapping
+from airflow_provider_pdr.core.transform import ColumnSpec, ColumnMapping
 from airflow_provider_pdr.factory import load_configs
 from airflow_provider_pdr.factory.dags import build_dags
 from airflow_provider_pdr.sensors import PendingChangesSensor
@@ -41,9 +41,9 @@ def test_mapping_initial_load_and_reconcile_reach_the_tasks(tmp_path):
     dags, errors = build_dags(load(tmp_path, CONFIG))
     assert errors == [] and sorted(dags) == ["pdr_orders", "pdr_orders_reconcile", "pdr_plain"]
     reflect = dags["pdr_orders"].get_task("reflect")
-    assert reflect.mapping == Mapping(
-        fields=(Field("id"), Field("label", source="note"),
-                Field("twice", expression="amount * 2", type="numeric(14, 2)")),
+    assert reflect.mapping == ColumnMapping(
+        fields=(ColumnSpec("id"), ColumnSpec("label", source="note"),
+                ColumnSpec("twice", expression="amount * 2", type="numeric(14, 2)")),
         filter="amount > 0", on_delete="nullify")
     assert reflect.initial_load is True and dags["pdr_plain"].get_task("reflect").initial_load is False
     assert dags["pdr_orders"].params["full_refresh"] is False

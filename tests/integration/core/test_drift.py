@@ -6,7 +6,7 @@ import pytest
 import sqlalchemy as sa
 
 from airflow_provider_pdr.core import ReflectionSpec, SchemaError, install_channel, pending_changes, reflect
-from airflow_provider_pdr.core.transform import Mapping
+from airflow_provider_pdr.core.transform import ColumnMapping
 from tests.support.tables import orders, table_rows, write
 from tests.support.databases import q
 
@@ -47,7 +47,7 @@ def test_a_changed_key_is_refused_even_when_evolving(databases):
     mirrored(source, destination)
     alter(source, 'ALTER TABLE orders DROP CONSTRAINT orders_pkey, ADD PRIMARY KEY (id, note)')
     with pytest.raises(SchemaError, match=r"primary key changed from \['id'\] to \['id', 'note'\].*cannot be evolved"):
-        reflect(source, destination, ReflectionSpec("orders", "mirror", mapping=Mapping(evolve=True)))
+        reflect(source, destination, ReflectionSpec("orders", "mirror", mapping=ColumnMapping(evolve=True)))
 
 
 def test_evolve_adds_the_column_fills_it_and_refreshes_the_channel(source, destination):
@@ -55,7 +55,7 @@ def test_evolve_adds_the_column_fills_it_and_refreshes_the_channel(source, desti
     alter(source, f"ALTER TABLE {q(source, 'orders')} ADD {q(source, 'Region')} VARCHAR(20)")
     alter(source, f"UPDATE {q(source, 'orders')} SET {q(source, 'Region')} = 'north' WHERE {q(source, 'id')} < 3")
     write(source, table.delete().where(table.c.id == 4))
-    result = reflect(source, destination, ReflectionSpec("orders", "mirror", mapping=Mapping(evolve=True)))
+    result = reflect(source, destination, ReflectionSpec("orders", "mirror", mapping=ColumnMapping(evolve=True)))
     assert result.copied == 4, "rows written before the column existed are copied again"
     assert table_rows(destination, "mirror") == table_rows(source, "orders")
     assert [r[-1] for r in table_rows(destination, "mirror")] == ["north", "north", "north", None]
@@ -81,7 +81,7 @@ def test_a_retyped_column_or_a_new_key_is_named_and_refused_even_when_evolving(s
     recreate(source, sa.Column("id", sa.Integer, primary_key=True, autoincrement=False),
              sa.Column("note", sa.String(100), primary_key=True), sa.Column("amount", sa.String(30)))
     with pytest.raises(SchemaError) as error:
-        reflect(source, destination, ReflectionSpec("orders", "mirror", mapping=Mapping(evolve=True)))
+        reflect(source, destination, ReflectionSpec("orders", "mirror", mapping=ColumnMapping(evolve=True)))
     message = str(error.value)
     assert "column 'amount' changed type from" in message, message
     assert "primary key changed from ['id'] to ['id', 'note']" in message, message
@@ -95,7 +95,7 @@ def test_a_recreated_table_without_triggers_is_detected_and_evolving_resyncs(sou
                      rows=[{"id": 1, "note": "new life"}, {"id": 7, "note": "seven"}])
     with pytest.raises(SchemaError, match="capture triggers are gone"):
         reflect(source, destination, ReflectionSpec("orders", "mirror"))
-    result = reflect(source, destination, ReflectionSpec("orders", "mirror", mapping=Mapping(evolve=True)))
+    result = reflect(source, destination, ReflectionSpec("orders", "mirror", mapping=ColumnMapping(evolve=True)))
     assert result.copied == 2
     assert table_rows(destination, "mirror") == table_rows(source, "orders")  # rows 0, 2, 3, 4 swept away
     write(source, table.update().where(table.c.id == 7).values(note="captured again"))

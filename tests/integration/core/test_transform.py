@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from airflow_provider_pdr.core import ConfigurationError, ReflectionSpec, install_channel, reflect
 from airflow_provider_pdr.core.reconcile import reconcile
 from airflow_provider_pdr.core.snapshot import snapshot
-from airflow_provider_pdr.core.transform import Field, Mapping
+from airflow_provider_pdr.core.transform import ColumnSpec, ColumnMapping
 from tests.support.tables import create, orders, table_rows, write
 
 
@@ -30,16 +30,16 @@ from tests.support.tables import create, orders, table_rows, write
 ])
 def test_invalid_mappings_name_the_key(data, message):
     with pytest.raises(ConfigurationError, match=message):
-        Mapping.from_dict(data, "reflections.orders")
+        ColumnMapping.from_dict(data, "reflections.orders")
 
 
 def test_a_plain_mapping_from_yaml_data():
-    mapping = Mapping.from_dict({
+    mapping = ColumnMapping.from_dict({
         "fields": ["id", {"label": "note"}, {"name": "twice", "expression": "amount * 2", "type": "numeric(14, 2)"}],
         "filter": "amount > 0", "on_delete": "nullify", "key": "id",
     })
-    assert mapping.fields == (Field("id"), Field("label", source="note"),
-                              Field("twice", expression="amount * 2", type="numeric(14, 2)"))
+    assert mapping.fields == (ColumnSpec("id"), ColumnSpec("label", source="note"),
+                              ColumnSpec("twice", expression="amount * 2", type="numeric(14, 2)"))
     assert (mapping.key, mapping.on_delete) == (("id",), "nullify")
 
 
@@ -48,20 +48,20 @@ def test_mapping_errors_against_the_table_name_the_column(databases):
     orders(source)
     install_channel(source, "orders", "orders")
     for mapping, message in [
-        (Mapping(fields=(Field("x", source="nope"),)), r"field 'x': source table 'orders' has no column 'nope'"),
-        (Mapping(fields=(Field("id", expression="id + 1"),)), r"key: destination column 'id' must copy"),
-        (Mapping(fields=(Field("t", expression="1"),)), r"field 't' is computed: give it a 'type'"),
-        (Mapping(upsert_statement="UPDATE m SET a = :bogus"), r"upsert_statement: parameters \['bogus'\]"),
+        (ColumnMapping(fields=(ColumnSpec("x", source="nope"),)), r"field 'x': source table 'orders' has no column 'nope'"),
+        (ColumnMapping(fields=(ColumnSpec("id", expression="id + 1"),)), r"key: destination column 'id' must copy"),
+        (ColumnMapping(fields=(ColumnSpec("t", expression="1"),)), r"field 't' is computed: give it a 'type'"),
+        (ColumnMapping(upsert_statement="UPDATE m SET a = :bogus"), r"upsert_statement: parameters \['bogus'\]"),
     ]:
         with pytest.raises(ConfigurationError, match=message):
             reflect(source, destination, ReflectionSpec("orders", "m", create_table=True, mapping=mapping))
 
 
 # -- fields and key binding -------------------------------------------------------------------
-RESHAPE = Mapping(fields=(
-    Field("order_id", source="id"),
-    Field("label", source="note"),
-    Field("doubled", expression="amount * 2", type="numeric(14, 2)"),
+RESHAPE = ColumnMapping(fields=(
+    ColumnSpec("order_id", source="id"),
+    ColumnSpec("label", source="note"),
+    ColumnSpec("doubled", expression="amount * 2", type="numeric(14, 2)"),
 ))
 
 
@@ -87,7 +87,7 @@ def test_exclude_drops_columns(engine, databases):
     table = orders(engine)
     install_channel(engine, "orders", "orders")
     write(engine, table.insert(), [{"id": 1, "note": "secret", "amount": 3}])
-    reflect(engine, destination, ReflectionSpec("orders", "m", create_table=True, mapping=Mapping(exclude=("note",))))
+    reflect(engine, destination, ReflectionSpec("orders", "m", create_table=True, mapping=ColumnMapping(exclude=("note",))))
     assert table_rows(destination, "m") == [(1, decimal.Decimal("3.00"))]
 
 
@@ -96,7 +96,7 @@ def test_a_row_that_stops_matching_the_filter_leaves_the_mirror(source, destinat
     table = orders(source)
     write(source, table.insert(), [{"id": i, "amount": i} for i in range(10)])
     install_channel(source, "orders", "orders")
-    big = Mapping(filter="amount >= 5")
+    big = ColumnMapping(filter="amount >= 5")
     snapshot(source, destination, ReflectionSpec("orders", "big", mapping=big, create_table=True))
     assert [r[0] for r in table_rows(destination, "big")] == [5, 6, 7, 8, 9]
     write(source, table.update().where(table.c.id == 7).values(amount=1))  # stops matching
@@ -121,7 +121,7 @@ def test_several_sources_fill_disjoint_columns_of_one_table(source, databases):
                     sa.Column("score", sa.Integer))
     install_channel(source, "names", "customers")
     install_channel(second, "scores", "scores")
-    keep_row = Mapping(on_delete="nullify")
+    keep_row = ColumnMapping(on_delete="nullify")
     write(source, names.insert(), [{"id": i, "name": f"c{i}"} for i in range(1, 5)])
     write(second, scores.insert(), [{"id": i, "score": i * 10} for i in range(3, 7)])
     reflect(source, destination, ReflectionSpec("names", "people", create_table=True, mapping=keep_row))
@@ -138,7 +138,7 @@ def test_several_sources_fill_disjoint_columns_of_one_table(source, databases):
 
     write(source, names.delete().where(names.c.id.in_([1, 2])))
     # configured: delete rows
-    reflect(source, destination, ReflectionSpec("names", "people", mapping=Mapping(on_delete="delete")))
+    reflect(source, destination, ReflectionSpec("names", "people", mapping=ColumnMapping(on_delete="delete")))
     assert [r[0] for r in table_rows(destination, "people")] == [3, 4, 5, 6]
     assert reconcile(second, destination, ReflectionSpec("scores", "people", mapping=keep_row)).differing == 0
     assert reconcile(source, destination, ReflectionSpec("names", "people", mapping=keep_row)).differing == 0
@@ -152,7 +152,7 @@ def test_custom_statements_with_bound_parameters(engine, destination):
     create(destination, "audit", sa.Column("id", sa.Integer, primary_key=True, autoincrement=False),
            sa.Column("note", sa.String(100)), sa.Column("amount", sa.Numeric(12, 2)),
            sa.Column("deleted", sa.Integer, nullable=False))
-    soft = Mapping(
+    soft = ColumnMapping(
         upsert_statement="INSERT INTO audit (id, note, amount, deleted) VALUES (:id, :note, :amount, 0) "
                          "ON CONFLICT (id) DO UPDATE SET note = excluded.note, amount = excluded.amount, deleted = 0",
         delete_statement="UPDATE audit SET deleted = 1 WHERE id = :id",

@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import mysql, postgresql
 
 from airflow_provider_pdr.core import (
-    ConfigurationError, ReflectionSpec, UnsupportedTypeError, install_channel, pending_changes, reflect,
+    ConfigurationError, ReflectionSpec, RoutePolicy, UnsupportedTypeError, install_channel, pending_changes, reflect,
 )
 from airflow_provider_pdr.core.engines import engine_module
 from airflow_provider_pdr.core.schema import introspect_table
@@ -332,11 +332,10 @@ def test_sqlite_decimal_shortcut_keeps_a_lower_decimal_precision():
         assert outcome(shortcut, 1234.5) == (decimal.InvalidOperation)
 
 
-def test_sqlite_shortcuts_store_what_python_values_store(databases, monkeypatch):
+def test_sqlite_shortcuts_store_what_python_values_store(databases):
     """The same source rows, copied by an initial load and drained by spans, are stored alike
     with the shortcuts and without them (every value through its Python object), value and
     storage class: rows 1-5 only by the copy, rows 6-10 last by a span."""
-    from airflow_provider_pdr.core.engines.sqlite import SqliteEngine
     from airflow_provider_pdr.core.drain.assemble import open_drain
 
     source = databases.new("sqlite")
@@ -365,8 +364,8 @@ def test_sqlite_shortcuts_store_what_python_values_store(databases, monkeypatch)
         drain = opened[0]
         assert drain.route.span_queries and sorted(drain.route.shortcuts) == [1, 2, 3, 4, 5], "the shortcuts are taken"
     reflect(source, fast, ReflectionSpec("fast"), initial_load=True)
-    monkeypatch.setattr(SqliteEngine, "shortcut", lambda self, *args: None)
-    reflect(source, plain, ReflectionSpec("plain", create_table=True), initial_load=True)
+    reflect(source, plain, ReflectionSpec("plain", create_table=True, route=RoutePolicy(shortcuts=False)),
+            initial_load=True)
 
     def raw(engine):
         with engine.connect() as conn:

@@ -18,7 +18,7 @@ from airflow_provider_pdr.core import ApplyError, ReflectionSpec, install_channe
 from airflow_provider_pdr.core.drain.ack import Acknowledger
 from airflow_provider_pdr.core.drain.route import ROW_PATH
 from airflow_provider_pdr.core.snapshot import Progress
-from airflow_provider_pdr.core.transform import Field, Mapping
+from airflow_provider_pdr.core.transform import ColumnSpec, ColumnMapping
 from tests.support.tables import create, race_writers, table_rows, write
 
 INSIDE = "applying changes inside the source database"
@@ -163,8 +163,8 @@ def test_filters_renames_and_computed_fields(pair, caplog, on_delete, left):
     source, destination = pair
     table = plain(source)
     install_channel(source, "items", "items")
-    mapping = Mapping(fields=(Field("shard"), Field("id"), Field("label", source="note"), Field("qty"),
-                              Field("double", expression="qty * 2", type="integer")),
+    mapping = ColumnMapping(fields=(ColumnSpec("shard"), ColumnSpec("id"), ColumnSpec("label", source="note"), ColumnSpec("qty"),
+                              ColumnSpec("double", expression="qty * 2", type="integer")),
                       filter="items.qty > 0", on_delete=on_delete)
     write(source, table.insert(), [{"shard": 1, "id": i, "note": f"n{i}", "qty": i} for i in range(4)])
     caplog.set_level(logging.INFO, "airflow_provider_pdr")
@@ -250,7 +250,7 @@ def test_initial_loads_and_resyncs_copy_inside_as_the_row_path_does(pair, caplog
         conn.exec_driver_sql("UPDATE kinds SET price = '7.125' WHERE id = 2")
     install_channel(source, "inside", "kinds")
     install_channel(source, "rows", "kinds")
-    mapping = Mapping(filter="kinds.id % 5 != 4")
+    mapping = ColumnMapping(filter="kinds.id % 5 != 4")
     caplog.set_level(logging.INFO, "airflow_provider_pdr")
 
     def both(create_table=False, **options):

@@ -273,7 +273,7 @@ def test_uninstall_forgets_the_progress(engine, databases):
 
 @pytest.mark.parametrize("pair", [("firebird", "postgresql"), ("mysql", "firebird")], ids="-".join)
 def test_firebird_composite_keys_load_resync_and_reconcile(databases, pair):
-    from airflow_provider_pdr.core import Mapping, reconcile
+    from airflow_provider_pdr.core import ColumnMapping, reconcile
 
     source, destination = databases.new(pair[0]), databases.new(pair[1])
     table = create(
@@ -286,7 +286,7 @@ def test_firebird_composite_keys_load_resync_and_reconcile(databases, pair):
     install_channel(source, "lines", "lines")
     assert snapshot(source, destination, ReflectionSpec("lines", create_table=True), chunk_size=250).copied == 1200
     write(source, table.delete().where(table.c.order == "b"))
-    keep = Mapping(on_delete="nullify")
+    keep = ColumnMapping(on_delete="nullify")
     assert reconcile(source, destination, ReflectionSpec("lines", mapping=keep)).extra == 0, \
         "pending deletes are not differences"
     assert snapshot(source, destination, ReflectionSpec("lines"), resync=True, chunk_size=250).removed == 400

@@ -193,7 +193,7 @@ def test_blobs_of_every_length_travel_exactly(databases, destination_kind):
 
 
 def test_firebird_keeps_a_ten_thousandth_of_a_second(databases):
-    """Documented rule (README): microseconds below 100 are cut by a Firebird destination."""
+    """Documented rule (docs/engines/firebird.md): microseconds below 100 are cut by a Firebird destination."""
     source, destination = databases.new("postgresql"), databases.new("firebird")
     table = create(source, "events", sa.Column("id", sa.Integer, primary_key=True, autoincrement=False),
                    sa.Column("at", sa.DateTime))

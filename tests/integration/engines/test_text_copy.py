@@ -10,7 +10,7 @@ import traceback
 import pytest
 import sqlalchemy as sa
 
-from airflow_provider_pdr.core import ApplyError, Mapping, ReflectionSpec, install_channel, pending_changes, reflect
+from airflow_provider_pdr.core import ApplyError, ColumnMapping, ReflectionSpec, install_channel, pending_changes, reflect
 from tests.support.databases import execute, q
 from tests.support.tables import orders, table_rows, write
 
@@ -130,7 +130,7 @@ def test_custom_statements_and_nullify_take_the_row_path(source, destination, ca
         install_channel(source, channel, "orders")
     write(source, table.insert(), [{"id": i, "note": "n", "amount": i} for i in range(5)])
     execute(destination, "CREATE TABLE custom (id integer PRIMARY KEY, note varchar(100), amount numeric(12, 2))")
-    for channel, mapping in (("nullified", Mapping(on_delete="nullify")), ("custom", Mapping(
+    for channel, mapping in (("nullified", ColumnMapping(on_delete="nullify")), ("custom", ColumnMapping(
             upsert_statement="INSERT INTO custom VALUES (:id, :note, :amount) ON CONFLICT (id) DO NOTHING"))):
         caplog.clear()
         with caplog.at_level(logging.INFO, logger="airflow_provider_pdr"):

@@ -10,12 +10,13 @@ import logging
 import pytest
 import sqlalchemy as sa
 
-from airflow_provider_pdr.core import Mapping, ReflectionSpec, install_channel, reflect
-from airflow_provider_pdr.core.engines.mysql import MysqlEngine
+from airflow_provider_pdr.core import ColumnMapping, ReflectionSpec, RoutePolicy, install_channel, reflect
 from airflow_provider_pdr.core.drain.plan import DrainPlan
 from tests.support.databases import execute
 from tests.integration.engines.test_text_copy import COLUMNS as PG_COLUMNS, HOSTILE, TEXT_PATH, as_text, assert_row_path
 from tests.integration.engines.test_text_copy import hostile_rows as pg_rows, load as pg_load
+
+NO_TEXT = RoutePolicy(text=False)  # the row path, for the same rows to compare with
 
 SOURCE = """id int PRIMARY KEY, i tinyint, su smallint unsigned, bi bigint, bu bigint unsigned, flag tinyint(1),
     d decimal(30, 10), dr decimal(12, 4), f float, db double, v varchar(50), vl varchar(50) CHARACTER SET latin1,
@@ -63,22 +64,21 @@ def load(engine: sa.Engine, statement: str, rows: list[dict] | None = None) -> N
         conn.exec_driver_sql("SET SESSION sql_mode = DEFAULT")
 
 
-def mirror_both_ways(source: sa.Engine, destination: sa.Engine, caplog, monkeypatch, **options) -> None:
+def mirror_both_ways(source: sa.Engine, destination: sa.Engine, caplog, **options) -> None:
     """Drain channel `texted` as text and channel `valued` by the row path, each into its table."""
     caplog.clear()
     with caplog.at_level(logging.INFO, logger="airflow_provider_pdr"):
         assert reflect(source, destination, ReflectionSpec("texted", "texted"), **options).drained
     assert TEXT_PATH in caplog.text
     caplog.clear()
-    with monkeypatch.context() as patch, caplog.at_level(logging.INFO, logger="airflow_provider_pdr"):
-        patch.setattr(MysqlEngine, "text_field", lambda self, value, destination: None)
-        assert reflect(source, destination, ReflectionSpec("valued", "valued"), **options).drained
+    with caplog.at_level(logging.INFO, logger="airflow_provider_pdr"):
+        assert reflect(source, destination, ReflectionSpec("valued", "valued", route=NO_TEXT), **options).drained
     assert TEXT_PATH not in caplog.text
 
 
 @pytest.mark.parametrize("source", ["mysql"], indirect=True)
 @pytest.mark.parametrize("destination", ["postgresql", "psycopg"], indirect=True)
-def test_values_of_every_kind_arrive_as_the_row_path_stores_them(source, destination, caplog, monkeypatch):
+def test_values_of_every_kind_arrive_as_the_row_path_stores_them(source, destination, caplog):
     execute(source, f"CREATE TABLE kinds ({SOURCE})")
     for channel in ("texted", "valued"):
         install_channel(source, channel, "kinds")
@@ -88,7 +88,7 @@ def test_values_of_every_kind_arrive_as_the_row_path_stores_them(source, destina
     # Drained by sessions that read a backslash in a string literal as itself, as the escapes must survive.
     reader = sa.create_engine(source.url, connect_args={
         "init_command": "SET sql_mode = CONCAT(@@sql_mode, ',NO_BACKSLASH_ESCAPES')"})
-    mirror_both_ways(reader, destination, caplog, monkeypatch, batch_size=4)
+    mirror_both_ways(reader, destination, caplog, batch_size=4)
     texted = as_text(destination, "texted")
     assert len(texted) == len(rows)
     assert texted == as_text(destination, "valued")
@@ -103,7 +103,7 @@ def test_values_of_every_kind_arrive_as_the_row_path_stores_them(source, destina
     load(source, "UPDATE kinds SET id = 1000 WHERE id = 3")
     load(source, "DELETE FROM kinds WHERE id IN (1, 5)")
     load(source, "UPDATE kinds SET v = 'again', dd = '2026-06-31' WHERE id = 0")
-    mirror_both_ways(reader, destination, caplog, monkeypatch, batch_size=3)
+    mirror_both_ways(reader, destination, caplog, batch_size=3)
     reader.dispose()
     texted = as_text(destination, "texted")
     assert len(texted) == len(rows) - 2
@@ -125,10 +125,8 @@ def test_an_initial_load_copies_as_text_what_the_row_path_copies(source, destina
                    initial_load=True).copied == len(rows)
     assert reads and all(reads)
     reads.clear()
-    with monkeypatch.context() as patch:
-        patch.setattr(MysqlEngine, "text_field", lambda self, value, destination: None)
-        assert reflect(source, destination, ReflectionSpec("valued", "valued"), batch_size=4,
-                       initial_load=True).copied == len(rows)
+    assert reflect(source, destination, ReflectionSpec("valued", "valued", route=NO_TEXT), batch_size=4,
+                   initial_load=True).copied == len(rows)
     assert reads and not any(reads)
     texted = as_text(destination, "texted")
     assert len(texted) == len(rows) and texted == as_text(destination, "valued")
@@ -183,7 +181,7 @@ def test_a_computed_field_takes_the_row_path(source, destination, caplog):
     execute(source, "INSERT INTO items VALUES (1, 2, 3)")
     fields = [{"name": "id"}, {"name": "total", "expression": "a + b", "type": "integer"}]
     with caplog.at_level(logging.INFO, logger="airflow_provider_pdr"):
-        spec = ReflectionSpec("items", create_table=True, mapping=Mapping.from_dict({"fields": fields}))
+        spec = ReflectionSpec("items", create_table=True, mapping=ColumnMapping.from_dict({"fields": fields}))
         assert reflect(source, destination, spec).drained
     assert TEXT_PATH not in caplog.text
 
