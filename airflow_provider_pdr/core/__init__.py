@@ -5,9 +5,7 @@ Knows nothing of Airflow; takes SQLAlchemy engines.
 
 import warnings
 
-from airflow_provider_pdr.core.channel import (
-    FORMAT_VERSION, Channel, Pending, install_channel, pending_changes, uninstall_channel,
-)
+from airflow_provider_pdr.core.channel import FORMAT_VERSION, install_channel, pending_changes, uninstall_channel
 from airflow_provider_pdr.core.drain.results import ReflectResult
 from airflow_provider_pdr.core.drain.route import RoutePolicy
 from airflow_provider_pdr.core.drain.spec import ReflectionSpec
@@ -16,6 +14,7 @@ from airflow_provider_pdr.core.errors import (
     UnreachableError, UnsupportedTypeError,
 )
 from airflow_provider_pdr.core.reconcile import ReconcileResult, reconcile
+from airflow_provider_pdr.core.registry import Channel, Pending
 from airflow_provider_pdr.core.reflect import reflect
 from airflow_provider_pdr.core.snapshot import SnapshotResult, is_loaded, snapshot
 from airflow_provider_pdr.core.transform import ColumnMapping, ColumnSpec

@@ -11,7 +11,7 @@ from airflow.sdk import Asset, BaseOperator
 
 from airflow_provider_pdr.assets import table_asset
 from airflow_provider_pdr.core import ConfigurationError, ReflectResult, ReflectionSpec, reflect, snapshot, transform
-from airflow_provider_pdr.core.channel import load_channel
+from airflow_provider_pdr.core.registry import load_channel
 from airflow_provider_pdr.core.schema import describe
 from airflow_provider_pdr.hooks import PdrHook
 from airflow_provider_pdr.params import full_refresh_requested

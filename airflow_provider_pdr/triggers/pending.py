@@ -24,7 +24,7 @@ import sqlalchemy as sa
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
 from airflow_provider_pdr.core import PdrError, Pending, pending_changes
-from airflow_provider_pdr.core.channel import load_channel
+from airflow_provider_pdr.core.registry import load_channel
 from airflow_provider_pdr.hooks import PdrHook
 
 # Errors that may heal on their own (server restarting, network blip): keep waiting.

@@ -10,7 +10,7 @@ from airflow_provider_pdr.core import (
     uninstall_channel,
 )
 from airflow_provider_pdr.core.engines import engine_module
-from airflow_provider_pdr.core.channel import load_channel
+from airflow_provider_pdr.core.registry import load_channel
 from tests.support.tables import create, orders, write
 
 

@@ -23,7 +23,7 @@ from airflow_provider_pdr.core import (
     uninstall_channel,
 )
 from airflow_provider_pdr.core.engines import engine_module
-from airflow_provider_pdr.core.channel import load_channel
+from airflow_provider_pdr.core.registry import load_channel
 from airflow_provider_pdr.core.reconcile import reconcile
 from airflow_provider_pdr.core.snapshot import snapshot
 from tests.support.drain import mirror

@@ -21,7 +21,7 @@ from sqlglot import exp
 
 import tests.integration.drain.test_reflect as core
 from airflow_provider_pdr.core import ReflectionSpec, UnsupportedTypeError
-from airflow_provider_pdr.core.channel import Channel, change_table, registry_table
+from airflow_provider_pdr.core.registry import Channel, change_table, registry_table
 from airflow_provider_pdr.core.engines import engine_module
 from airflow_provider_pdr.core.engines.base import CaptureTarget, SourceTable
 from airflow_provider_pdr.core.engines.mssql import GET_LOCK, RELEASE_LOCK, MssqlEngine
