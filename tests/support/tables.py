@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import random
 import threading
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import mysql
+
+from airflow_provider_pdr.core.engines import engine_module
+from airflow_provider_pdr.core.schema import introspect_table
 
 
 def create(engine: sa.Engine, name: str, *columns: sa.Column) -> sa.Table:
@@ -70,3 +75,35 @@ def race_writers(source: sa.Engine, table: sa.Table, drain, writers: int = 4, wr
     for thread in threads:
         thread.join()
     return errors
+
+
+def typed_rows(engine: sa.Engine, name: str) -> list[tuple]:
+    """Rows read through the provider's own column types, with instants in naive UTC."""
+    with engine.connect() as conn:
+        table = introspect_table(conn, engine_module(engine), name, None)
+        result = conn.execute(sa.select(table).order_by(table.c.id)).all()
+    def normal(value):
+        if isinstance(value, dt.datetime) and value.tzinfo is not None:
+            return value.astimezone(dt.timezone.utc).replace(tzinfo=None)
+        return value
+    return [tuple(normal(v) for v in row) for row in result]
+
+
+def all_types_table(engine: sa.Engine) -> sa.Table:
+    return create(
+        engine, "all_types",
+        sa.Column("id", sa.Integer, primary_key=True, autoincrement=False),
+        sa.Column("big", sa.BigInteger),
+        sa.Column("dec", sa.Numeric(15, 6)),
+        sa.Column("small_dec", sa.Numeric(5, 2)),
+        sa.Column("flt", sa.Double),
+        sa.Column("txt", sa.String(200)),
+        sa.Column("big_text", sa.Text().with_variant(mysql.LONGTEXT(), "mysql")),
+        sa.Column("blob", sa.LargeBinary().with_variant(mysql.LONGBLOB(), "mysql")),
+        sa.Column("ts_tz", sa.DateTime(timezone=True).with_variant(mysql.DATETIME(fsp=6), "mysql")),
+        sa.Column("ts", sa.DateTime().with_variant(mysql.DATETIME(fsp=6), "mysql")),
+        sa.Column("d", sa.Date),
+        sa.Column("t", sa.Time),
+        sa.Column("flag", sa.Boolean),
+    )
+

@@ -14,42 +14,10 @@ from airflow_provider_pdr.core import (
     ConfigurationError, ReflectionSpec, RoutePolicy, UnsupportedTypeError, install_channel, pending_changes, reflect,
 )
 from airflow_provider_pdr.core.engines import engine_module
-from airflow_provider_pdr.core.schema import introspect_table
-from tests.support.tables import create, write
+from tests.support.tables import all_types_table, create, typed_rows, write
 
 UTC = dt.timezone.utc
 IST = dt.timezone(dt.timedelta(hours=5, minutes=30))
-
-
-def typed_rows(engine: sa.Engine, name: str) -> list[tuple]:
-    """Rows read through the provider's own column types, with instants in naive UTC."""
-    with engine.connect() as conn:
-        table = introspect_table(conn, engine_module(engine), name, None)
-        result = conn.execute(sa.select(table).order_by(table.c.id)).all()
-    def normal(value):
-        if isinstance(value, dt.datetime) and value.tzinfo is not None:
-            return value.astimezone(UTC).replace(tzinfo=None)
-        return value
-    return [tuple(normal(v) for v in row) for row in result]
-
-
-def all_types_table(engine: sa.Engine) -> sa.Table:
-    return create(
-        engine, "all_types",
-        sa.Column("id", sa.Integer, primary_key=True, autoincrement=False),
-        sa.Column("big", sa.BigInteger),
-        sa.Column("dec", sa.Numeric(15, 6)),
-        sa.Column("small_dec", sa.Numeric(5, 2)),
-        sa.Column("flt", sa.Double),
-        sa.Column("txt", sa.String(200)),
-        sa.Column("big_text", sa.Text().with_variant(mysql.LONGTEXT(), "mysql")),
-        sa.Column("blob", sa.LargeBinary().with_variant(mysql.LONGBLOB(), "mysql")),
-        sa.Column("ts_tz", sa.DateTime(timezone=True).with_variant(mysql.DATETIME(fsp=6), "mysql")),
-        sa.Column("ts", sa.DateTime().with_variant(mysql.DATETIME(fsp=6), "mysql")),
-        sa.Column("d", sa.Date),
-        sa.Column("t", sa.Time),
-        sa.Column("flag", sa.Boolean),
-    )
 
 
 def test_values_round_trip_exactly(source, destination):

@@ -27,8 +27,7 @@ from airflow_provider_pdr.core.registry import load_channel
 from airflow_provider_pdr.core.reconcile import reconcile
 from airflow_provider_pdr.core.snapshot import snapshot
 from tests.support.drain import mirror
-from tests.support.tables import create, orders, race_writers, table_rows, write
-from tests.integration.core.test_values import all_types_table, typed_rows
+from tests.support.tables import all_types_table, create, orders, race_writers, table_rows, typed_rows, write
 
 PAIRS = [
     ("firebird", "postgresql"), ("postgresql", "firebird"),

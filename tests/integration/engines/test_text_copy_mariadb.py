@@ -13,8 +13,8 @@ import sqlalchemy as sa
 from airflow_provider_pdr.core import ColumnMapping, ReflectionSpec, RoutePolicy, install_channel, reflect
 from airflow_provider_pdr.core.drain.plan import DrainPlan
 from tests.support.databases import execute
-from tests.integration.engines.test_text_copy import COLUMNS as PG_COLUMNS, HOSTILE, TEXT_PATH, as_text, assert_row_path
-from tests.integration.engines.test_text_copy import hostile_rows as pg_rows, load as pg_load
+from tests.support.text_copy import COLUMNS as PG_COLUMNS, HOSTILE, TEXT_PATH, as_text, assert_row_path
+from tests.support.text_copy import hostile_rows as pg_rows, load as pg_load
 
 NO_TEXT = RoutePolicy(text=False)  # the row path, for the same rows to compare with
 
