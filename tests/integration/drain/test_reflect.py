@@ -134,6 +134,7 @@ def test_a_transaction_that_commits_after_a_later_one_was_reflected_is_not_lost(
     early.close()
     mirror(source, destination)
     assert [r[0] for r in table_rows(destination, "mirror")] == [1, 2]
+    assert pending_changes(source, "orders").count == 0
 
 
 @pytest.mark.parametrize("destination", ["sqlite"], indirect=True)
