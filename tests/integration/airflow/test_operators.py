@@ -218,6 +218,22 @@ def test_sensor_max_wait_accepts_a_few_old_changes(databases, connect):
     assert eager.poke({}).is_done is True
 
 
+def test_the_sensor_names_its_connection_and_says_when_it_defers(databases, connect):
+    source = databases.new("sqlite")
+    orders(source)
+    src = connect("src", source)
+    install(src)
+    sensor = PendingChangesSensor(task_id="s", source_conn_id=src, channel="orders", min_changes=3,
+                                  deferrable=True, poke_interval=5, timeout=600)
+    with capture_logs() as events, pytest.raises(TaskDeferred):
+        sensor.execute({})
+    assert [e["event"] for e in events if e["log_level"] == "info"] == [
+        "channel 'orders' in connection 'src': 0 changes pending (oldest 0.0s old), waiting for 3",
+        "channel 'orders' in connection 'src': deferring to the triggerer, whose log says what it waits for "
+        "and what wakes it",
+    ]
+
+
 def test_deferrable_sensor_defers_with_its_deadline_and_resumes(databases, connect):
     source = databases.new("sqlite")
     table = orders(source)
