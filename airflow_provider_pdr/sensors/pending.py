@@ -86,7 +86,8 @@ class PendingChangesSensor(BaseSensorOperator):
         if first.is_done:
             return first.xcom_value
         timeout = float(self.timeout) if self.timeout is not None else None
-        self.log.info("%s: deferring to the triggerer, whose log says what it waits for and what wakes it", self.where())
+        self.log.info("%s: deferring to the triggerer, whose log says what it waits for and what wakes it",
+                      self.where())
         self.defer(
             trigger=PendingChangesTrigger(
                 conn_id=self.source_conn_id, channel=self.channel, min_changes=self.min_changes,
