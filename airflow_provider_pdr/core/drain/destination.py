@@ -57,5 +57,12 @@ def add_columns(conn: Connection, module: EngineModule, shape: sa.Table, target:
 
 
 def typed(conn: Connection, table: sa.Table) -> str:
-    """The table's columns with their types as this engine declares them, for a log line."""
-    return ", ".join(f"{c.name} {c.type.compile(dialect=conn.dialect)}" for c in table.columns)
+    """The table's columns with their types as this engine declares them, for a log line; a type
+    the dialect cannot name is shown by SQLAlchemy's name for it (a log line never fails a run)."""
+    def declared(column: sa.Column) -> str:
+        try:
+            return column.type.compile(dialect=conn.dialect)
+        except sa.exc.SQLAlchemyError:
+            return repr(column.type)
+
+    return ", ".join(f"{c.name} {declared(c)}" for c in table.columns)
