@@ -283,10 +283,11 @@ def snapshot(
                               hold=lambda: drain.plan.src.channel_lock(source, info.schema, info.name,
                                                                        spec.lock_timeout))
     result.seconds = time.monotonic() - started
-    log.info("%s: %s %s, %d rows copied, %d removed in %d chunks, %s",
-             reflection(info.name, info.table, table, spec.destination_schema), "resync" if resync else "initial load",
-             "complete" if result.done else "paused (resumes on the next run)", result.copied, result.removed,
-             result.chunks, result.timing())
+    # The caller (the reflect task's full refresh, a script) states the run's summary.
+    log.debug("%s: %s %s, %d rows copied, %d removed in %d chunks, %s",
+              reflection(info.name, info.table, table, spec.destination_schema), "resync" if resync else "initial load",
+              "complete" if result.done else "paused (resumes on the next run)", result.copied, result.removed,
+              result.chunks, result.timing())
     return result
 
 

@@ -115,11 +115,10 @@ class ReflectOperator(BaseOperator):
                 total.copied += resynced.copied
                 total.add_sides(resynced)
             total.seconds = time.monotonic() - started
-            self.log.info(
-                "channel %r -> %r in %s: %d rows upserted, %d deleted, %d changes in %d batches; lag %.1fs, %s%s",
-                self.channel, target, destination.describe(), total.upserted, total.deleted, total.changes,
-                total.batches, total.lag_seconds, total.timing(),
-                "" if total.drained else " (time budget used up: the rest waits for the next run)",
+            removed = "" if resynced is None else f", removed {resynced.removed}"
+            self.log.info(  # the run's one summary: the counts exactly as the XCom has them
+                "channel %r -> %r in %s: %s%s, %s%s", self.channel, target, destination.describe(),
+                total.counts(), removed, total.timing(), self.unfinished(total, resynced),
             )
         summary = total.as_dict()
         for field in ("lag_seconds", "seconds", "reading_seconds", "writing_seconds"):
@@ -139,9 +138,14 @@ class ReflectOperator(BaseOperator):
                               deletes=self.deletes, create_table=self.create_table, lock_timeout=self.lock_timeout)
         result = snapshot(source.engine, destination.engine, spec, resync=True, restart=True,
                           chunk_size=self.batch_size, time_budget=self.time_budget)
-        self.log.info("full refresh of channel %r: %d rows copied, %d removed%s", self.channel, result.copied,
-                      result.removed, "" if result.done else " (paused by the time budget: resumes next run)")
         return result
+
+    @staticmethod
+    def unfinished(total: ReflectResult, resynced) -> str:
+        """What the run left for the next one, for the summary line."""
+        if resynced is not None and not resynced.done:
+            return " (the full refresh was paused by the time budget: it resumes on the next run)"
+        return "" if total.drained else " (time budget used up: the rest waits for the next run)"
 
     def drain(self, source: PdrHook, destination: PdrHook, budget: float | None = None) -> ReflectResult:
         """Reflect until the channel stays empty or the time budget is spent."""

@@ -65,16 +65,20 @@ class PendingChangesSensor(BaseSensorOperator):
     def max_wait_seconds(self) -> float | None:
         return None if self.max_wait is None else self.max_wait.total_seconds()
 
+    def where(self) -> str:
+        """The channel and its connection id, for log lines (never the connection's URI)."""
+        return f"channel {self.channel!r} in connection {self.source_conn_id!r}"
+
     def poke(self, context: Any) -> PokeReturnValue:
         with PdrHook(self.source_conn_id) as hook:
             pending = pending_changes(hook.engine, self.channel)
-        self.log.info("channel %r: %d changes pending (oldest %.1fs old), waiting for %d", self.channel,
-                      pending.count, pending.oldest_age_seconds or 0.0, self.min_changes)
+        self.log.info("%s: %d changes pending (oldest %.1fs old), waiting for %d", self.where(), pending.count,
+                      pending.oldest_age_seconds or 0.0, self.min_changes)
         return PokeReturnValue(is_ready(pending, self.min_changes, self.max_wait_seconds), pending.count)
 
     def execute(self, context: Any) -> Any:
         if full_refresh_requested(context):  # a resync copies everything: nothing to wait for
-            self.log.info("channel %r: full refresh requested, not waiting for changes", self.channel)
+            self.log.info("%s: full refresh requested, not waiting for changes", self.where())
             return 0
         if not self.deferrable:
             return super().execute(context)
@@ -82,6 +86,8 @@ class PendingChangesSensor(BaseSensorOperator):
         if first.is_done:
             return first.xcom_value
         timeout = float(self.timeout) if self.timeout is not None else None
+        self.log.info("%s: deferring to the triggerer, whose log says what it waits for and what wakes it",
+                      self.where())
         self.defer(
             trigger=PendingChangesTrigger(
                 conn_id=self.source_conn_id, channel=self.channel, min_changes=self.min_changes,
@@ -95,7 +101,7 @@ class PendingChangesSensor(BaseSensorOperator):
     def execute_complete(self, context: Any, event: dict[str, Any]) -> int:
         status = event.get("status")
         if status == "success":
-            self.log.info("channel %r: %d changes pending, done waiting", self.channel, event["pending"])
+            self.log.info("%s: %d changes pending, done waiting", self.where(), event["pending"])
             return event["pending"]
         if status == "timeout":
             raise AirflowSensorTimeout(event["message"])  # soft_fail turns it into a skip

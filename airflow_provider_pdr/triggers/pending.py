@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import contextvars
+import datetime
 import functools
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -104,8 +105,9 @@ class PendingChangesTrigger(BaseTrigger):
             return {"status": "error", "message": f"{where}: cannot use the connection: {error}"}
         last_error: str | None = None
         async with Wakeup(hook, self.channel, where, self.log, self.time_left) as wakeup:
+            await wakeup.listen()  # before counting, so no change slips in between
+            self.log.info("%s: waiting for %s; %s", where, self.awaited(), wakeup.how(self.poll_interval))
             while True:
-                await wakeup.listen()  # before counting, so no change slips in between
                 pending = None
                 try:
                     pending = await in_thread(pending_changes, hook.engine, self.channel, timeout=self.time_left())
@@ -129,6 +131,17 @@ class PendingChangesTrigger(BaseTrigger):
                         f"{pending.count} of {self.min_changes} changes pending")
                     return {"status": "timeout", "message": f"{where}: timed out waiting for changes; {reason}"}
                 await wakeup.wait(self.next_delay(pending, remaining))
+                await wakeup.listen()  # again where it failed or dropped, before the next count
+
+    def awaited(self) -> str:
+        """What fires the trigger, and until when, for its first log line."""
+        wanted = f"{self.min_changes} pending change{'s' if self.min_changes != 1 else ''}"
+        if self.max_wait is not None:
+            wanted += f", or any change once the oldest is {self.max_wait:g}s old"
+        if self.deadline is None:
+            return f"{wanted}, without a deadline"
+        ends = datetime.datetime.fromtimestamp(self.deadline, datetime.timezone.utc)
+        return f"{wanted}, until {ends:%Y-%m-%d %H:%M:%S} UTC"
 
     def time_left(self) -> float | None:
         """How long a database call may take: until the deadline (at least a second), or unbounded."""
@@ -155,6 +168,7 @@ class Wakeup:
         self.hook, self.channel, self.where, self.log, self.time_left = hook, channel, where, log, time_left
         self.stack = contextlib.AsyncExitStack()
         self.notifications = None
+        self.heard: str | None = None
         self.can_listen = True
 
     async def __aenter__(self) -> Wakeup:
@@ -178,8 +192,18 @@ class Wakeup:
                 self.can_listen = False
                 return
             self.notifications = await asyncio.wait_for(self.stack.enter_async_context(listener), self.time_left())
+            self.heard = target.change_table  # the name PostgreSQL and Firebird notify under
         except Exception as error:
             self.log.debug("%s: cannot listen for notifications yet, polling: %s", self.where, error)
+
+    def how(self, poll_interval: float) -> str:
+        """What wakes the trigger, for its first log line."""
+        if self.notifications is not None:
+            return (f"woken by {self.hook.module.name} notifications on {self.heard!r}, "
+                    f"and counting every {poll_interval:g}s in case one is lost")
+        if not self.can_listen:
+            return f"counting every {poll_interval:g}s ({self.hook.module.name} sends no notifications)"
+        return f"counting every {poll_interval:g}s until it can listen for notifications"
 
     async def wait(self, delay: float) -> None:
         if self.notifications is None:

@@ -22,10 +22,13 @@ def ensure_destination(destination: Connection, dst: EngineModule, mapped: Colum
     """The destination table as introspected, created first (create_table) and given the mapped
     columns it lacks (create_table or evolve); SchemaError if it cannot take the rows."""
     keys = mapped.keys
-    if create_table and not sa.inspect(destination).has_table(table, schema=schema):
+    created = create_table and not sa.inspect(destination).has_table(table, schema=schema)
+    if created:
         create_destination_table(destination, dst, mapped.shape(source_table, creating=True), keys, table, schema)
         destination.commit()
     target = introspect_table(destination, dst, table, schema)
+    if created:  # as the database declared it
+        log.info("destination table %r: created with columns %s", describe(table, schema), typed(destination, target))
     if create_table or evolve:  # new source columns, or another source's columns of a shared table
         target = add_columns(destination, dst, mapped.shape(source_table, creating=False), target)
     check_destination(destination, mapped.shape(source_table, creating=False), target, keys)
@@ -49,5 +52,17 @@ def add_columns(conn: Connection, module: EngineModule, shape: sa.Table, target:
         spec = sa.schema.CreateColumn(column).compile(dialect=conn.dialect)
         conn.exec_driver_sql(f"ALTER TABLE {module.qualified(target.name, target.schema)} ADD {spec}")
     conn.commit()
-    log.warning("destination table %r: added columns %s", where, [c.name for c in missing])
+    log.warning("destination table %r: added columns %s", where, typed(conn, spare))
     return introspect_table(conn, module, target.name, target.schema)
+
+
+def typed(conn: Connection, table: sa.Table) -> str:
+    """The table's columns with their types as this engine declares them, for a log line; a type
+    the dialect cannot name is shown by SQLAlchemy's name for it (a log line never fails a run)."""
+    def declared(column: sa.Column) -> str:
+        try:
+            return column.type.compile(dialect=conn.dialect)
+        except sa.exc.SQLAlchemyError:
+            return repr(column.type)
+
+    return ", ".join(f"{c.name} {declared(c)}" for c in table.columns)

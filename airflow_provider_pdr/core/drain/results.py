@@ -37,3 +37,8 @@ class ReflectResult(Timed):
 
     def as_dict(self) -> dict:
         return asdict(self)
+
+    def counts(self) -> str:
+        """The counts under their XCom names, for a run's summary line."""
+        return (f"copied {self.copied}, upserted {self.upserted}, deleted {self.deleted}, changes {self.changes}, "
+                f"batches {self.batches}, lag {self.lag_seconds:.3f}s")

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 
 import json
+import logging
 import os
+import re
 import subprocess
 import sys
 import time
@@ -14,6 +16,7 @@ from decimal import Decimal
 import jinja2
 import pytest
 import sqlalchemy as sa
+from structlog.testing import capture_logs
 from airflow.sdk import Asset
 from airflow.sdk.exceptions import AirflowException, AirflowSensorTimeout, TaskDeferred
 
@@ -74,6 +77,61 @@ def test_reflect_operator_mirrors_and_reports(pair, databases, connect):
     assert op.execute({})["deleted"] == 2
     assert [r[0] for r in table_rows(destination, "mirror")] == [3, 4, 6, 7, 8, 9, 10, 11]
     json.dumps(summary)  # XCom-serializable as is
+
+
+TIMING = r"in \d+\.\d\ds \(reading the source \d+\.\d\ds, writing the destination \d+\.\d\ds\)"
+
+
+def logged(run) -> tuple[object, list[str]]:
+    """What `run()` returns, and the operator's log lines at INFO and above."""
+    with capture_logs() as events:
+        value = run()
+    return value, [e["event"] for e in events if e["log_level"] not in ("debug", "trace")]
+
+
+def test_reflect_logs_one_summary_per_run_with_the_xcom_counts(databases, connect, caplog):
+    source, destination = databases.new("postgresql"), databases.new("mysql")
+    table = orders(source)
+    write(source, table.insert(), rows(1, 2, 3, 4))
+    src, dst = connect("src", source), connect("dst", destination)
+    install(src)
+    write(source, table.update().where(table.c.id == 2).values(note="changed"))
+    caplog.set_level(logging.INFO)
+    op = ReflectOperator(task_id="reflect", source_conn_id=src, channel="orders", destination_conn_id=dst,
+                         destination_table="mirror", create_table=True, initial_load=True)
+    summary, lines = logged(lambda: op.execute({}))
+    assert {k: summary[k] for k in ("copied", "upserted", "deleted", "changes", "batches", "lag_seconds")} == {
+        "copied": 4, "upserted": 1, "deleted": 0, "changes": 1, "batches": 1, "lag_seconds": 0.0}
+    with PdrHook(dst) as hook:
+        where = hook.describe()
+    [line] = [line for line in lines if "upserted" in line]  # one summary, from the operator alone
+    assert re.fullmatch(re.escape(f"channel 'orders' -> 'mirror' in {where}: copied 4, upserted 1, deleted 0, "
+                                  "changes 1, batches 1, lag 0.000s, ") + TIMING, line)
+    assert "upserted" not in caplog.text  # the core's own per-call line is DEBUG
+    assert [r.getMessage() for r in caplog.records] == [
+        "destination table 'mirror': created with columns id INTEGER(11), note VARCHAR(100), amount DECIMAL(12, 2)"]
+    assert not any("://" in text for text in [*lines, caplog.text])
+
+
+def test_a_full_refresh_states_what_it_removed_in_the_one_summary(databases, connect, caplog):
+    source, destination = databases.new("sqlite"), databases.new("sqlite")
+    table = orders(source)
+    src, dst = connect("src", source), connect("dst", destination)
+    install(src)
+    write(source, table.insert(), rows(1, 2, 3))
+    op = ReflectOperator(task_id="reflect", source_conn_id=src, channel="orders", destination_conn_id=dst,
+                         destination_table="mirror", create_table=True)
+    op.execute({})
+    write(destination, sa.text("INSERT INTO mirror (id, note, amount) VALUES (9, 'stray', 0)"))
+    caplog.set_level(logging.INFO)
+    caplog.clear()
+    summary, lines = logged(lambda: op.execute({"params": {"full_refresh": True}}))
+    assert (summary["copied"], summary["removed"], summary["upserted"], summary["changes"]) == (3, 1, 0, 0)
+    [line] = [line for line in lines if "upserted" in line]
+    assert re.fullmatch(re.escape(f"channel 'orders' -> 'mirror' in connection {dst!r} (sqlite "
+                                  f"{destination.url.database}): copied 3, upserted 0, deleted 0, changes 0, "
+                                  "batches 0, lag 0.000s, removed 1, ") + TIMING, line)
+    assert "removed" not in caplog.text and "copied" not in caplog.text  # the core's own lines are DEBUG
 
 
 def test_reflect_stops_at_its_time_budget_and_reports_the_rest(databases, connect):
@@ -158,6 +216,22 @@ def test_sensor_max_wait_accepts_a_few_old_changes(databases, connect):
     eager = PendingChangesSensor(task_id="s", source_conn_id=src, channel="orders", min_changes=50, max_wait=0)
     assert patient.poke({}).is_done is False
     assert eager.poke({}).is_done is True
+
+
+def test_the_sensor_names_its_connection_and_says_when_it_defers(databases, connect):
+    source = databases.new("sqlite")
+    orders(source)
+    src = connect("src", source)
+    install(src)
+    sensor = PendingChangesSensor(task_id="s", source_conn_id=src, channel="orders", min_changes=3,
+                                  deferrable=True, poke_interval=5, timeout=600)
+    with capture_logs() as events, pytest.raises(TaskDeferred):
+        sensor.execute({})
+    assert [e["event"] for e in events if e["log_level"] == "info"] == [
+        "channel 'orders' in connection 'src': 0 changes pending (oldest 0.0s old), waiting for 3",
+        "channel 'orders' in connection 'src': deferring to the triggerer, whose log says what it waits for "
+        "and what wakes it",
+    ]
 
 
 def test_deferrable_sensor_defers_with_its_deadline_and_resumes(databases, connect):

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 
 import asyncio
+import datetime
 import json
+import re
 import time
 
 import pytest
 import sqlalchemy as sa
+from structlog.testing import capture_logs
 
 from airflow_provider_pdr.core import install_channel
 from airflow_provider_pdr.triggers import PendingChangesTrigger
@@ -238,3 +241,23 @@ def test_triggerer_restart_cancels_cleanly_and_resumes(databases, connect):
     write(source, table.insert(), rows(1, 2))
     event = first_event(PendingChangesTrigger(**stored.kwargs))
     assert (event["status"], event["pending"]) == ("success", 2)
+
+
+@pytest.mark.parametrize("kind, how", [
+    ("sqlite", "counting every 0.2s (sqlite sends no notifications)"),
+    ("postgresql", "woken by postgresql notifications on 'pdr_c_orders', and counting every 0.2s in case one is lost"),
+    ("firebird", "woken by firebird notifications on 'pdr_c_orders', and counting every 0.2s in case one is lost"),
+])
+def test_the_trigger_logs_at_start_what_it_waits_for_and_what_wakes_it(kind, how, databases, connect):
+    source, table = installed_source(databases, kind)
+    write(source, table.insert(), rows(1, 2))
+    deadline = time.time() + 60
+    ends = datetime.datetime.fromtimestamp(deadline, datetime.timezone.utc)
+    trigger = PendingChangesTrigger(connect("src", source), "orders", min_changes=2, max_wait=30, poll_interval=0.2,
+                                    deadline=deadline)
+    with capture_logs() as events:
+        assert first_event(trigger)["status"] == "success"
+    started, fired = [e["event"] for e in events if e["log_level"] == "info"]
+    assert started == (f"channel 'orders' in connection 'src': waiting for 2 pending changes, or any change once the "
+                       f"oldest is 30s old, until {ends:%Y-%m-%d %H:%M:%S} UTC; {how}")
+    assert re.fullmatch(r"channel 'orders' in connection 'src': 2 changes pending \(oldest \d+\.\ds old\)", fired)
