@@ -196,7 +196,8 @@ def reconcile(
         work.compare_source()
         work.compare_destination()
     result = work.result
-    log.info(
+    # DEBUG: the reconcile task logs the run's one summary (as the reflect task does)
+    log.debug(
         "channel %r (%s -> %s): %d rows checked, %d differing (%d missing, %d different, %d extra), "
         "%d with pending changes, %d repaired%s", info.name, info.table, describe(table, spec.destination_schema),
         result.checked, result.differing, result.missing, result.different, result.extra, result.pending,
