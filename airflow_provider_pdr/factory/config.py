@@ -110,16 +110,16 @@ def _expands_beyond(node: yaml.Node, limit: int) -> bool:
 
 
 def _key_lines(node: yaml.Node, key: Key = (), lines: dict | None = None) -> dict[Key, int]:
-    """The line (1-based) of every key and list item of a composed YAML document."""
+    """The line (1-based) where every key and list item of a composed YAML document is written."""
     lines = {} if lines is None else lines
     if isinstance(node, yaml.MappingNode):
-        children = [(k.value, v) for k, v in node.value if isinstance(k, yaml.ScalarNode)]
+        children = [(k.value, k, v) for k, v in node.value if isinstance(k, yaml.ScalarNode)]
     elif isinstance(node, yaml.SequenceNode):
-        children = list(enumerate(node.value))
+        children = [(i, v, v) for i, v in enumerate(node.value)]
     else:
         return lines
-    for part, child in children:
-        lines.setdefault(key + (part,), child.start_mark.line + 1)
+    for part, written, child in children:
+        lines.setdefault(key + (part,), written.start_mark.line + 1)
         _key_lines(child, key + (part,), lines)
     return lines
 
@@ -198,7 +198,7 @@ def _yaml_problem(error: yaml.YAMLError, text: str) -> tuple[str, str]:
     context = getattr(error, "context", None)
     message = f"not valid YAML: {problem}" + (f" ({context})" if context else "")
     line = text.splitlines()[mark.line] if mark.line < len(text.splitlines()) else ""
-    if "\t" in problem:
+    if "\t" in line:
         message += "; indent with spaces: YAML does not allow tabs"
     elif "${" in line and "flow" in (context or ""):
         message += '; quote a ${...} value inside {...} or [...], e.g. conn_id: "${DWH_CONN}"'

@@ -21,6 +21,7 @@ from pydantic import (
 from pydantic.json_schema import GenerateJsonSchema
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
+from airflow_provider_pdr.core.errors import ConfigurationError
 from airflow_provider_pdr.core.names import CHANNEL_NAME
 from airflow_provider_pdr.core.transform import FIELD_KEYS, ColumnMapping, ColumnSpec, ambiguity, parse_type
 
@@ -61,7 +62,10 @@ def _schedule(schedule: str | None) -> str | None:
 
 
 def _column_type(spec: str) -> str:
-    parse_type(spec, "type")  # a ConfigurationError is a ValueError
+    try:
+        parse_type(spec, "type")
+    except ConfigurationError as error:
+        raise ValueError(str(error).removeprefix("type: ")) from None
     return spec
 
 
