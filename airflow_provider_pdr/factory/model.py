@@ -18,7 +18,6 @@ from pydantic import (
     BaseModel, BeforeValidator, ConfigDict, Field, StrictBool, ValidationError, WithJsonSchema, field_validator,
     model_validator,
 )
-from pydantic.json_schema import GenerateJsonSchema
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from airflow_provider_pdr.core.errors import ConfigurationError
@@ -98,8 +97,8 @@ def _conflict(*problems: tuple[tuple, str, Any]) -> ValidationError:
 
 Text = Annotated[str, Field(min_length=1, strict=True)]
 Name = Annotated[str, Field(pattern=CHANNEL_NAME.pattern, strict=True)]
-Count = Annotated[int, BeforeValidator(_not_bool), Field(ge=1)]
-Seconds = Annotated[float, BeforeValidator(_not_bool), Field(gt=0)]
+Count = Annotated[int, Field(ge=1), BeforeValidator(_not_bool)]
+Seconds = Annotated[float, Field(gt=0), BeforeValidator(_not_bool)]
 CallbackPath = Annotated[str, Field(strict=True)]
 ColumnNames = Annotated[list[Text], BeforeValidator(_names, json_schema_input_type=str | list[str])]
 StartDate = Annotated[dt.datetime, WithJsonSchema({"type": "string", "anyOf": [{"format": "date"}, {"format": "date-time"}]})]
@@ -234,7 +233,7 @@ class Reflection(Model):
         "`chunk_size`"))
     tags: list[Text] = Field([], description="DAG tags, besides `pdr`")
     owner: Text = Field("airflow", description="owner of the tasks")
-    retries: Annotated[int, BeforeValidator(_not_bool), Field(ge=0)] = Field(2, description="retries of each task")
+    retries: Annotated[int, Field(ge=0), BeforeValidator(_not_bool)] = Field(2, description="retries of each task")
     retry_delay: Seconds = Field(60.0, description="seconds between retries")
     on_failure_callback: CallbackPath | None = Field(None, description=(
         "dotted path `package.module.function` of an Airflow callback set on every task, called with the task's "
@@ -316,44 +315,38 @@ def valid_keys(model: type[BaseModel]) -> list[str]:
     return [field.alias or name for name, field in model.model_fields.items()]
 
 
-class _ConfigSchema(GenerateJsonSchema):
-    """Numbers and booleans may also be written `${NAME}`: substituted before validation."""
-
-    def _or_reference(self, schema: dict) -> dict:
-        return {"anyOf": [schema, {"type": "string", "pattern": f"^{ENV_VALUE}$"}]}
-
-    def int_schema(self, schema):
-        return self._or_reference(super().int_schema(schema))
-
-    def float_schema(self, schema):
-        return self._or_reference(super().float_schema(schema))
-
-    def bool_schema(self, schema):
-        return self._or_reference(super().bool_schema(schema))
+def _or_reference(node: Any) -> Any:
+    """The schema with every number and boolean also allowed as a `${NAME}` string, substituted before validation."""
+    if isinstance(node, list):
+        return [_or_reference(item) for item in node]
+    if not isinstance(node, dict):
+        return node
+    node = {key: _or_reference(value) for key, value in node.items()}
+    if node.get("type") not in ("integer", "number", "boolean"):
+        return node
+    notes = {key: node.pop(key) for key in ("title", "description", "default") if key in node}
+    return {**notes, "anyOf": [node, {"type": "string", "pattern": f"^{ENV_VALUE}$"}]}
 
 
 def config_schema() -> dict:
-    """The JSON Schema of a config file: `defaults` (any reflection key but `name`, `channel`; `source`
-    and `destination` may be partial) and `reflections`, a list of reflections."""
-    reflection = Reflection.model_json_schema(by_alias=True, schema_generator=_ConfigSchema)
+    """The JSON Schema of a config file, for editors: `defaults` (any reflection key but `name` and
+    `channel`) and `reflections`. As either may give `source` and `destination` or their keys, a
+    reflection requires only its `name` here; lint checks the merged result."""
+    reflection = Reflection.model_json_schema(by_alias=True)
     defs = reflection.pop("$defs")
-    defs["Reflection"] = reflection
-    defs["PartialEndpoint"] = {**{k: v for k, v in defs["Endpoint"].items() if k != "required"},
-                               "title": "PartialEndpoint"}
-    defaults_properties = {
-        key: {"$ref": "#/$defs/PartialEndpoint"} if key in ("source", "destination") else value
-        for key, value in reflection["properties"].items() if key not in OWN_KEYS
-    }
-    return {
+    defs["Endpoint"].pop("required")
+    defs["Reflection"] = {**reflection, "required": ["name"]}
+    defaults = {key: value for key, value in reflection["properties"].items() if key not in OWN_KEYS}
+    return _or_reference({
         "$schema": "https://json-schema.org/draft/2020-12/schema",
         "title": "PDR reflection config file",
         "type": "object",
         "additionalProperties": False,
         "required": ["reflections"],
         "properties": {
-            "defaults": {"type": ["object", "null"], "additionalProperties": False, "properties": defaults_properties,
+            "defaults": {"type": ["object", "null"], "additionalProperties": False, "properties": defaults,
                          "description": "applied to every reflection that does not set the key"},
             "reflections": {"type": "array", "minItems": 1, "items": {"$ref": "#/$defs/Reflection"}},
         },
         "$defs": defs,
-    }
+    })
