@@ -12,6 +12,8 @@ import jsonschema
 import pytest
 import yaml
 
+from airflow_provider_pdr.core.errors import ConfigurationError
+from airflow_provider_pdr.core.transform import ColumnMapping, ColumnSpec
 from airflow_provider_pdr.factory.__main__ import lint_main
 from airflow_provider_pdr.factory.config import config_schema, load_configs
 
@@ -48,10 +50,6 @@ MISTAKES = [
     ("a misspelt key of a field",
      HEAD + "    mapping:\n      fields:\n        - id\n        - name: total\n          expresion: a + b\n",
      ["9: reflection 'orders': key 'mapping.fields[1].expresion': unknown key; did you mean 'expression'?"]),
-    ("the ambiguous one-key field is refused with the forms to write",
-     HEAD + "    mapping:\n      fields: [id]\n      key: id\n    # next\n    mapping2: 1\n".replace(
-         "    # next\n    mapping2: 1\n", "") + "",
-     []),
     ("{name: email} is refused",
      HEAD + "    mapping:\n      fields:\n        - id\n        - {name: email}\n",
      ["8: reflection 'orders': key 'mapping.fields[1]': {name: email} is ambiguous: write email to copy that "
@@ -62,15 +60,13 @@ MISTAKES = [
       "column, {name: ..., source: email}, or {name: source, source: email} to write email into a column "
       "named source"]),
     ("every mapping problem in one run, each at its line",
-     HEAD + textwrap.dedent("""\
-         mapping:
-           fields:
-             - {name: twice, expression: "amount * 2", type: blob}
-             - {name: both, source: x, expression: "1"}
-             - 5
-           on_delete: wipe
-           filter: ""
-     """).replace("\n", "\n    ").rstrip(" ").replace("mapping:", "    mapping:", 1),
+     HEAD + "    mapping:\n"
+            "      fields:\n"
+            '        - {name: twice, expression: "amount * 2", type: blob}\n'
+            '        - {name: both, source: x, expression: "1"}\n'
+            "        - 5\n"
+            "      on_delete: wipe\n"
+            '      filter: ""\n',
      ["7: reflection 'orders': key 'mapping.fields[0].type': type 'blob' is not one of bigint, binary, boolean, "
       "date, datetime, decimal, double, float, int, integer, json, numeric, smallint, string, text, time, "
       "timestamp, timestamptz, uuid, varchar (optionally with (length) or (precision, scale))",
@@ -133,6 +129,13 @@ def test_the_unambiguous_forms_of_a_field(tmp_path):
         ("id", None, None), ("label", "note", None), ("name", "email", None), ("gross", None, "a * 2")]
 
 
+def test_the_core_refuses_the_ambiguous_field_too():
+    with pytest.raises(ConfigurationError, match=r"^mapping.fields\[1\]: \{name: email\} is ambiguous: write email "):
+        ColumnMapping.from_dict({"fields": ["id", {"name": "email"}]})
+    assert ColumnMapping.from_dict({"fields": [{"name": "name", "source": "email"}]}).fields == (
+        ColumnSpec("name", source="email"),)
+
+
 def test_problems_and_summary_go_to_stderr(tmp_path, capsys):
     (tmp_path / "bad.yaml").write_text(HEAD + "    batch_sise: 10\n")
     (tmp_path / "good.yaml").write_text(HEAD.replace("orders", "other"))
@@ -154,15 +157,15 @@ def test_the_schema_accepts_the_example_config_and_the_documented_forms():
     jsonschema.Draft202012Validator.check_schema(schema)
     example = yaml.safe_load((REPO / "dags" / "reflections" / "example.yaml").read_text())
     jsonschema.validate(example, schema)
-    jsonschema.validate(yaml.safe_load(HEAD + textwrap.dedent("""\
-            batch_size: "${BATCH}"
-            start_date: "2025-06-01"
-            mapping:
-              fields: [id, {label: note}, {name: gross, expression: a * 2, type: "numeric(14, 2)"}]
-              key: id
-              on_delete: nullify
-            reconcile: {schedule: "@daily", repair: true}
-        """).replace("\n", "\n    ").replace("batch_size", "    batch_size", 1)), schema)
+    documented = HEAD + (
+        '    batch_size: "${BATCH}"\n'
+        '    start_date: "2025-06-01"\n'
+        "    mapping:\n"
+        '      fields: [id, {label: note}, {name: gross, expression: a * 2, type: "numeric(14, 2)"}]\n'
+        "      key: id\n"
+        "      on_delete: nullify\n"
+        '    reconcile: {schedule: "@daily", repair: true}\n')
+    jsonschema.validate(yaml.safe_load(documented), schema)
 
 
 @pytest.mark.parametrize("text, complaint", [
