@@ -15,7 +15,8 @@ import argparse
 import json
 import sys
 
-from airflow_provider_pdr.factory.config import config_files, config_schema, load_configs
+from airflow_provider_pdr.factory.config import config_files, load_configs
+from airflow_provider_pdr.factory.model import config_schema
 
 
 def lint(paths: list[str]) -> int:

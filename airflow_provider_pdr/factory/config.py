@@ -22,7 +22,7 @@ import yaml
 from pydantic import ValidationError
 
 from airflow_provider_pdr.factory.model import (  # noqa: F401 (the model's names, as config files use them)
-    OWN_KEYS, Endpoint, Reconcile, Reflection, config_schema, model_at, valid_keys,
+    OWN_KEYS, Endpoint, Reconcile, Reflection, model_at, valid_keys,
 )
 
 CONFIG_SUFFIXES = (".yaml", ".yml")

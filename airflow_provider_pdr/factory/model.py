@@ -101,7 +101,9 @@ Count = Annotated[int, Field(ge=1), BeforeValidator(_not_bool)]
 Seconds = Annotated[float, Field(gt=0), BeforeValidator(_not_bool)]
 CallbackPath = Annotated[str, Field(strict=True)]
 ColumnNames = Annotated[list[Text], BeforeValidator(_names, json_schema_input_type=str | list[str])]
-StartDate = Annotated[dt.datetime, WithJsonSchema({"type": "string", "anyOf": [{"format": "date"}, {"format": "date-time"}]})]
+# YAML reads `2025-06-01` as a date; an editor sees a string.
+StartDate = Annotated[dt.datetime, WithJsonSchema({"type": "string", "anyOf": [{"format": "date"},
+                                                                                {"format": "date-time"}]})]
 
 
 class Model(BaseModel):
@@ -124,9 +126,8 @@ class FieldConfig(Model):
         return self
 
 
-FieldEntry = Annotated[FieldConfig, BeforeValidator(
-    _field_entry, json_schema_input_type=str | Annotated[dict[str, str], Field(min_length=1, max_length=1)] | FieldConfig,
-)]
+Rename = Annotated[dict[str, str], Field(min_length=1, max_length=1)]  # {destination: source}
+FieldEntry = Annotated[FieldConfig, BeforeValidator(_field_entry, json_schema_input_type=str | Rename | FieldConfig)]
 
 
 class MappingConfig(Model):

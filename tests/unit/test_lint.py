@@ -15,7 +15,8 @@ import yaml
 from airflow_provider_pdr.core.errors import ConfigurationError
 from airflow_provider_pdr.core.transform import ColumnMapping, ColumnSpec
 from airflow_provider_pdr.factory.__main__ import lint_main
-from airflow_provider_pdr.factory.config import config_schema, load_configs
+from airflow_provider_pdr.factory.config import load_configs
+from airflow_provider_pdr.factory.model import config_schema
 
 from tests.support import REPO
 
@@ -121,7 +122,8 @@ def test_each_mistake_at_its_line(tmp_path, text, expected):
 def test_the_unambiguous_forms_of_a_field(tmp_path):
     path = tmp_path / "r.yaml"
     path.write_text(HEAD + "    mapping:\n      fields:\n        - id\n        - {label: note}\n"
-                    "        - {name: name, source: email}\n        - {name: gross, expression: a * 2, type: integer}\n")
+                    "        - {name: name, source: email}\n"
+                    "        - {name: gross, expression: a * 2, type: integer}\n")
     [result] = load_configs([path], env={})
     assert result.ok, result.errors
     [reflection] = result.reflections
