@@ -21,7 +21,7 @@ from typing import Any, Iterable, Mapping
 import yaml
 from pydantic import ValidationError
 
-from airflow_provider_pdr.factory.model import (  # noqa: F401 (the model's names, as config files use them)
+from airflow_provider_pdr.factory.model import (  # noqa: F401 (Endpoint, Reconcile: imported from here too)
     OWN_KEYS, Endpoint, Reconcile, Reflection, model_at, valid_keys,
 )
 
