@@ -197,7 +197,8 @@ def _yaml_problem(error: yaml.YAMLError, text: str) -> tuple[str, str]:
     problem = getattr(error, "problem", None) or str(error)
     context = getattr(error, "context", None)
     message = f"not valid YAML: {problem}" + (f" ({context})" if context else "")
-    line = text.splitlines()[mark.line] if mark.line < len(text.splitlines()) else ""
+    lines = text.splitlines()
+    line = lines[mark.line] if mark.line < len(lines) else ""
     if "\t" in line:
         message += "; indent with spaces: YAML does not allow tabs"
     elif "${" in line and "flow" in (context or ""):
