@@ -148,11 +148,28 @@ class ColumnMapping:
             ) from None
 
 
+FIELD_KEYS = ("name", "source", "expression", "type")
+
+
+def ambiguity(item: AnyMapping) -> str | None:
+    """Why a one-key field such as `{name: email}` is refused, or None: it reads both as the full
+    form ("copy email") and as `{destination: source}` ("write email into name")."""
+    if len(item) != 1 or next(iter(item)) not in FIELD_KEYS:
+        return None
+    (key, value), = item.items()
+    meant = f"{{name: {key}, source: {value}}} to write {value} into a column named {key}"
+    if key == "name":
+        return f"{{name: {value}}} is ambiguous: write {value} to copy that column as itself, or {meant}"
+    return f"{{{key}: {value}}} is ambiguous: give the destination column, {{name: ..., {key}: {value}}}, or {meant}"
+
+
 def _field(item, where: str) -> ColumnSpec:
     if isinstance(item, str):
         return ColumnSpec(item)
     if isinstance(item, AnyMapping):
-        if set(item) <= {"name", "source", "expression", "type"} and "name" in item:
+        if problem := ambiguity(item):
+            raise ConfigurationError(f"{where}: {problem}")
+        if set(item) <= set(FIELD_KEYS) and "name" in item:
             return ColumnSpec(**item)
         if len(item) == 1:  # {destination: source}
             (name, source), = item.items()

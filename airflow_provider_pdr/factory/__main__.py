@@ -2,16 +2,21 @@
 
     python -m airflow_provider_pdr.factory lint FILE_OR_FOLDER...
     pdr-lint FILE_OR_FOLDER...
+    pdr-lint --schema > pdr-config.schema.json
 
-Prints every problem as `file:line: reflection ...: key ...: message` and exits 1 if there is any, 0 if all files are valid.
+Prints every problem to stderr as `file:line: reflection ...: key ...: message`, then how many files
+are invalid, and exits 1 if there is any; valid files are listed on stdout and the exit status is 0.
+`--schema` prints the JSON Schema of a config file, for editors.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 
 from airflow_provider_pdr.factory.config import config_files, load_configs
+from airflow_provider_pdr.factory.model import config_schema
 
 
 def lint(paths: list[str]) -> int:
@@ -26,25 +31,39 @@ def lint(paths: list[str]) -> int:
             print(f"ok    {result.path}: {len(result.reflections)} reflection(s): {dag_ids}")
         else:
             for error in result.errors:  # `file:line: message`, as editors and CI annotations expect
-                print(error)
+                print(error, file=sys.stderr)
     broken = sum(not r.ok for r in results)
     if broken:
         print(f"{broken} of {len(results)} file(s) invalid", file=sys.stderr)
     return 1 if broken else 0
 
 
+def _add_lint_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("paths", nargs="*", metavar="FILE_OR_FOLDER")
+    parser.add_argument("--schema", action="store_true", help="print the JSON Schema of a config file and exit")
+
+
+def _run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
+    if args.schema:
+        print(json.dumps(config_schema(), indent=2))
+        return 0
+    if not args.paths:
+        parser.error("give at least one FILE_OR_FOLDER (or --schema)")
+    return lint(args.paths)
+
+
 def lint_main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="pdr-lint", description="Check PDR reflection config files.")
-    parser.add_argument("paths", nargs="+", metavar="FILE_OR_FOLDER")
-    return lint(parser.parse_args(argv).paths)
+    _add_lint_arguments(parser)
+    return _run(parser, parser.parse_args(argv))
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m airflow_provider_pdr.factory")
     commands = parser.add_subparsers(dest="command", required=True)
-    commands.add_parser("lint", help="check config files").add_argument("paths", nargs="+", metavar="FILE_OR_FOLDER")
-    args = parser.parse_args(argv)
-    return lint(args.paths)
+    lint_parser = commands.add_parser("lint", help="check config files")
+    _add_lint_arguments(lint_parser)
+    return _run(lint_parser, parser.parse_args(argv))
 
 
 if __name__ == "__main__":

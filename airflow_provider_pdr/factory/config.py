@@ -5,30 +5,28 @@ defaults it does not override (`source` and `destination` are merged key by key)
 reference environment variables as `${NAME}` or `${NAME:-fallback}` (`$$` is a literal `$`).
 
 Nothing here imports Airflow, so files can be checked where Airflow does not run (`pdr-lint`).
-To add a key: add a field to `Reflection` (or `Endpoint`) and pass it on in `factory/dags.py`.
+The keys and their validation are the model's (`factory/model.py`); here each error is placed at the
+line of the key it is about.
 """
 
 from __future__ import annotations
 
-import datetime as dt
+import difflib
 import io
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, Any, Callable, Iterable, Mapping
+from typing import Any, Iterable, Mapping
 
 import yaml
-from pydantic import (
-    BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator,
-)
+from pydantic import ValidationError
 
-from airflow_provider_pdr.core.names import CHANNEL_NAME
+from airflow_provider_pdr.factory.model import (  # noqa: F401 (Endpoint, Reconcile: imported from here too)
+    OWN_KEYS, Endpoint, Reconcile, Reflection, model_at, valid_keys,
+)
 
 CONFIG_SUFFIXES = (".yaml", ".yml")
 TOP_LEVEL_KEYS = ("defaults", "reflections")
-# Keys that identify one reflection and so cannot come from `defaults`.
-OWN_KEYS = ("name", "channel")
-SCHEDULE_PRESETS = ("@continuous", "@once", "@hourly", "@daily", "@weekly", "@monthly", "@quarterly", "@yearly")
 # Values a config file may hold once its YAML aliases are expanded (thousands of reflections).
 MAX_VALUES = 200_000
 ENV_REFERENCE = re.compile(r"\$(?:\$|\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\})")
@@ -40,165 +38,6 @@ class ConfigError(ValueError):
     def __init__(self, errors: list[str]):
         self.errors = errors
         super().__init__("invalid reflection config:\n" + "\n".join(f"  {e}" for e in errors))
-
-
-def _not_bool(value: Any) -> Any:
-    # YAML `true` is a bool, and Python would happily take it as the number 1.
-    if isinstance(value, bool):
-        raise ValueError("expected a number, not a boolean")
-    return value
-
-
-def _import_callback(path: str) -> Callable:
-    from importlib import import_module
-
-    module_name, _, attribute = path.rpartition(".")
-    if not module_name:
-        raise ValueError(f"{path!r} is not a dotted path such as 'package.module.function'")
-    try:
-        target = getattr(import_module(module_name), attribute)
-    except (ImportError, AttributeError) as error:
-        raise ValueError(f"cannot import {path!r}: {type(error).__name__}: {error}") from None
-    if not callable(target):
-        raise ValueError(f"{path!r} is not callable")
-    return target
-
-
-Text = Annotated[str, Field(min_length=1, strict=True)]
-Name = Annotated[str, Field(pattern=CHANNEL_NAME.pattern, strict=True)]
-Count = Annotated[int, BeforeValidator(_not_bool), Field(ge=1)]
-Seconds = Annotated[float, BeforeValidator(_not_bool), Field(gt=0)]
-CallbackPath = Annotated[str, Field(strict=True)]
-
-
-class Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", populate_by_name=True, frozen=True)
-
-
-class Endpoint(Model):
-    """A table behind an Airflow connection."""
-
-    conn_id: Text = Field(description="Airflow connection id of the database")
-    table: Text = Field(description="the table; a source table needs a primary key")
-    schema_: Text | None = Field(None, alias="schema", description=(
-        "schema (PostgreSQL, SQL Server) or database (MySQL/MariaDB) of the table; "
-        "null means the connection's default"))
-
-
-def _schedule(schedule: str | None) -> str | None:
-    from croniter import croniter  # Airflow's own cron parser
-
-    if schedule is None or schedule in SCHEDULE_PRESETS or croniter.is_valid(schedule):
-        return schedule
-    raise ValueError(f"{schedule!r} is not a cron expression nor one of {', '.join(SCHEDULE_PRESETS)} (or null)")
-
-
-class Reconcile(Model):
-    """A second DAG, `pdr_<name>_reconcile`, that compares the mirror with its source (and repairs it)."""
-
-    schedule: str | None = Field("@daily", description="when it runs: a cron expression, a preset or null")
-    repair: bool = Field(False, description="write the source's rows where the mirror differs, delete extra rows")
-    chunk_size: Count = Field(5000, description="rows compared per chunk, each under the channel's lock")
-
-    @field_validator("schedule")
-    @classmethod
-    def _known_schedule(cls, schedule: str | None) -> str | None:
-        return _schedule(schedule)
-
-
-class Reflection(Model):
-    """One reflection: becomes the DAG `pdr_<name>` (install triggers -> wait for changes -> reflect)."""
-
-    name: Name = Field(description="the DAG id is `pdr_<name>`; unique across all files; not allowed in `defaults`")
-    source: Endpoint = Field(description="the source table: `conn_id`, `table`, `schema`")
-    destination: Endpoint = Field(description="the mirror table: `conn_id`, `table`, `schema`")
-    channel: Name | None = Field(None, description=(  # None means: the reflection's name
-        "channel in the source database, by default the reflection's `name`; unique per source connection; "
-        "not allowed in `defaults`"))
-    schedule: str | None = Field("@continuous", description=(
-        "`@continuous` (a new run as soon as one ends), a cron expression, `@hourly`, `@daily`, ... `@once`, "
-        "or null (manual runs only)"))
-    start_date: dt.datetime = Field(dt.datetime(2025, 1, 1, tzinfo=dt.timezone.utc), description=(
-        "first possible run; naive values are UTC"))
-    batch_size: Count = Field(5000, description=(
-        "rows per destination transaction (and change rows per batch read one at a time); a span reads up to "
-        "4 × this many change rows"))
-    min_changes: Count = Field(1, description="the sensor waits until this many changes are pending...")
-    max_wait: Seconds | None = Field(None, description="...or until the oldest pending change is this old (seconds)")
-    poke_interval: Seconds = Field(30.0, description=(
-        "seconds between two checks of the sensor (on PostgreSQL and Firebird a notification also wakes it)"))
-    wait_timeout: Seconds = Field(3600.0, description=(  # then the run ends, skipped, and the next one waits again
-        "seconds, more than `max_wait`: a sensor that saw too few changes by then is skipped, with `reflect`; "
-        "the run ends and the next waits again"))
-    deferrable: bool = Field(True, description="wait in the triggerer instead of a worker slot")
-    time_budget: Seconds = Field(300.0, description="seconds `reflect` keeps draining while changes arrive")
-    deletes: bool = Field(True, description="mirror deletes (with false, rows deleted in the source stay)")
-    create_table: bool = Field(False, description="create the mirror table from the source's columns if missing")
-    initial_load: bool = Field(True, description=(  # copy the rows the source table had before its channel, once
-        "copy the rows the source table had before its channel, once, before the first drain"))
-    # Fields, key, filter, on_delete, evolve, custom statements: see core/transform.py.
-    mapping: dict[str, Any] | None = Field(None, description=(
-        "reshape rows: `fields`, `exclude`, `key`, `filter`, `on_delete`, `evolve`, `upsert_statement`, "
-        "`delete_statement` (see Transforms)"))
-    reconcile: Reconcile | None = Field(None, description=(
-        "adds a DAG `pdr_<name>_reconcile` that compares the mirror with its source: `schedule`, `repair`, "
-        "`chunk_size`"))
-    tags: list[Text] = Field([], description="DAG tags, besides `pdr`")
-    owner: Text = Field("airflow", description="owner of the tasks")
-    retries: Annotated[int, BeforeValidator(_not_bool), Field(ge=0)] = Field(2, description="retries of each task")
-    retry_delay: Seconds = Field(60.0, description="seconds between retries")
-    on_failure_callback: CallbackPath | None = Field(None, description=(
-        "dotted path `package.module.function` of an Airflow callback set on every task, called with the task's "
-        "context; imported when the file is loaded, so a typo is a config error"))
-    on_success_callback: CallbackPath | None = Field(None, description="as `on_failure_callback`, on success")
-    on_retry_callback: CallbackPath | None = Field(None, description="as `on_failure_callback`, on retry")
-
-    @field_validator("on_failure_callback", "on_success_callback", "on_retry_callback")
-    @classmethod
-    def _importable(cls, path: str | None) -> str | None:
-        if path is not None:
-            _import_callback(path)
-        return path
-
-    @field_validator("schedule")
-    @classmethod
-    def _known_schedule(cls, schedule: str | None) -> str | None:
-        return _schedule(schedule)
-
-    @field_validator("mapping")
-    @classmethod
-    def _valid_mapping(cls, mapping: dict | None) -> dict | None:
-        from airflow_provider_pdr.core.transform import ColumnMapping
-
-        ColumnMapping.from_dict(mapping, "mapping")  # a ConfigurationError is a ValueError: reported with the key
-        return mapping
-
-    @field_validator("wait_timeout")
-    @classmethod
-    def _longer_than_max_wait(cls, timeout: float, info: ValidationInfo) -> float:
-        max_wait = info.data.get("max_wait")
-        if max_wait is not None and max_wait >= timeout:
-            raise ValueError(f"must be longer than max_wait ({max_wait:g} s), or the sensor gives up before it")
-        return timeout
-
-    @field_validator("start_date", mode="after")
-    @classmethod
-    def _utc_if_naive(cls, value: dt.datetime) -> dt.datetime:
-        return value if value.tzinfo else value.replace(tzinfo=dt.timezone.utc)
-
-    @model_validator(mode="after")
-    def _channel_defaults_to_name(self) -> Reflection:
-        if self.channel is None:
-            object.__setattr__(self, "channel", self.name)
-        return self
-
-    @property
-    def dag_id(self) -> str:
-        return f"pdr_{self.name}"
-
-    def callback(self, key: str) -> Callable | None:
-        path = getattr(self, key)
-        return _import_callback(path) if path else None
 
 
 Key = tuple  # a path into a config file: ("reflections", 0, "source", "table")
@@ -271,16 +110,16 @@ def _expands_beyond(node: yaml.Node, limit: int) -> bool:
 
 
 def _key_lines(node: yaml.Node, key: Key = (), lines: dict | None = None) -> dict[Key, int]:
-    """The line (1-based) of every key and list item of a composed YAML document."""
+    """The line (1-based) where every key and list item of a composed YAML document is written."""
     lines = {} if lines is None else lines
     if isinstance(node, yaml.MappingNode):
-        children = [(k.value, v) for k, v in node.value if isinstance(k, yaml.ScalarNode)]
+        children = [(k.value, k, v) for k, v in node.value if isinstance(k, yaml.ScalarNode)]
     elif isinstance(node, yaml.SequenceNode):
-        children = list(enumerate(node.value))
+        children = [(i, v, v) for i, v in enumerate(node.value)]
     else:
         return lines
-    for part, child in children:
-        lines.setdefault(key + (part,), child.start_mark.line + 1)
+    for part, written, child in children:
+        lines.setdefault(key + (part,), written.start_mark.line + 1)
         _key_lines(child, key + (part,), lines)
     return lines
 
@@ -330,18 +169,41 @@ def _dotted(key: Key) -> str:
     return "".join(f"[{part}]" if isinstance(part, int) else f".{part}" for part in key).lstrip(".")
 
 
+def _suggestion(key: Any, valid: Iterable[str]) -> str:
+    nearest = difflib.get_close_matches(str(key), list(valid), n=1)
+    return f"; did you mean {nearest[0]!r}?" if nearest else ""
+
+
 def _describe(error: dict) -> str:
     message = error["msg"].removeprefix("Value error, ")
     if error["type"] == "extra_forbidden":
-        return "unknown key"
+        model = model_at(error["loc"][:-1])
+        return "unknown key" + (_suggestion(error["loc"][-1], valid_keys(model)) if model else "")
     if error["type"] == "missing":
         return "required key is missing"
     if error["type"] == "string_pattern_mismatch":
         return (f"{error['input']!r} is not a valid name: use 1 to 63 letters, digits, '_' or '-', "
                 "starting with a letter or digit")
-    if "input" in error and error["type"] not in ("value_error",):
+    if "input" in error and error["type"] not in ("value_error", "conflict"):
         return f"{message} (got {error['input']!r})"
     return message
+
+
+def _yaml_problem(error: yaml.YAMLError, text: str) -> tuple[str, str]:
+    """`line:col` and the parser's message, with a hint for the two usual causes."""
+    mark = getattr(error, "problem_mark", None)
+    if mark is None:
+        return "", f"not valid YAML: {error}".replace("\n", " ")
+    problem = getattr(error, "problem", None) or str(error)
+    context = getattr(error, "context", None)
+    message = f"not valid YAML: {problem}" + (f" ({context})" if context else "")
+    lines = text.splitlines()
+    line = lines[mark.line] if mark.line < len(lines) else ""
+    if "\t" in line:
+        message += "; indent with spaces: YAML does not allow tabs"
+    elif "${" in line and "flow" in (context or ""):
+        message += '; quote a ${...} value inside {...} or [...], e.g. conn_id: "${DWH_CONN}"'
+    return f":{mark.line + 1}:{mark.column + 1}", message
 
 
 def _validate(result: ConfigFile, index: int, label: str, own: dict, defaults: dict) -> Reflection | None:
@@ -371,14 +233,16 @@ def parse_config(text: str, path: Path, env: Mapping[str, str]) -> ConfigFile:
         data = yaml.load(stream, Loader=_StrictLoader)
         result.lines = _key_lines(composed)
     except yaml.YAMLError as error:
-        result.error((), f"not valid YAML: {error}".replace("\n", " "))
+        where, message = _yaml_problem(error, text)
+        result.errors.append(f"{path}{where}: {message}")
         return result
     if not isinstance(data, dict):
         result.error((), f"expected a mapping with the keys {list(TOP_LEVEL_KEYS)}")
         return result
     for key in data:
         if key not in TOP_LEVEL_KEYS:
-            result.error((key,), f"key {key!r}: unknown key (expected {list(TOP_LEVEL_KEYS)})")
+            result.error((key,), f"key {key!r}: unknown key (expected {list(TOP_LEVEL_KEYS)})"
+                                 + _suggestion(key, TOP_LEVEL_KEYS))
 
     defaults = data.get("defaults") or {}
     if not isinstance(defaults, dict):

@@ -48,7 +48,7 @@ def _mirror_args(r: Reflection) -> dict:
         "destination_conn_id": r.destination.conn_id,
         "destination_table": r.destination.table,
         "destination_schema": r.destination.schema_,
-        "mapping": r.mapping,
+        "mapping": r.column_mapping,
         "deletes": r.deletes,
     }
 

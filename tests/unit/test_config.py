@@ -122,7 +122,7 @@ def test_missing_and_nested_unknown_keys(tmp_path):
     """)
     assert [e.split(": ", 1)[1] for e in errors] == [
         "reflection 'orders': key 'source.table': required key is missing",
-        "reflection 'orders': key 'source.tabel': unknown key",
+        "reflection 'orders': key 'source.tabel': unknown key; did you mean 'table'?",
         "reflection 'orders': key 'destination': required key is missing",
     ]
 
@@ -227,7 +227,7 @@ def test_lint_exit_codes_and_messages(tmp_path, capsys):
     bad = write(tmp_path, "bad.yaml", "reflections:\n" + textwrap.indent(BASE + "  colour: x\n", "  "))
     assert lint_main([str(tmp_path)]) == 1
     out = capsys.readouterr()
-    assert f"{bad}:5: reflection 'orders': key 'colour': unknown key\n" in out.out
+    assert f"{bad}:5: reflection 'orders': key 'colour': unknown key\n" in out.err  # problems go to stderr
     assert "1 of 2 file(s) invalid" in out.err
     assert lint_main([str(tmp_path / "empty_dir_does_not_exist.yaml")]) == 1
 

@@ -49,7 +49,8 @@ def test_dag_files_keep_good_dags_and_raise_for_broken_files(tmp_path, monkeypat
     assert sorted(namespace) == ["pdr_customers", "pdr_manual", "pdr_orders"]
     with pytest.raises(ConfigError) as raised:
         raise_config_errors(default_dir="/nowhere")
-    assert raised.value.errors == [f"{bad}:3: reflection 'broken': key 'batch_sise': unknown key"]
+    assert raised.value.errors == [
+        f"{bad}:3: reflection 'broken': key 'batch_sise': unknown key; did you mean 'batch_size'?"]
 
     monkeypatch.setenv("PDR_CONFIG_DIR", str(tmp_path / "missing"))
     with pytest.raises(ConfigError, match="folder does not exist"):

@@ -179,7 +179,7 @@ def test_a_computed_field_takes_the_row_path(source, destination, caplog):
     execute(source, "CREATE TABLE items (id integer PRIMARY KEY, a integer, b integer)")
     install_channel(source, "items", "items")
     execute(source, "INSERT INTO items VALUES (1, 2, 3)")
-    fields = [{"name": "id"}, {"name": "total", "expression": "a + b", "type": "integer"}]
+    fields = ["id", {"name": "total", "expression": "a + b", "type": "integer"}]
     with caplog.at_level(logging.INFO, logger="airflow_provider_pdr"):
         spec = ReflectionSpec("items", create_table=True, mapping=ColumnMapping.from_dict({"fields": fields}))
         assert reflect(source, destination, spec).drained
