@@ -3,8 +3,8 @@
     ```{config-reference}
     ```
 
-renders one table per model (a reflection, `source`/`destination`, `reconcile`): every key with
-its type, default and description, read from the pydantic fields of factory/config.py at build
+renders one table per model (a reflection, `source`/`destination`, `reconcile`, `mapping`, a field): every key with
+its type, default and description, read from the pydantic fields of factory/model.py at build
 time, so the reference cannot drift from what the validator accepts.
 """
 
@@ -21,13 +21,15 @@ from pydantic_core import PydanticUndefined
 from sphinx.application import Sphinx
 from sphinx.util.docutils import SphinxDirective
 
-from airflow_provider_pdr.factory.config import Endpoint, Reconcile, Reflection
+from airflow_provider_pdr.factory.model import Endpoint, FieldConfig, MappingConfig, Reconcile, Reflection
 
 # Each table: a title, the model, and the prefix its keys are written with in a config file.
 TABLES = (
     ("A reflection", Reflection, ""),
     ("`source` and `destination`", Endpoint, ""),
     ("`reconcile`", Reconcile, ""),
+    ("`mapping`", MappingConfig, ""),
+    ("A field of `mapping.fields`, in its full form", FieldConfig, ""),
 )
 PLAIN_TYPES = {int: "integer", float: "number", bool: "boolean", str: "string", dict: "mapping",
                dt.datetime: "date or datetime"}
@@ -55,9 +57,15 @@ def type_text(field) -> str:
     if isinstance(annotation, type) and issubclass(annotation, BaseModel):
         text = "mapping"
     elif typing.get_origin(annotation) is list:
-        text = "list of " + PLAIN_TYPES.get(_unwrap(typing.get_args(annotation)[0])[0], "values") + "s"
+        item = _unwrap(typing.get_args(annotation)[0])[0]
+        if isinstance(item, type) and issubclass(item, BaseModel):
+            text = "list of fields"
+        else:
+            text = "list of " + PLAIN_TYPES.get(item, "value") + "s"
     elif typing.get_origin(annotation) is dict:
         text = "mapping"
+    elif typing.get_origin(annotation) is typing.Literal:
+        text = "one of " + ", ".join(f"`{value}`" for value in typing.get_args(annotation))
     else:
         text = PLAIN_TYPES.get(annotation, getattr(annotation, "__name__", str(annotation)))
     if any(getattr(m, "pattern", None) for m in metadata):
