@@ -130,6 +130,7 @@ def test_uninstall_refuses_without_yes_then_says_what_it_dropped(source, capsys)
     assert err.startswith("pdr uninstall: url ") and "channel 'orders'" in err and "4 pending" in err
     assert "--yes" in err and catalog(source) != before  # still installed
 
+    source.dispose()  # Firebird drops a table only once no other attachment has used it
     code, out, err = run(capsys, "uninstall", "--url", url_of(source), "orders", "--yes")
     assert (code, err) == (0, "")
     lines = out.splitlines()
@@ -145,6 +146,7 @@ def test_uninstall_of_one_of_two_channels_regenerates_the_triggers(source, capsy
     orders(source)
     install_channel(source, "orders", "orders")
     install_channel(source, "audit", "orders")
+    source.dispose()  # as above
     code, out, err = run(capsys, "uninstall", "--url", url_of(source), "audit", "--yes", "--json")
     report = json.loads(out)
     assert (code, err, report["channel"], report["pending"]) == (0, "", "audit", 0)
