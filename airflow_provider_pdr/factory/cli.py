@@ -39,7 +39,6 @@ class Database:
         self.conn_id, self.url = conn_id, url
         self.label = f"connection {conn_id!r}" if conn_id else f"url {_hide_password(url)!r}"
         self._engine: sa.Engine | None = None
-        self._hook = None
 
     @property
     def engine(self) -> sa.Engine:
@@ -49,9 +48,14 @@ class Database:
             else:
                 from airflow_provider_pdr.hooks import PdrHook  # Airflow is only needed for connection ids
 
-                self._hook = PdrHook(self.conn_id)
-                self._engine = self._hook.engine
+                self._engine = PdrHook(self.conn_id).engine
         return self._engine
+
+    def hide_password(self, text: str) -> str:
+        """`text` without the database's password, in a URL or on its own (a driver may repeat it)."""
+        password = self._engine.url.password if self._engine is not None else None
+        text = _hide_password(text)
+        return text.replace(password, "***") if password else text
 
     def close(self) -> None:
         if self._engine is not None:
@@ -122,8 +126,11 @@ def status_command(args, database: Database | None) -> int:
     def open_engine(conn_id: str) -> sa.Engine:
         return opened.setdefault(conn_id, Database(conn_id=conn_id)).engine
 
+    def describe_error(conn_id: str, error: BaseException) -> str:
+        return opened[conn_id].hide_password(reason(error))
+
     try:
-        rows = operations.reflection_status(configs, open_engine, lambda conn_id, error: reason(error))
+        rows = operations.reflection_status(configs, open_engine, describe_error)
     finally:
         for each in opened.values():
             each.close()
@@ -210,7 +217,8 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         if database is not None:
             database.close()
-    print(f"pdr {args.command}: {_hide_password(message)}", file=sys.stderr)
+    message = database.hide_password(message) if database is not None else _hide_password(message)
+    print(f"pdr {args.command}: {message}", file=sys.stderr)
     return 1
 
 
