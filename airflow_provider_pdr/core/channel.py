@@ -10,6 +10,7 @@ Layout in the source (all in the connection's default schema):
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 from dataclasses import dataclass
@@ -200,3 +201,54 @@ def pending_changes(engine: Engine, channel: str) -> Pending:
     with engine.connect() as conn:
         info = load_channel(conn, module, channel)
         return count_pending(conn, module, info)
+
+
+def capture_base_name(module: EngineModule, table: SourceTable, targets: list[CaptureTarget]) -> str:
+    """The base name of the triggers that capture `table` into exactly `targets` (as sync_triggers names them)."""
+    template = "\n".join(module.capture_ddl(table, targets, "pdr_base"))
+    return names.trigger_base_name(table.schema, table.name, template)
+
+
+def install_ddl(engine: Engine, channel: str, table: str, schema: str | None = None) -> list[str]:
+    """The DDL install_channel would run now, run by nothing: for a DBA to review.
+
+    Reads the catalogs only. The registry row install writes is data, not DDL, and is left out.
+    """
+    names.check_channel_name(channel)
+    names.check_identifier(table, "table")
+    module = engine_module(engine)
+    with engine.connect() as conn:
+        source = introspect_table(conn, module, table, schema)
+        keys = primary_key(source)
+        where = registry_schema(conn, module)
+        registry = registry_table(where)
+        has_table = functools.partial(sa.inspect(conn).has_table, schema=where)
+        watched = SourceTable(table, _table_schema(where, schema), keys)
+        registered = has_table(registry.name)
+        found = conn.execute(sa.select(registry).where(registry.c.channel == channel)).first() if registered else None
+        if found is not None and (found.source_table, found.source_schema) != (table, watched.schema):
+            raise ConfigurationError(
+                f"channel {channel!r} already watches table {describe(found.source_table, found.source_schema)!r}, "
+                f"not {describe(table, watched.schema)!r}: uninstall it first or choose another channel name"
+            )
+        others = channels_on(conn, registry, watched) if registered else []
+        info = Channel(channel, watched, names.change_table_name(channel, module.max_identifier_length), where, {},
+                       FORMAT_VERSION)
+        changes = change_table(module, info, [source.c[k].type for k in keys])
+        statements = [] if registered else [sa.schema.CreateTable(registry)]
+        if any(c.name == channel and c.table.key_columns != keys for c in others):
+            statements.append(sa.schema.DropTable(changes))  # the key changed: old change rows no longer join
+            statements.append(sa.schema.CreateTable(changes))
+        elif not has_table(changes.name):
+            statements.append(sa.schema.CreateTable(changes))
+        ddl = [str(statement.compile(dialect=conn.dialect)).strip() for statement in statements]
+        targets = sorted([c for c in others if c.name != channel] + [info], key=lambda c: c.name)
+        wanted = capture_base_name(module, watched, [c.target() for c in targets])
+        installed = module.capture_objects(conn, watched)
+        if wanted not in installed:
+            ddl += module.capture_ddl(watched, [c.target() for c in targets], wanted)
+        for base in sorted(installed - {wanted}):
+            ddl += module.drop_capture_ddl(watched, base)
+        conn.rollback()
+    return ddl
+
