@@ -43,8 +43,7 @@ def sync_triggers(conn: Connection, module: EngineModule, table: SourceTable, ta
     installed = module.capture_objects(conn, table)
     wanted = None
     if targets:
-        template = "\n".join(module.capture_ddl(table, targets, "pdr_base"))
-        wanted = names.trigger_base_name(table.schema, table.name, template)
+        wanted = capture_base_name(module, table, targets)
         if wanted not in installed:
             module.execute_ddl(conn, module.capture_ddl(table, targets, wanted))
     for base in installed - {wanted}:
@@ -204,7 +203,8 @@ def pending_changes(engine: Engine, channel: str) -> Pending:
 
 
 def capture_base_name(module: EngineModule, table: SourceTable, targets: list[CaptureTarget]) -> str:
-    """The base name of the triggers that capture `table` into exactly `targets` (as sync_triggers names them)."""
+    """The base name of the triggers that capture `table` into exactly `targets`: a hash of their DDL,
+    so that changed triggers get a new name and replace the old ones."""
     template = "\n".join(module.capture_ddl(table, targets, "pdr_base"))
     return names.trigger_base_name(table.schema, table.name, template)
 
