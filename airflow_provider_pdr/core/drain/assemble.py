@@ -19,8 +19,7 @@ from airflow_provider_pdr.core.engines import EngineModule, engine_module
 from airflow_provider_pdr.core.errors import SchemaError
 from airflow_provider_pdr.core.registry import Channel, load_channel
 from airflow_provider_pdr.core.schema import introspect_table
-from airflow_provider_pdr.core.transform import ColumnMapping
-from airflow_provider_pdr.core.transform import plan_columns
+from airflow_provider_pdr.core.transform import ColumnMapping, plan_columns
 
 
 class Drain:
