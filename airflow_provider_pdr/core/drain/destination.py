@@ -29,9 +29,10 @@ def ensure_destination(destination: Connection, dst: EngineModule, mapped: Colum
     target = introspect_table(destination, dst, table, schema)
     if created:  # as the database declared it
         log.info("destination table %r: created with columns %s", describe(table, schema), typed(destination, target))
+    shape = mapped.shape(source_table, creating=False)
     if create_table or evolve:  # new source columns, or another source's columns of a shared table
-        target = add_columns(destination, dst, mapped.shape(source_table, creating=False), target)
-    check_destination(destination, mapped.shape(source_table, creating=False), target, keys)
+        target = add_columns(destination, dst, shape, target)
+    check_destination(destination, shape, target, keys)
     return target
 
 
